@@ -1,0 +1,187 @@
+"""Run configuration, presets and validation. Pure Python: the CLI reads it before torch loads."""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import asdict, dataclass, fields, replace
+
+CELLS = ("srn", "lstm", "gru")
+IMPLS = ("torch", "scratch")
+TASKS = ("digits", "lm")
+HEADS = ("classification", "regression")
+OPTIMIZERS = ("sgd", "adam")
+REDUCTIONS = ("sum", "mean")
+NORM_TYPES = ("2", "1", "inf")
+INITS = ("auto", "zeros", "xavier", "torch")
+SAMPLINGS = ("sequential", "random")
+DIGIT_LENGTHS = (5, 10, 15, 20, 25, 30, 35)
+CORPORA = ("timemachine", "tangshi300")
+
+# The repository root: data/, runs/ and checkpoints/ live beside engine/.
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class ConfigError(ValueError):
+    """An option value that cannot work; the CLI prints it as one line and exits 2."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    # what is learnt
+    task: str = "digits"  # digits (NNDL 6.1 digit sum) | lm (d2l character language model)
+    head: str = "classification"  # classification over 19 sums | regression (one output, MSE)
+    length: int = 20  # digit sequence length L (digits task)
+    dataset: str = "digits"  # digits (data/digits/L) | numeric (the four-sample regression set)
+    corpus: str = "timemachine"  # lm task: data/corpus/<corpus>.txt
+    seq_len: int = 35  # lm task: characters per training subsequence
+    sampling: str = "sequential"  # lm task: sequential (state carried) | random (fresh state)
+    # the network
+    cell: str = "srn"  # srn | lstm | gru
+    impl: str = "torch"  # torch (fused kernels, textbook names) | scratch (the equations)
+    hidden: int = 32  # hidden units
+    embed: int = 32  # embedding size (0 = one-hot input, lm task)
+    layers: int = 1
+    bidirectional: bool = False
+    init: str = "auto"  # auto (SRN: zeros as the source; LSTM/GRU: xavier) | zeros | xavier | torch
+    # optimisation: the defaults are the explosion chapter (NNDL 6.2.2)
+    optimizer: str = "sgd"
+    lr: float = 0.2
+    loss_reduction: str = "sum"
+    batch_size: int = 64
+    epochs: int = 50
+    shuffle: bool = False  # the textbook keeps the data order
+    clip: float | None = None  # max_norm of gradient clipping; None = off
+    clip_type: str = "2"  # the norm clipping measures: 2 | 1 | inf
+    seed: int = 0
+    # bookkeeping
+    log_steps: int = 1  # a textbook log line every log_steps steps
+    eval_steps: int = 0  # evaluate every eval_steps steps (0 = once per epoch) and at the last step
+    device: str = "cpu"
+    speed: float = 0.0  # steps/s cap, 0 = as fast as possible
+    probe: str = "6 7 0 0 1"  # gate heatmap input, padded with zeros to the length
+    checkpoint_dir: str = "checkpoints"
+    runs_dir: str = "runs"
+    data_dir: str = ""  # "" = the repository's data/
+    preset: str = ""
+    run_id: str = ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{key: value for key, value in values.items() if key in known})
+
+    @property
+    def resolved_init(self) -> str:
+        if self.init != "auto":
+            return self.init
+        return "zeros" if self.cell == "srn" else "xavier"
+
+    @property
+    def data_root(self) -> str:
+        return self.data_dir or os.path.join(ROOT, "data")
+
+
+# Each preset names an experiment of the source material.
+PRESETS: dict[str, dict] = {
+    # NNDL 6.2.2: SRN, SGD lr 0.2, batch 64, L=20, sum loss, zeros init -> the norms explode
+    "explode": dict(cell="srn", optimizer="sgd", lr=0.2, loss_reduction="sum", batch_size=64,
+                    length=20, epochs=50, init="zeros", clip=None, log_steps=1),
+    # NNDL 6.2.3: the same with clip_grad_norm_(max_norm=20)
+    "clip": dict(cell="srn", optimizer="sgd", lr=0.2, loss_reduction="sum", batch_size=64,
+                 length=20, epochs=50, init="zeros", clip=20.0, clip_type="2", log_steps=1),
+    # NNDL 6.3: Adam 1e-3, batch 8, 500 epochs, L1 clip 5, evaluate every 100 steps
+    "memory": dict(cell="lstm", optimizer="adam", lr=1e-3, loss_reduction="mean", batch_size=8,
+                   length=10, epochs=500, init="xavier", clip=5.0, clip_type="1",
+                   eval_steps=100, log_steps=100),
+    # the Paddle notebook's regression variant on four samples
+    "numeric": dict(cell="srn", head="regression", dataset="numeric", optimizer="sgd", lr=0.05,
+                    loss_reduction="mean", batch_size=1, length=5, epochs=50, init="xavier",
+                    clip=None, log_steps=1, eval_steps=4),
+    # d2l 8.5 / 9.2 character language models
+    "lm-timemachine": dict(task="lm", corpus="timemachine", cell="lstm", hidden=256, embed=0,
+                           optimizer="sgd", lr=1.0, loss_reduction="mean", batch_size=32,
+                           seq_len=35, epochs=500, clip=1.0, clip_type="2", init="torch",
+                           log_steps=10, eval_steps=0),
+    "lm-tangshi": dict(task="lm", corpus="tangshi300", cell="lstm", hidden=256, embed=64,
+                       optimizer="sgd", lr=1.0, loss_reduction="mean", batch_size=32,
+                       seq_len=35, epochs=500, clip=1.0, clip_type="2", init="torch",
+                       log_steps=10, eval_steps=0),
+}
+
+
+def build_config(preset: str = "", **overrides) -> TrainConfig:
+    """The defaults, then the preset, then the options the user gave (None = not given)."""
+    values: dict = {}
+    if preset:
+        if preset not in PRESETS:
+            raise ConfigError(f"unknown preset {preset!r} (choose from {', '.join(PRESETS)})")
+        values.update(PRESETS[preset])
+        values["preset"] = preset
+    values.update({key: value for key, value in overrides.items() if value is not None})
+    config = TrainConfig.from_dict(values)
+    validate(config)
+    return config
+
+
+def _choice(name: str, value: str, allowed: tuple) -> None:
+    if value not in allowed:
+        raise ConfigError(f"--{name.replace('_', '-')} must be one of {', '.join(allowed)}, not {value!r}")
+
+
+def validate(config: TrainConfig) -> None:
+    """Raise ConfigError with one clear line for a value or combination that cannot work."""
+    _choice("task", config.task, TASKS)
+    _choice("head", config.head, HEADS)
+    _choice("cell", config.cell, CELLS)
+    _choice("impl", config.impl, IMPLS)
+    _choice("optimizer", config.optimizer, OPTIMIZERS)
+    _choice("loss_reduction", config.loss_reduction, REDUCTIONS)
+    _choice("clip_type", config.clip_type, NORM_TYPES)
+    _choice("init", config.init, INITS)
+    _choice("sampling", config.sampling, SAMPLINGS)
+    if not (isinstance(config.lr, (int, float)) and math.isfinite(config.lr) and config.lr > 0):
+        raise ConfigError(f"--lr must be a positive number, not {config.lr}")
+    if config.clip is not None and not (math.isfinite(config.clip) and config.clip > 0):
+        raise ConfigError(f"--clip must be a positive max_norm, not {config.clip}")
+    for name in ("batch_size", "epochs", "hidden", "layers", "log_steps"):
+        if getattr(config, name) < 1:
+            raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, not {getattr(config, name)}")
+    if config.embed < 0 or (config.task == "digits" and config.embed < 1):
+        raise ConfigError(f"--embed must be at least 1 for the digits task, not {config.embed}")
+    if config.eval_steps < 0:
+        raise ConfigError(f"--eval-steps must be 0 or more, not {config.eval_steps}")
+    if config.speed < 0 or not math.isfinite(config.speed):
+        raise ConfigError(f"--speed must be 0 (unlimited) or a positive steps/s cap, not {config.speed}")
+    if config.layers > 2:
+        raise ConfigError(f"--layers must be 1 or 2, not {config.layers}")
+    if config.task == "digits":
+        if config.length < 3:
+            raise ConfigError(f"--length must be at least 3 (two digits to add and one more), not {config.length}")
+        if config.dataset == "digits" and config.length not in DIGIT_LENGTHS:
+            lengths = ", ".join(str(length) for length in DIGIT_LENGTHS)
+            raise ConfigError(f"--length must be one of the generated lengths {lengths}, not {config.length}")
+        if config.dataset not in ("digits", "numeric"):
+            raise ConfigError(f"unknown dataset {config.dataset!r}")
+        if config.bidirectional:
+            raise ConfigError("--bidirectional is for the language model task (--task lm)")
+        if config.layers != 1:
+            raise ConfigError("--layers 2 is for the language model task (--task lm)")
+    else:
+        if config.head != "classification":
+            raise ConfigError("--head regression is for the digits task")
+        if config.seq_len < 2:
+            raise ConfigError(f"--seq-len must be at least 2, not {config.seq_len}")
+    if config.device != "cpu" and not config.device.startswith(("cuda", "mps")):
+        raise ConfigError(f"--device must be cpu, cuda, cuda:N or mps, not {config.device!r}")
+    if config.cell == "srn" and config.resolved_init == "zeros" and config.task == "lm":
+        raise ConfigError("--init zeros is the digit-sum SRN's source initialisation; use xavier or torch")
+
+
+def with_overrides(config: TrainConfig, **changes) -> TrainConfig:
+    updated = replace(config, **changes)
+    validate(updated)
+    return updated

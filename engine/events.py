@@ -1,0 +1,387 @@
+"""The event stream: the only thing the engine and the TUI share.
+
+Pure Python (dataclasses and json only) so that both sides can import it without
+pulling in torch or textual. One event or command is one JSON object on one line.
+
+Every event carries ``type``, ``run``, ``step`` and ``t`` (seconds since the run
+started). Commands travel the other way, on the child's standard input, and carry
+only ``type`` and their own fields.
+
+Non-finite floats are the values the alarms are about, and strict JSON has no
+spelling for them, so they are written as ``{"$float": "nan"}``, ``"inf"`` or
+``"-inf"`` and read back as floats.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field, fields
+from typing import Any, ClassVar
+
+SCHEMA_VERSION = 1
+
+EVENT_TYPES: dict[str, type["Event"]] = {}
+COMMAND_TYPES: dict[str, type["Command"]] = {}
+
+
+class DecodeError(ValueError):
+    """A line that is not a well-formed event or command."""
+
+
+# --- non-finite floats ---------------------------------------------------
+
+_NONFINITE_NAMES = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
+
+
+def _encode_value(value: Any) -> Any:
+    if isinstance(value, float):
+        if math.isnan(value):
+            return {"$float": "nan"}
+        if math.isinf(value):
+            return {"$float": "inf" if value > 0 else "-inf"}
+        return value
+    if isinstance(value, dict):
+        return {key: _encode_value(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_encode_value(item) for item in value]
+    return value
+
+
+def _decode_value(value: Any) -> Any:
+    if isinstance(value, dict):
+        if len(value) == 1 and "$float" in value:
+            try:
+                return _NONFINITE_NAMES[value["$float"]]
+            except (KeyError, TypeError):
+                raise DecodeError(f"unknown float spelling {value['$float']!r}") from None
+        return {key: _decode_value(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_decode_value(item) for item in value]
+    return value
+
+
+def _has_nonfinite(value: Any) -> bool:
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, dict):
+        return any(_has_nonfinite(item) for item in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_has_nonfinite(item) for item in value)
+    return False
+
+
+# --- base classes --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Message:
+    type: ClassVar[str] = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        payload = {"type": self.type}
+        for name in _field_names(type(self)):
+            payload[name] = getattr(self, name)
+        return payload
+
+    def to_json(self) -> str:
+        payload = self.to_dict()
+        # The common case (all values finite) skips the recursive walk.
+        if _has_nonfinite(payload):
+            payload = _encode_value(payload)
+        return json.dumps(payload, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+@dataclass(frozen=True)
+class Event(Message):
+    run: str = ""
+    step: int = 0
+    t: float = 0.0
+
+
+@dataclass(frozen=True)
+class Command(Message):
+    pass
+
+
+def _register(registry: dict[str, type], cls: type) -> type:
+    registry[cls.type] = cls
+    return cls
+
+
+def event(name: str):
+    def wrap(cls):
+        cls.type = name
+        return _register(EVENT_TYPES, cls)
+
+    return wrap
+
+
+def command(name: str):
+    def wrap(cls):
+        cls.type = name
+        return _register(COMMAND_TYPES, cls)
+
+    return wrap
+
+
+# --- events --------------------------------------------------------------
+
+
+@event("run_started")
+@dataclass(frozen=True)
+class RunStarted(Event):
+    schema: int = SCHEMA_VERSION
+    config: dict = field(default_factory=dict)  # the full TrainConfig as a dict
+    parameters: dict = field(default_factory=dict)  # textbook name -> shape
+    dataset: dict = field(default_factory=dict)  # split -> number of examples
+    device: str = "cpu"
+    total_steps: int = 0
+    steps_per_epoch: int = 0
+    vocabulary: list = field(default_factory=list)  # tokens of the input alphabet
+
+
+@event("step")
+@dataclass(frozen=True)
+class Step(Event):
+    epoch: int = 0  # 1-based
+    epochs: int = 0
+    loss: float = 0.0
+    grad_norms: dict = field(default_factory=dict)  # textbook name -> pre-clip L2 norm
+    total_norm: float = 0.0  # pre-clip norm of all gradients, in the clip's norm type
+    clip_on: bool = False
+    clip_max_norm: float = 0.0
+    clip_norm_type: str = "2"
+    clip_factor: float = 1.0  # what clipping multiplied the gradients by (1 = untouched)
+    skipped: bool = False  # the update was skipped (non-finite loss or gradient)
+    lr: float = 0.0
+    steps_per_s: float = 0.0
+
+
+@event("eval")
+@dataclass(frozen=True)
+class Eval(Event):
+    split: str = "dev"
+    accuracy: float | None = None
+    perplexity: float | None = None
+    loss: float = 0.0
+    is_best: bool = False
+    best: float | None = None  # best score so far on this split (accuracy, or perplexity)
+
+
+@event("alarm")
+@dataclass(frozen=True)
+class Alarm(Event):
+    kind: str = "explosion"  # explosion | non_finite | saturation | healthy
+    parameter: str = ""
+    value: float = 0.0
+    ratio: float = 0.0  # value / running median of its recent norms
+    median: float = 0.0
+    message: str = ""
+
+
+@event("gates")
+@dataclass(frozen=True)
+class Gates(Event):
+    tokens: list = field(default_factory=list)  # input tokens, one per time step
+    cell: str = "lstm"
+    # gate name -> hidden x time matrix (rows = hidden units, columns = time steps)
+    matrices: dict = field(default_factory=dict)
+    request: str = ""  # "probe" for the automatic refresh, else the console input
+
+
+@event("prediction")
+@dataclass(frozen=True)
+class Prediction(Event):
+    tokens: list = field(default_factory=list)
+    predicted: float = 0.0  # class index, or the regression value
+    top: list = field(default_factory=list)  # [[label, probability], ...] best first
+    target: int | None = None  # the true sum of the first two digits, when known
+
+
+@event("generation")
+@dataclass(frozen=True)
+class Generation(Event):
+    prefix: str = ""
+    text: str = ""  # the characters produced so far by this chunk
+    done: bool = False
+    unknown: list = field(default_factory=list)  # prefix characters outside the vocabulary
+    request_id: int = 0
+
+
+@event("checkpoint")
+@dataclass(frozen=True)
+class Checkpoint(Event):
+    path: str = ""
+    kind: str = "last"  # best | last
+    score: float | None = None
+
+
+@event("status")
+@dataclass(frozen=True)
+class Status(Event):
+    state: str = "running"  # running | paused | finished | stopped | failed
+    message: str = ""
+    speed: float = 0.0  # steps/s cap, 0 = unlimited
+
+
+@event("notice")
+@dataclass(frozen=True)
+class Notice(Event):
+    """A one-line answer to a command (accepted, refused, malformed input)."""
+
+    level: str = "info"  # info | warning | error
+    message: str = ""
+
+
+@event("run_finished")
+@dataclass(frozen=True)
+class RunFinished(Event):
+    reason: str = "finished"  # finished | stopped | failed
+    best_dev: float | None = None
+    test_accuracy: float | None = None
+    test_perplexity: float | None = None
+    checkpoint: str = ""
+
+
+# --- commands ------------------------------------------------------------
+
+
+@command("set_clip")
+@dataclass(frozen=True)
+class SetClip(Command):
+    on: bool = True
+    max_norm: float | None = None  # None keeps the current threshold
+    norm_type: str | None = None  # "2", "1" or "inf"; None keeps the current one
+
+
+@command("set_lr")
+@dataclass(frozen=True)
+class SetLr(Command):
+    lr: float = 0.0
+
+
+@command("pause")
+@dataclass(frozen=True)
+class Pause(Command):
+    pass
+
+
+@command("resume")
+@dataclass(frozen=True)
+class Resume(Command):
+    pass
+
+
+@command("step")
+@dataclass(frozen=True)
+class StepCommand(Command):
+    n: int = 1  # run n steps, then pause
+
+
+@command("rewind")
+@dataclass(frozen=True)
+class Rewind(Command):
+    pass
+
+
+@command("set_speed")
+@dataclass(frozen=True)
+class SetSpeed(Command):
+    steps_per_s: float = 0.0  # 0 = unlimited
+
+
+@command("gates")
+@dataclass(frozen=True)
+class GatesCommand(Command):
+    input: str = ""  # digits ("6 7 0 0 1") or a text prefix; "" = the probe input
+
+
+@command("predict")
+@dataclass(frozen=True)
+class Predict(Command):
+    input: str = ""
+
+
+@command("generate")
+@dataclass(frozen=True)
+class Generate(Command):
+    prefix: str = ""
+    length: int = 100
+    temperature: float = 0.0  # 0 = greedy
+    top_k: int = 0  # 0 = all characters
+    seed: int | None = None
+    request_id: int = 0
+
+
+@command("stop")
+@dataclass(frozen=True)
+class Stop(Command):
+    pass
+
+
+# --- decoding ------------------------------------------------------------
+
+
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _field_names(cls: type) -> tuple[str, ...]:
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = _FIELD_NAMES[cls] = tuple(f.name for f in fields(cls))
+    return names
+
+
+def _from_dict(payload: Any, registry: dict[str, type], nonfinite: bool = True) -> Message:
+    if not isinstance(payload, dict):
+        raise DecodeError("not a JSON object")
+    kind = payload.get("type")
+    cls = registry.get(kind) if isinstance(kind, str) else None
+    if cls is None:
+        raise DecodeError(f"unknown type {kind!r}")
+    known = _field_names(cls)
+    if nonfinite:
+        values = {key: _decode_value(value) for key, value in payload.items() if key in known}
+    else:
+        values = {key: value for key, value in payload.items() if key in known}
+    try:
+        return cls(**values)
+    except TypeError as error:
+        raise DecodeError(str(error)) from None
+
+
+def _loads(line: str | bytes) -> Any:
+    try:
+        return json.loads(line)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise DecodeError(f"not JSON: {error}") from None
+
+
+def from_json(line: str | bytes) -> Event:
+    """Decode one line of the event stream. Unknown fields are ignored (newer writers)."""
+    marker = b"$float" if isinstance(line, bytes) else "$float"
+    # Only a line that spells a non-finite float needs the recursive walk.
+    return _from_dict(_loads(line), EVENT_TYPES, marker in line)  # type: ignore[return-value]
+
+
+def command_from_json(line: str | bytes) -> Command:
+    return _from_dict(_loads(line), COMMAND_TYPES)  # type: ignore[return-value]
+
+
+def read_log(path: str) -> tuple[list[Event], int]:
+    """All well-formed events of a log file, and how many lines could not be read.
+
+    A run killed mid-write may leave a partial last line; it is counted, not fatal.
+    """
+    events: list[Event] = []
+    bad = 0
+    with open(path, "rb") as handle:
+        for raw in handle:
+            if not raw.strip():
+                continue
+            try:
+                events.append(from_json(raw))
+            except DecodeError:
+                bad += 1
+    return events, bad
