@@ -50,8 +50,11 @@ def layer_suffix(layer: int, reverse: bool) -> str:
     return (f".l{layer}" if layer else "") + (".rev" if reverse else "")
 
 
-def initialise(tensors: dict[str, torch.Tensor], scheme: str, hidden: int) -> None:
-    """Fill textbook-shaped tensors (views allowed) in place. ``zeros`` is the explosion chapter's."""
+def initialise(tensors: dict[str, torch.Tensor], scheme: str, hidden: int,
+               generator: torch.Generator | None = None) -> None:
+    """Fill textbook-shaped tensors (views allowed) in place, in name order, so that the same
+    generator gives the same weights whichever implementation holds them. ``zeros`` is the
+    explosion chapter's."""
     with torch.no_grad():
         for name, tensor in tensors.items():
             if scheme == "zeros":
@@ -62,10 +65,10 @@ def initialise(tensors: dict[str, torch.Tensor], scheme: str, hidden: int) -> No
                 else:
                     fan_in, fan_out = tensor.shape
                     bound = math.sqrt(6.0 / (fan_in + fan_out))
-                    tensor.uniform_(-bound, bound)
+                    tensor.uniform_(-bound, bound, generator=generator)
             elif scheme == "torch":
                 bound = 1.0 / math.sqrt(hidden)
-                tensor.uniform_(-bound, bound)
+                tensor.uniform_(-bound, bound, generator=generator)
             else:
                 raise ValueError(f"unknown initialisation {scheme!r}")
 

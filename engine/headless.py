@@ -1,0 +1,111 @@
+"""The headless trainer's output: a rich progress bar and the textbook's log lines.
+
+It is one more consumer of the event stream (a callback of the event writer), so what it prints is
+exactly what the TUI would show.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from . import events as ev
+
+RECURRENT_PREFIXES = ("W", "U", "b")
+
+
+def _fmt(value: float) -> str:
+    if value is None:
+        return "-"
+    if not math.isfinite(value):
+        return str(value)
+    return f"{value:.5g}" if 1e-3 <= abs(value) < 1e5 or value == 0 else f"{value:.3e}"
+
+
+class HeadlessPrinter:
+    """Prints ``[Train] epoch: 3/50, step: 17/250, loss: 41.20`` and friends as events arrive."""
+
+    def __init__(self, stream=None, log_steps: int = 1):
+        self.console = Console(file=stream or sys.stdout, highlight=False, soft_wrap=True)
+        self.log_steps = log_steps
+        self.total_steps = 0
+        self.task_name = "digits"
+        self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("{task.fields[status]}"), TimeRemainingColumn(),
+                                 console=self.console, transient=True)
+        self.bar = None
+
+    def __call__(self, event: ev.Event) -> None:
+        handler = getattr(self, f"on_{event.type}", None)
+        if handler is not None:
+            handler(event)
+
+    def on_run_started(self, event: ev.RunStarted) -> None:
+        config = event.config
+        self.total_steps = event.total_steps
+        self.task_name = config.get("task", "digits")
+        clip = f"clip {config.get('clip')} (L{config.get('clip_type')})" if config.get("clip") else "no clipping"
+        self.console.print(f"[Run] {event.run}: {config.get('cell')} ({config.get('impl')}), "
+                           f"{config.get('optimizer')} lr {config.get('lr')}, batch {config.get('batch_size')}, "
+                           f"{clip}, {event.total_steps} steps; log runs/{event.run}.jsonl")
+        self.progress.start()
+        self.bar = self.progress.add_task("train", total=event.total_steps, completed=event.step, status="")
+
+    def on_step(self, event: ev.Step) -> None:
+        if self.bar is not None:
+            self.progress.update(self.bar, completed=event.step, status=f"loss {_fmt(event.loss)}")
+        if event.step % self.log_steps and event.step != self.total_steps:
+            return
+        line = (f"[Train] epoch: {event.epoch}/{event.epochs}, step: {event.step}/{self.total_steps}, "
+                f"loss: {_fmt(event.loss)}")
+        recurrent = [name for name in event.grad_norms if name in RECURRENT_PREFIXES]
+        if recurrent:  # the SRN: the textbook prints W, U and b
+            line += "".join(f", {name}_grad_l2: {_fmt(event.grad_norms[name])}" for name in recurrent)
+        else:
+            line += f", grad_l2: {_fmt(event.total_norm)}"
+        if event.clip_on and event.clip_factor < 1.0:
+            line += f" (clipped x{event.clip_factor:.3g})"
+        if event.skipped:
+            line += " (update skipped)"
+        self.console.print(line)
+
+    def on_eval(self, event: ev.Eval) -> None:
+        if event.split == "test":
+            score = event.accuracy if event.accuracy is not None else event.perplexity
+            name = "accuracy" if event.accuracy is not None else "perplexity"
+            self.console.print(f"[Test] {name}: {_fmt(score)}, loss: {_fmt(event.loss)}")
+            return
+        score = event.accuracy if event.accuracy is not None else event.perplexity
+        self.console.print(f"[Evaluate] dev score: {_fmt(score)}, dev loss: {_fmt(event.loss)}"
+                           + (" (best so far)" if event.is_best else ""))
+
+    def on_alarm(self, event: ev.Alarm) -> None:
+        if event.kind == "healthy":
+            self.console.print(f"[Alarm] cleared at step {event.step}: {event.message}")
+        else:
+            self.console.print(f"[Alarm] {event.kind.replace('_', '-')} at step {event.step}: {event.message}")
+
+    def on_checkpoint(self, event: ev.Checkpoint) -> None:
+        if event.kind == "last":
+            self.console.print(f"[Checkpoint] last: {event.path}")
+
+    def on_status(self, event: ev.Status) -> None:
+        if event.state in ("failed", "stopped") and event.message:
+            self.console.print(f"[Run] {event.state}: {event.message}")
+
+    def on_notice(self, event: ev.Notice) -> None:
+        self.console.print(f"[{event.level.capitalize()}] {event.message}")
+
+    def on_run_finished(self, event: ev.RunFinished) -> None:
+        self.close()
+        if event.reason == "stopped":
+            self.console.print(f"[Run] stopped at step {event.step}; resume with "
+                               f"rnnlab-tui train --resume {event.checkpoint}")
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.progress.stop()
+            self.bar = None

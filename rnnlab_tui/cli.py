@@ -1,0 +1,239 @@
+"""The ``rnnlab-tui`` command. Parsing imports neither torch nor textual, so ``--help`` is instant;
+each subcommand imports what it needs when it runs."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from engine.config import (CELLS, CORPORA, HEADS, IMPLS, INITS, NORM_TYPES, OPTIMIZERS, PRESETS,
+                           REDUCTIONS, SAMPLINGS, TASKS, ConfigError, build_config)
+
+EXIT_USAGE = 2
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one clear line and exit code 2."""
+
+    def error(self, message: str):  # noqa: D401 - argparse's hook
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def fail(message: str) -> int:
+    print(f"rnnlab-tui: {message}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    return value
+
+
+def add_train_options(parser: argparse.ArgumentParser) -> None:
+    model = parser.add_argument_group("task and model")
+    model.add_argument("--preset", choices=sorted(PRESETS), help="a source experiment: " + ", ".join(PRESETS))
+    model.add_argument("--task", choices=TASKS, help="digits (NNDL 6.1 digit sum) or lm (character model)")
+    model.add_argument("--cell", choices=CELLS, help="srn | lstm | gru (default srn)")
+    model.add_argument("--impl", choices=IMPLS,
+                       help="torch (default: fused kernels, textbook names) or scratch (the equations). "
+                            "For the GRU, torch applies the reset gate after the recurrent product "
+                            "(r*(h U_h)); scratch follows d2l ((r*h) U_h)")
+    model.add_argument("--head", choices=HEADS, help="classification over 19 sums or regression (MSE)")
+    model.add_argument("--length", type=int, help="digit sequence length L: 5, 10, ..., 35 (default 20)")
+    model.add_argument("--hidden", type=int, help="hidden units (default 32)")
+    model.add_argument("--embed", type=int, help="embedding size (default 32; 0 = one-hot, lm task)")
+    model.add_argument("--layers", type=int, help="recurrent layers, 1 or 2 (lm task)")
+    model.add_argument("--bidirectional", action="store_true", default=None,
+                       help="bidirectional layers (lm task; such a model cannot generate)")
+    model.add_argument("--init", choices=INITS, help="auto (SRN zeros as the source, else xavier) | zeros | xavier | torch")
+    model.add_argument("--corpus", choices=CORPORA, help="lm task: timemachine or tangshi300")
+    model.add_argument("--seq-len", type=int, help="lm task: characters per subsequence (default 35)")
+    model.add_argument("--sampling", choices=SAMPLINGS, help="lm task: sequential (state carried) or random")
+    opt = parser.add_argument_group("optimisation (defaults: the explosion chapter, NNDL 6.2.2)")
+    opt.add_argument("--lr", type=_positive_float, help="learning rate (default 0.2)")
+    opt.add_argument("--optimizer", choices=OPTIMIZERS, help="sgd (default) or adam")
+    opt.add_argument("--loss-reduction", choices=REDUCTIONS, help="sum (default) or mean")
+    opt.add_argument("--batch-size", type=int, help="default 64")
+    opt.add_argument("--epochs", type=int, help="default 50")
+    opt.add_argument("--shuffle", action="store_true", default=None, help="shuffle the training data each epoch")
+    opt.add_argument("--clip", type=_positive_float, metavar="MAX_NORM", help="clip gradients to this norm")
+    opt.add_argument("--clip-type", choices=NORM_TYPES, help="the norm clipping measures: 2 (default), 1, inf")
+    opt.add_argument("--seed", type=int, help="seed of the weights and batches (default 5)")
+    run = parser.add_argument_group("running")
+    run.add_argument("--headless", action="store_true", help="no TUI: a progress bar and log lines")
+    run.add_argument("--events", metavar="PATH", help="write the event log here ('-' = standard output)")
+    run.add_argument("--eval-steps", type=int, help="evaluate every N steps (default: every epoch)")
+    run.add_argument("--log-steps", type=int, help="a log line every N steps (headless)")
+    run.add_argument("--speed", type=_positive_float, help="steps/s cap (0 = unlimited)")
+    run.add_argument("--device", help="cpu (default), cuda, cuda:N or mps")
+    run.add_argument("--checkpoint-dir", help="where best and last checkpoints go (default checkpoints/)")
+    run.add_argument("--resume", metavar="CHECKPOINT", help="continue the run saved in this checkpoint")
+
+
+TRAIN_FIELDS = ("preset", "task", "cell", "impl", "head", "length", "hidden", "embed", "layers", "bidirectional",
+                "init", "corpus", "seq_len", "sampling", "lr", "optimizer", "loss_reduction", "batch_size",
+                "epochs", "shuffle", "clip", "clip_type", "seed", "eval_steps", "log_steps", "speed", "device",
+                "checkpoint_dir")
+
+# A run in the TUI is capped so the textbook's step-3 explosion can be watched; `+` and `-` change it.
+TUI_DEFAULT_SPEED = 20.0
+
+
+def build_train_config(args: argparse.Namespace, interactive: bool):
+    overrides = {name: getattr(args, name) for name in TRAIN_FIELDS if name != "preset"}
+    if interactive and overrides["speed"] is None and not args.preset == "memory":
+        overrides["speed"] = TUI_DEFAULT_SPEED
+    if args.resume:
+        from engine.runner import resolve_resume
+
+        config, _ = resolve_resume(args.resume, overrides)
+        from dataclasses import replace
+
+        return replace(config, resume=args.resume)
+    return build_config(args.preset or "", **overrides)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    interactive = not args.headless and args.events != "-" and sys.stdout.isatty() and sys.stdin.isatty()
+    try:
+        config = build_train_config(args, interactive)
+    except ValueError as error:  # ConfigError, CheckpointError
+        return fail(str(error))
+    if interactive:
+        from tui.main import train_live
+
+        return train_live(config.to_dict())
+    from engine.errors import USER_ERRORS, describe
+    from engine.headless import HeadlessPrinter
+    from engine.session import run_session
+
+    to_stdout = args.events == "-"
+    printer = HeadlessPrinter(sys.stderr if to_stdout else sys.stdout, config.log_steps)
+    try:
+        reason, log_path = run_session(config, events_path=None if to_stdout else args.events,
+                                       stream=sys.stdout if to_stdout else None, callbacks=[printer])
+    except USER_ERRORS as error:
+        printer.close()
+        return fail(describe(error))
+    except Exception as error:  # a failed run: one line, the log and last checkpoint are kept
+        printer.close()
+        print(f"rnnlab-tui: the run failed: {describe(error)}", file=sys.stderr)
+        return 1
+    finally:
+        printer.close()
+    return 130 if reason == "stopped" else 0
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    if args.log != "-" and not os.path.isfile(args.log):
+        return fail(f"{args.log}: no such log file")
+    from tui.main import watch
+
+    return watch(args.log)
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    from engine.config import ROOT
+    from engine.data import generate_all
+
+    root = args.output or os.path.join(ROOT, "data", "digits")
+    paths = generate_all(root)
+    print(f"wrote {len(paths)} files under {root}")
+    return 0
+
+
+def cmd_gates(args: argparse.Namespace) -> int:
+    from engine.errors import USER_ERRORS, describe
+    from engine.heatmap import print_gates
+
+    try:
+        return print_gates(args.checkpoint, args.input, color=args.color)
+    except USER_ERRORS as error:
+        return fail(describe(error))
+    except ValueError as error:
+        return fail(str(error))
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from engine.generate import main as generate_main
+
+    return generate_main(args)
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from engine.sweep import main as sweep_main
+
+    return sweep_main(args)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from engine.bench import main as bench_main
+
+    return bench_main(args)
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(prog="rnnlab-tui", description="Watch recurrent networks learn, fail and recover: "
+                           "the RNN experiments of NNDL and d2l, live in the terminal.")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
+    commands.required = True
+    train = commands.add_parser("train", help="train a model (the TUI in a terminal, else headless)",
+                                description="Train a model. With no preset the defaults are the explosion "
+                                "chapter: SRN, SGD lr 0.2, sum loss, batch 64, L=20, 50 epochs.")
+    add_train_options(train)
+    train.set_defaults(func=cmd_train)
+    watch = commands.add_parser("watch", help="replay a run log in the TUI, or follow a stream on stdin ('-')")
+    watch.add_argument("log", help="runs/<id>.jsonl, or - for standard input")
+    watch.set_defaults(func=cmd_watch)
+    generate = commands.add_parser("generate", help="continue a prefix with a character language model")
+    generate.add_argument("--checkpoint", required=True)
+    generate.add_argument("--prefix", required=True)
+    generate.add_argument("--length", type=int, default=100, help="characters to generate (default 100)")
+    generate.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
+    generate.add_argument("--top-k", type=int, default=0, help="sample among the k likeliest (0 = all)")
+    generate.add_argument("--seed", type=int, default=0)
+    generate.set_defaults(func=cmd_generate)
+    gates = commands.add_parser("gates", help="print the gate heatmaps of a checkpoint for one input")
+    gates.add_argument("--checkpoint", required=True)
+    gates.add_argument("--input", default="", help='digits, e.g. "6 7 0 0 1 0 0 0 0 0" (default: the probe)')
+    gates.add_argument("--color", action="store_true", help="colour as well as shading")
+    gates.set_defaults(func=cmd_gates)
+    sweep = commands.add_parser("sweep", help="the memory experiment: cells x lengths in parallel workers")
+    sweep.add_argument("--cells", default="srn,lstm", help="comma-separated cells (default srn,lstm)")
+    sweep.add_argument("--lengths", default="10,15,20,25,30,35", help="comma-separated lengths")
+    sweep.add_argument("--workers", type=int, default=0, help="worker processes (default: one per core)")
+    sweep.add_argument("--epochs", type=int, help="override the preset's 500 epochs")
+    sweep.add_argument("--impl", choices=IMPLS + ("naive",), default="torch",
+                       help="cell implementation; naive = the textbook's cell, for comparison")
+    sweep.add_argument("--sequential", action="store_true", help="one run after another in this process")
+    sweep.set_defaults(func=cmd_sweep)
+    bench = commands.add_parser("bench", help="time the cells, the monitor, event ingest and generation")
+    bench.add_argument("--json", action="store_true", help="print a machine-readable report")
+    bench.add_argument("--quick", action="store_true", help="fewer repetitions")
+    bench.set_defaults(func=cmd_bench)
+    data = commands.add_parser("data", help="regenerate data/digits exactly as the textbook does")
+    data.add_argument("--output", help="folder to write (default: the repository's data/digits)")
+    data.set_defaults(func=cmd_data)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = make_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except ConfigError as error:
+        return fail(str(error))
+    except KeyboardInterrupt:
+        print("rnnlab-tui: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
