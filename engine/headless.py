@@ -65,7 +65,8 @@ class HeadlessPrinter:
         if recurrent:  # the SRN: the textbook prints W, U and b
             line += "".join(f", {name}_grad_l2: {_fmt(event.grad_norms[name])}" for name in recurrent)
         else:
-            line += f", grad_l2: {_fmt(event.total_norm)}"
+            kind = {"2": "l2", "1": "l1", "inf": "linf"}.get(event.clip_norm_type, event.clip_norm_type)
+            line += f", grad_{kind}: {_fmt(event.total_norm)}"
         if event.clip_on and event.clip_factor < 1.0:
             line += f" (clipped x{event.clip_factor:.3g})"
         if event.skipped:

@@ -8,7 +8,7 @@ import math
 import torch
 from torch import nn
 
-from .cells import Recurrent, initialise
+from .cells import Recurrent, initialise, uniform
 from .config import TrainConfig
 from .data import NUM_CLASSES
 
@@ -75,8 +75,7 @@ def initialise_model(model: "TextbookNamed", scheme: str, seed: int) -> None:
                 tensor.zero_()
             else:
                 fan_out, fan_in = tensor.shape
-                bound = math.sqrt(6.0 / (fan_in + fan_out))
-                tensor.uniform_(-bound, bound, generator=generator)
+                tensor.copy_(uniform(tensor.shape, math.sqrt(6.0 / (fan_in + fan_out)), generator))
 
 
 class DigitSumModel(TextbookNamed):

@@ -1,0 +1,94 @@
+"""``rnnlab-tui gates``: a checkpoint's gate heatmaps for one input, as ASCII shading.
+
+Rows are hidden units, columns time steps labelled by the input tokens; each heatmap has a legend
+that maps the shading ramp to its value range.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import torch
+
+from . import checkpoint as ckpt
+from .config import TrainConfig, validate
+from .data import pad_digits, parse_digits
+from .models import build_model
+
+RAMP = " .:-=+*#%@"  # low -> high
+TITLES = {"input_gate": "input gate i_t", "forget_gate": "forget gate f_t", "output_gate": "output gate o_t",
+          "cell_state": "cell state c_t", "reset_gate": "reset gate r_t", "update_gate": "update gate z_t",
+          "candidate": "candidate h~_t", "hidden": "hidden state h_t"}
+SHOWN = {"lstm": ("input_gate", "forget_gate", "output_gate", "cell_state"),
+         "gru": ("reset_gate", "update_gate", "candidate", "hidden"), "srn": ("hidden",)}
+
+
+def render(name: str, matrix: list[list[float]], tokens: list[str], color: bool = False) -> list[str]:
+    """One heatmap: a title, a header of input tokens, one row per hidden unit, a legend."""
+    values = [v for row in matrix for v in row]
+    low, high = min(values), max(values)
+    span = high - low or 1.0
+    width = max(2, max(len(token) for token in tokens) + 1)
+    lines = [f"{TITLES.get(name, name)}   ({len(matrix)} units x {len(tokens)} steps)"]
+    lines.append("      " + "".join(token.rjust(width) for token in tokens))
+    for unit, row in enumerate(matrix):
+        cells = []
+        for value in row:
+            level = min(len(RAMP) - 1, int((value - low) / span * (len(RAMP) - 1) + 0.5))
+            shade = RAMP[level] * width
+            if color:
+                shade = f"[{_colour(level)}]{shade}[/]"
+            cells.append(shade)
+        lines.append(f"  {unit:3d} " + "".join(cells))
+    steps = len(RAMP) - 1
+    legend = "  ".join(f"'{RAMP[i]}'={low + span * i / steps:.2f}" for i in (0, steps // 3, 2 * steps // 3, steps))
+    lines.append(f"      legend: {legend}   (min {low:.3f}, max {high:.3f})")
+    return lines
+
+
+def _colour(level: int) -> str:
+    palette = ("grey15", "grey30", "blue", "dodger_blue2", "cyan", "green", "yellow", "orange1", "red", "bright_red")
+    return palette[level]
+
+
+def input_indices(config: TrainConfig, payload: dict, text: str) -> tuple[list[int], list[str]]:
+    if config.task == "lm":
+        vocabulary = payload.get("vocabulary") or []
+        if not text:
+            raise ValueError("give --input, a text prefix for the language model")
+        lookup = {token: i for i, token in enumerate(vocabulary)}
+        unknown = lookup.get("<unk>", 0)
+        return [lookup.get(ch, unknown) for ch in text], list(text)
+    digits = pad_digits(parse_digits(text or config.probe, config.length), config.length)
+    return digits, [str(d) for d in digits]
+
+
+def print_gates(path: str, text: str = "", color: bool = False, stream=None) -> int:
+    stream = stream or sys.stdout
+    payload = ckpt.load(path)
+    config = TrainConfig.from_dict(payload["config"])
+    try:
+        validate(config)
+    except ValueError as error:
+        raise ckpt.CheckpointError(f"{path}: the checkpoint's config is not valid: {error}") from None
+    indices, tokens = input_indices(config, payload, text)
+    model = build_model(config, len(payload.get("vocabulary") or []))
+    try:
+        model.load_textbook_parameters(payload["parameters"])
+    except (KeyError, ValueError, RuntimeError) as error:
+        raise ckpt.CheckpointError(f"{path}: the weights do not fit the model: {error}") from None
+    model.eval()
+    matrices = model.record_gates(torch.tensor(indices, dtype=torch.long))
+    lines = [f"{config.cell.upper()} ({config.impl}) from {path}, step {payload.get('step', '?')}, "
+             f"input: {' '.join(tokens) if config.task != 'lm' else text!r}", ""]
+    for name in SHOWN[config.cell]:
+        lines += render(name, matrices[name].tolist(), tokens, color) + [""]
+    if color:
+        from rich.console import Console
+
+        console = Console(file=stream, highlight=False)
+        for line in lines:
+            console.print(line)
+    else:
+        stream.write("\n".join(lines) + "\n")
+    return 0

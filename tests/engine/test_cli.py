@@ -1,0 +1,130 @@
+"""The command line as a user meets it: subprocesses, exit codes, one-line errors."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from conftest import ROOT
+
+CLI = [sys.executable, "-m", "rnnlab_tui"]
+
+
+def rnnlab(*args, timeout=120, cwd=None):
+    return subprocess.run(CLI + list(args), cwd=cwd or ROOT, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "PYTHONPATH": ROOT})
+
+
+def assert_one_line_error(result, fragment):
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert fragment in lines[0]
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["train", "--bogus"], "unrecognized arguments: --bogus"),
+    (["train", "--lr", "0"], "--lr must be a positive number"),
+    (["train", "--lr", "-1"], "--lr must be a positive number"),
+    (["train", "--lr", "fast"], "'fast' is not a number"),
+    (["train", "--length", "2"], "--length must be at least 3"),
+    (["train", "--length", "7"], "--length must be one of the generated lengths"),
+    (["train", "--cell", "rnn"], "invalid choice: 'rnn'"),
+    (["train", "--preset", "nope"], "invalid choice: 'nope'"),
+    (["train", "--batch-size", "0"], "--batch-size must be at least 1"),
+    (["train", "--clip", "-3"], "--clip must be a positive max_norm"),
+    (["train", "--bidirectional"], "--bidirectional is for the language model task"),
+    (["train", "--resume", "missing.pt", "--headless"], "missing.pt: no such checkpoint"),
+    (["gates", "--checkpoint", "missing.pt"], "missing.pt: no such checkpoint"),
+    (["watch", "missing.jsonl"], "missing.jsonl: no such log file"),
+    (["frobnicate"], "invalid choice: 'frobnicate'"),
+])
+def test_bad_input_is_one_clear_line_and_exit_2(args, fragment):
+    assert_one_line_error(rnnlab(*args), fragment)
+
+
+@pytest.fixture(scope="module")
+def lstm_checkpoint(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("run")
+    result = rnnlab("train", "--preset", "memory", "--length", "10", "--epochs", "1", "--headless",
+                    "--checkpoint-dir", str(folder), "--events", str(folder / "run.jsonl"))
+    assert result.returncode == 0, result.stderr
+    (last,) = [os.path.join(root, name) for root, _, names in os.walk(folder) for name in names if name == "last.pt"]
+    return last
+
+
+def test_headless_training_prints_the_textbook_log_lines(lstm_checkpoint):
+    log = os.path.join(os.path.dirname(os.path.dirname(lstm_checkpoint)), "run.jsonl")
+    events = [json.loads(line) for line in open(log)]
+    assert events[0]["type"] == "run_started" and events[-1]["type"] == "run_finished"
+    result = rnnlab("train", "--epochs", "1", "--headless", "--checkpoint-dir", os.path.dirname(log),
+                    "--events", os.path.join(os.path.dirname(log), "explode.jsonl"))
+    assert result.returncode == 0
+    assert "[Train] epoch: 1/1, step: 3/5, loss:" in result.stdout
+    assert "W_grad_l2:" in result.stdout and "U_grad_l2:" in result.stdout and "b_grad_l2:" in result.stdout
+    assert "[Evaluate] dev score:" in result.stdout and "[Alarm] explosion at step" in result.stdout
+
+
+def test_gates_prints_the_lstm_heatmaps_labelled_by_the_input(lstm_checkpoint):
+    result = rnnlab("gates", "--checkpoint", lstm_checkpoint, "--input", "6 7 0 0 1 0 0 0 0 0")
+    assert result.returncode == 0, result.stderr
+    for title in ("input gate", "forget gate", "output gate", "cell state"):
+        assert title in result.stdout
+    header = [line for line in result.stdout.splitlines() if line.split() == "6 7 0 0 1 0 0 0 0 0".split()]
+    assert len(header) == 4  # one column header per heatmap
+    assert result.stdout.count("legend:") == 4
+    assert len([line for line in result.stdout.splitlines() if line.startswith("   31 ")]) == 4  # 32 units
+
+
+@pytest.mark.parametrize("text, fragment", [("6 x 0", "'x' is not a digit"), ("1 2 3 4 5 6 7 8 9 0 1", "at most 10 digits")])
+def test_gates_rejects_a_bad_input(lstm_checkpoint, text, fragment):
+    assert_one_line_error(rnnlab("gates", "--checkpoint", lstm_checkpoint, "--input", text), fragment)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "empty", "foreign"])
+def test_a_damaged_checkpoint_is_one_line(lstm_checkpoint, tmp_path, damage):
+    data = open(lstm_checkpoint, "rb").read()
+    path = tmp_path / "damaged.pt"
+    if damage == "truncated":
+        path.write_bytes(data[: len(data) // 2])
+    elif damage == "garbage":
+        path.write_bytes(b"\x00not a checkpoint" * 50)
+    elif damage == "empty":
+        path.write_bytes(b"")
+    else:
+        torch.save({"some": torch.zeros(2)}, path)
+    result = rnnlab("gates", "--checkpoint", str(path))
+    assert_one_line_error(result, str(path))
+    assert_one_line_error(rnnlab("train", "--resume", str(path), "--headless"), str(path))
+
+
+def test_ctrl_c_mid_epoch_keeps_a_complete_log_and_a_loadable_checkpoint(tmp_path):
+    log = tmp_path / "run.jsonl"
+    process = subprocess.Popen(CLI + ["train", "--preset", "memory", "--length", "10", "--headless",
+                                      "--checkpoint-dir", str(tmp_path), "--events", str(log)],
+                               cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "PYTHONPATH": ROOT})
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        if log.exists() and log.read_text().count('"type":"step"') >= 60:
+            break
+        time.sleep(0.1)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    text = log.read_text()
+    assert text.endswith("\n")
+    events = [json.loads(line) for line in text.splitlines()]  # every line complete
+    assert events[-1]["type"] == "run_finished" and events[-1]["reason"] == "stopped"
+    last = events[-1]["checkpoint"]
+    payload = torch.load(last, weights_only=True)
+    assert payload["step"] == max(e["step"] for e in events if e["type"] == "step")
+    assert 0 < payload["batch"] < 38  # stopped in the middle of an epoch (38 batches of 8)
+    assert "--resume" in stdout

@@ -1,0 +1,86 @@
+import math
+
+import pytest
+
+from engine import events as ev
+
+
+def sample(cls):
+    """An instance of every event and command with non-default values, NaN and inf included."""
+    values = {
+        ev.RunStarted: dict(config={"cell": "srn", "lr": 0.2}, parameters={"W": [32, 32]}, dataset={"train": 300},
+                            total_steps=250, steps_per_epoch=5, vocabulary=["0", "1"]),
+        ev.Step: dict(epoch=1, epochs=50, loss=math.nan, grad_norms={"W": math.inf, "U": -math.inf, "b": 1.5},
+                      total_norm=math.inf, clip_on=True, clip_max_norm=20.0, clip_factor=0.0, skipped=True),
+        ev.Eval: dict(split="dev", accuracy=0.5, loss=math.nan, is_best=True, best=0.5),
+        ev.Alarm: dict(kind="explosion", parameter="U", value=7621075.5, ratio=math.inf, median=20.0),
+        ev.Gates: dict(tokens=["6", "7"], matrices={"forget_gate": [[0.1, 0.9]]}, request="probe"),
+        ev.Prediction: dict(tokens=["6", "7"], predicted=13, top=[[13, 0.9], [12, 0.05]], target=13),
+        ev.Generation: dict(prefix="床前", text="明月光", done=True, unknown=["☃"], request_id=3),
+        ev.Checkpoint: dict(path="checkpoints/x/best.pt", kind="best", score=0.9),
+        ev.Status: dict(state="paused", message="", speed=20.0),
+        ev.Notice: dict(level="error", message="'x' is not a digit 0-9"),
+        ev.RunFinished: dict(reason="stopped", best_dev=0.3, test_accuracy=0.25),
+        ev.SetClip: dict(on=True, max_norm=20.0, norm_type="inf"),
+        ev.SetLr: dict(lr=0.05),
+        ev.StepCommand: dict(n=5),
+        ev.SetSpeed: dict(steps_per_s=math.inf),
+        ev.GatesCommand: dict(input="6 7 0"),
+        ev.Predict: dict(input="6 7"),
+        ev.Generate: dict(prefix="time traveller", length=50, temperature=0.8, top_k=5, seed=1),
+    }.get(cls, {})
+    if issubclass(cls, ev.Event):
+        values = {"run": "srn-digits-1", "step": 7, "t": 0.25, **values}
+    return cls(**values)
+
+
+@pytest.mark.parametrize("cls", list(ev.EVENT_TYPES.values()), ids=lambda c: c.type)
+def test_every_event_round_trips(cls):
+    event = sample(cls)
+    line = event.to_json()
+    assert "\n" not in line
+    decoded = ev.from_json(line)
+    assert type(decoded) is cls
+    assert decoded.to_json() == line  # NaN != NaN, so compare the encodings
+
+
+@pytest.mark.parametrize("cls", list(ev.COMMAND_TYPES.values()), ids=lambda c: c.type)
+def test_every_command_round_trips(cls):
+    command = sample(cls)
+    decoded = ev.command_from_json(command.to_json())
+    assert type(decoded) is cls and decoded.to_json() == command.to_json()
+
+
+def test_nonfinite_values_are_spelled_explicitly_and_read_back():
+    line = sample(ev.Step).to_json()
+    assert "NaN" not in line and "Infinity" not in line
+    decoded = ev.from_json(line)
+    assert math.isnan(decoded.loss)
+    assert decoded.grad_norms["W"] == math.inf and decoded.grad_norms["U"] == -math.inf
+    assert decoded.grad_norms["b"] == 1.5
+
+
+def test_every_event_carries_type_run_step_and_time():
+    import json
+
+    for cls in ev.EVENT_TYPES.values():
+        payload = json.loads(sample(cls).to_json())
+        assert {"type", "run", "step", "t"} <= set(payload)
+
+
+def test_run_started_carries_the_schema_version():
+    assert ev.from_json(sample(ev.RunStarted).to_json()).schema == ev.SCHEMA_VERSION
+
+
+@pytest.mark.parametrize("line", ["", "{", "[1, 2]", '{"type": "nope"}', '{"type": "step", "loss": {"$float": "huge"}}'])
+def test_malformed_lines_raise_decode_error(line):
+    with pytest.raises(ev.DecodeError):
+        ev.from_json(line)
+
+
+def test_read_log_skips_a_truncated_last_line(tmp_path):
+    path = tmp_path / "run.jsonl"
+    lines = [sample(ev.RunStarted).to_json(), sample(ev.Step).to_json()]
+    path.write_text("\n".join(lines) + "\n" + lines[1][:20])
+    events, bad = ev.read_log(str(path))
+    assert [e.type for e in events] == ["run_started", "step"] and bad == 1

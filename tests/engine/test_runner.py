@@ -1,0 +1,212 @@
+import math
+import queue
+
+import pytest
+import torch
+
+from engine import checkpoint as ckpt
+from engine import events as ev
+from engine.config import build_config
+from engine.runner import Runner
+
+
+def train(tmp_path, commands=None, hook=None, **options):
+    events = []
+    config = build_config(checkpoint_dir=str(tmp_path / "checkpoints"), **options)
+    runner = Runner(config, events.append, commands)
+    if hook:
+        hook(runner)
+    runner.run()
+    return runner, events
+
+
+def of(events, kind):
+    return [e for e in events if e.type == kind]
+
+
+class Commands:
+    """A scripted command channel: commands queued for given steps."""
+
+    def __init__(self, script):
+        self.script = script  # step -> [commands] delivered before that step runs
+        self.runner = None
+
+    def poll(self):
+        return self.script.pop(self.runner.step + 1, []) if self.runner else []
+
+    def wait(self, timeout):
+        return self.poll()
+
+
+def test_the_explosion_preset_explodes_alarms_and_stays_at_chance(tmp_path):
+    _, events = train(tmp_path, preset="explode")
+    steps = of(events, "step")
+    assert len(steps) == 250
+    u_norms = [s.grad_norms["U"] for s in steps[:10]]
+    first_nonzero = next(u for u in u_norms if u > 0)
+    assert max(u_norms) >= 1000 * first_nonzero
+    alarms = [a for a in of(events, "alarm") if a.kind == "explosion"]
+    assert alarms and alarms[0].step <= 10 and alarms[0].ratio >= 100
+    assert max(s.grad_norms["U"] for s in steps[-20:]) < 1e-3  # collapsed: tanh saturated
+    dev = [e.accuracy for e in of(events, "eval") if e.split == "dev"]
+    assert dev[-1] < 0.2  # 19 classes: chance is about 0.05-0.1
+
+
+def test_both_implementations_give_the_same_first_steps(tmp_path):
+    norms = {}
+    for impl in ("torch", "scratch"):
+        _, events = train(tmp_path, preset="explode", impl=impl, epochs=1)
+        norms[impl] = [s.grad_norms for s in of(events, "step")[:3]]
+    for library, scratch in zip(norms["torch"], norms["scratch"]):
+        assert list(library) == list(scratch)
+        for name in library:
+            assert scratch[name] == pytest.approx(library[name], rel=1e-4, abs=1e-6), name
+
+
+def test_clipping_bounds_the_norm_that_reaches_the_optimizer_and_reports_pre_clip(tmp_path):
+    applied = []
+
+    def measure_post_clip(runner):
+        def pre_step(optimizer, args, kwargs):
+            grads = [p.grad for p in runner.trainable if p.grad is not None]
+            applied.append(torch.linalg.vector_norm(torch.stack([g.norm() for g in grads])).item())
+
+        runner.optimizer.register_step_pre_hook(pre_step)
+
+    _, events = train(tmp_path, hook=measure_post_clip, preset="clip")
+    steps = of(events, "step")
+    assert len(applied) == len(steps) == 250
+    assert max(applied) <= 20 + 1e-4
+    assert max(s.total_norm for s in steps) > 20  # what clipping prevented is still reported
+    assert all(s.clip_on and s.clip_max_norm == 20 for s in steps)
+    for step, norm in zip(steps, applied):
+        assert norm == pytest.approx(step.total_norm * step.clip_factor, rel=1e-4, abs=1e-5)
+
+
+@pytest.mark.parametrize("clip_type", ["1", "inf"])
+def test_other_norm_types_clip_in_their_own_norm(tmp_path, clip_type):
+    _, events = train(tmp_path, preset="clip", clip_type=clip_type, clip=5.0, epochs=2)
+    for step in of(events, "step"):
+        assert step.total_norm * step.clip_factor <= 5 + 1e-4
+        assert step.clip_norm_type == clip_type
+
+
+def test_a_non_finite_loss_skips_the_update_and_raises_an_alarm(tmp_path):
+    def poison(runner):
+        original = runner.task.train_loss
+
+        def loss(model, batch):
+            value = original(model, batch)
+            return value * math.nan if runner.step == 2 else value
+
+        runner.task.train_loss = loss
+
+    weights = {}
+
+    def keep_weights(runner):
+        poison(runner)
+        runner.emit_event = lambda event, emit=runner.emit_event: (
+            weights.setdefault(event.step, {k: v.clone() for k, v in runner.model.textbook_parameters().items()})
+            if event.type == "step" else None, emit(event))
+
+    runner, events = train(tmp_path, hook=keep_weights, preset="explode", epochs=1)
+    skipped = [s for s in of(events, "step") if s.skipped]
+    assert [s.step for s in skipped] == [3]
+    assert [a.kind for a in of(events, "alarm") if a.step == 3][0] == "non_finite"
+    for name, tensor in weights[3].items():
+        assert torch.equal(tensor, weights[2][name]), name  # the weights did not move
+    assert all(torch.isfinite(t).all() for t in runner.model.textbook_parameters().values())
+
+
+def test_commands_act_at_the_next_step_boundary(tmp_path):
+    script = {
+        2: [ev.SetClip(on=True, max_norm=7.0)],
+        3: [ev.SetLr(lr=0.01), ev.SetClip(on=True, max_norm=0.5, norm_type="inf")],
+        4: [ev.SetClip(on=False)],
+        5: [ev.Predict(input="6 7"), ev.Predict(input="6 x"), ev.GatesCommand(input="1 2 3")],
+    }
+    commands = Commands(script)
+    _, events = train(tmp_path, commands, hook=lambda r: setattr(commands, "runner", r), preset="explode", epochs=2)
+    steps = {s.step: s for s in of(events, "step")}
+    assert not steps[1].clip_on
+    assert steps[2].clip_on and steps[2].clip_max_norm == 7.0
+    assert steps[3].lr == 0.01 and steps[3].clip_norm_type == "inf" and steps[3].clip_max_norm == 0.5
+    assert not steps[4].clip_on
+    prediction = of(events, "prediction")[0]
+    assert prediction.tokens[:2] == ["6", "7"] and len(prediction.top) == 3 and prediction.target == 13
+    assert any(n.level == "error" and "'x' is not a digit" in n.message for n in of(events, "notice"))
+    assert any(g.request == "1 2 3" and g.tokens[:3] == ["1", "2", "3"] for g in of(events, "gates"))
+
+
+def test_pause_single_step_and_stop(tmp_path):
+    class Script(Commands):
+        def wait(self, timeout):
+            # while paused, the user asks for two single steps, then stops
+            return self.pending.pop(0) if self.pending else [ev.Stop()]
+
+    commands = Script({3: [ev.Pause()]})
+    commands.pending = [[ev.StepCommand(n=1)], [ev.StepCommand(n=1)]]
+    runner, events = train(tmp_path, commands, hook=lambda r: setattr(commands, "runner", r), preset="explode")
+    states = [s.state for s in of(events, "status")]
+    assert states[:3] == ["running", "paused", "running"] and states[-1] == "stopped"
+    assert len(of(events, "step")) == 4  # two steps, pause, then exactly two single steps
+    assert of(events, "run_finished")[0].reason == "stopped"
+    assert ckpt.load(runner.last_path)["step"] == 4
+
+
+def test_rewind_restores_the_last_healthy_weights(tmp_path):
+    seen = {}
+    commands = Commands({6: [ev.Rewind()]})
+
+    def hook(runner):
+        commands.runner = runner
+        seen["before"] = {k: v.clone() for k, v in runner.model.textbook_parameters().items()}
+        seen["runner"] = runner
+
+    runner, events = train(tmp_path, commands, hook=hook, preset="explode", epochs=2, lr=0.2)
+    assert any("rewound to the weights of step 0" in n.message for n in of(events, "notice"))
+    step6 = [s for s in of(events, "step") if s.step == 6][0]
+    # after the rewind, step 6 starts from the initial weights: the same loss as step 1 of that batch
+    assert math.isfinite(step6.loss)
+
+
+def test_best_and_last_checkpoints_load_with_weights_only(tmp_path):
+    runner, events = train(tmp_path, preset="explode", epochs=2)
+    for path in (runner.best_path, runner.last_path):
+        payload = torch.load(path, weights_only=True)
+        assert payload["config"]["cell"] == "srn" and set(payload["parameters"]) >= {"W", "U", "b"}
+    assert {c.kind for c in of(events, "checkpoint")} == {"best", "last"}
+    finished = of(events, "run_finished")[0]
+    assert finished.reason == "finished" and finished.test_accuracy is not None
+
+
+def test_resume_continues_where_the_run_stopped(tmp_path):
+    first, _ = train(tmp_path, preset="memory", cell="lstm", length=5, epochs=1, eval_steps=10)
+    payload = ckpt.load(first.last_path)
+    events = []
+    config = build_config(preset="memory", cell="lstm", length=5, epochs=2, eval_steps=10,
+                          checkpoint_dir=str(tmp_path / "more"))
+    resumed = Runner(config, events.append, resume=payload)
+    assert resumed.step == first.step
+    for name, tensor in resumed.model.textbook_parameters().items():
+        torch.testing.assert_close(tensor, payload["parameters"][name])
+    resumed.run()
+    steps = of(events, "step")
+    assert steps[0].step == first.step + 1 and steps[-1].step == 2 * first.step
+
+
+def test_healthy_lstm_training_raises_no_explosion_alarm(tmp_path):
+    _, events = train(tmp_path, preset="memory", cell="lstm", length=5, epochs=4, eval_steps=50)
+    assert not [a for a in of(events, "alarm") if a.kind == "explosion"]
+
+
+def test_the_numeric_preset_explodes_without_clipping_and_stays_bounded_with_it(tmp_path):
+    _, events = train(tmp_path, preset="numeric", epochs=10)
+    totals = [s.total_norm for s in of(events, "step")]
+    first = next(t for t in totals if t > 0)
+    assert max(totals) > 100 * first
+    _, clipped = train(tmp_path, preset="numeric", clip=1.0, epochs=100)
+    steps = of(clipped, "step")
+    assert all(s.total_norm * s.clip_factor <= 1 + 1e-4 for s in steps)
+    dev = [e for e in of(clipped, "eval") if e.split == "dev"]
+    assert dev[-1].loss < 0.1 * dev[0].loss  # it learns
