@@ -79,8 +79,9 @@ def print_gates(path: str, text: str = "", color: bool = False, stream=None) -> 
         raise ckpt.CheckpointError(f"{path}: the weights do not fit the model: {error}") from None
     model.eval()
     matrices = model.record_gates(torch.tensor(indices, dtype=torch.long))
+    shown = repr(text) if config.task == "lm" else " ".join(tokens)
     lines = [f"{config.cell.upper()} ({config.impl}) from {path}, step {payload.get('step', '?')}, "
-             f"input: {' '.join(tokens) if config.task != 'lm' else text!r}", ""]
+             f"input: {shown}", ""]
     for name in SHOWN[config.cell]:
         lines += render(name, matrices[name].tolist(), tokens, color) + [""]
     if color:

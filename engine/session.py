@@ -53,8 +53,13 @@ def run_session(config: TrainConfig, *, events_path: str | None = None, stream: 
     except ValueError:  # not the main thread: the caller handles signals
         previous = {}
     try:
-        runner = Runner(config, writer.emit, CommandReader(command_stream) if command_stream else None,
-                        resume=resume)
+        commands = None
+        if command_stream is not None:
+            def malformed(message: str) -> None:
+                writer.emit(ev.Notice(run=config.run_id, level="error", message=message))
+
+            commands = CommandReader(command_stream, on_error=malformed)
+        runner = Runner(config, writer.emit, commands, resume=resume)
         reason = runner.run()
     except KeyboardInterrupt:
         if runner is not None:
