@@ -1,0 +1,339 @@
+"""The live monitor: one screen built from an event source (a child process, a log, or stdin)."""
+
+from __future__ import annotations
+
+import gc
+import threading
+import time
+
+from textual import work
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.widgets import Footer, Input
+
+from engine.events import (Alarm, Command, Eval, Generate, GatesCommand, Generation, Notice, Pause,
+                           Predict, Prediction, Resume, Rewind, RunFinished, SetSpeed, Status, StepCommand)
+from tui import controls
+from tui.format import finished_text, short
+from tui.reader import BATCHES_IN_FLIGHT, EventsArrived, SourceEnded, read_events
+from tui.screens.help import HelpScreen
+from tui.sources import EventSource
+from tui.state import RunState
+from tui.widgets.alarm_banner import AlarmBanner
+from tui.widgets.charts import Charts
+from tui.widgets.console import Console, parse_digits, prediction_text
+from tui.widgets.gate_heatmaps import GateHeatmaps
+from tui.widgets.run_header import RunHeader
+from tui.widgets.sparklines import Sparklines
+
+FRAME_SECONDS = 1 / 15  # widgets are redrawn at this steady rate, never once per event
+CHART_SECONDS = 1.0  # plotext charts take ~0.1-0.2 s to draw: a slower rate keeps keys answered
+STOP_TIMEOUT = 5.0  # seconds the engine gets to stop cleanly before it is terminated
+REFUSALS = {"replay": "replaying a recorded run: there is no engine to send commands to",
+            "stream": "watching a stream: commands cannot be sent (steer the run where it runs)"}
+
+
+class MonitorApp(App[int]):
+    CSS_PATH = "app.tcss"
+    ENABLE_COMMAND_PALETTE = False  # the footer needs the room for the run's keys
+    AUTO_FOCUS = None  # keys go to the monitor until / focuses the console
+    TITLE = "rnnlab-tui"
+    BINDINGS = [
+        Binding("c", "toggle_clip", "clip"),
+        Binding("left_square_bracket", "scale_clip(0.5)", "max_norm÷2", key_display="["),
+        Binding("right_square_bracket", "scale_clip(2)", "×2", key_display="]"),
+        Binding("p", "pause", "pause"),
+        Binding("n", "step", "step"),
+        Binding("r", "rewind", "rewind"),
+        Binding("plus", "speed(1)", "faster", key_display="+"),
+        Binding("minus", "speed(-1)", "slower", key_display="-"),
+        Binding("g", "gates", "gates"),
+        Binding("slash", "focus_console", "console", key_display="/"),
+        Binding("v", "toggle_charts", "charts"),
+        Binding("question_mark", "help", "help", key_display="?"),
+        Binding("q", "quit", "quit"),
+        Binding("ctrl+c", "quit", "quit", show=False, priority=True),
+        Binding("escape", "dismiss", "dismiss", show=False),
+        Binding("left", "scrub(-1)", "back", key_display="←"),
+        Binding("right", "scrub(1)", "forward", key_display="→"),
+        Binding("pageup", "scrub(-100)", show=False),
+        Binding("pagedown", "scrub(100)", show=False),
+        Binding("home", "home", "first"),
+        Binding("end", "end", "last"),
+    ]
+    HELP = [("c", "clipping on/off (the header changes when the engine confirms)"),
+            ("[ ]", "halve / double max_norm"), ("p", "pause / resume (replay: play / pause)"),
+            ("n", "one step, then pause"), ("r", "rewind to the last healthy snapshot"),
+            ("+ -", "faster / slower (steps/s cap)"), ("g", "refresh the gate heatmaps"),
+            ("/", "focus the console (digits → predicted sum; lm: prefix → text)"),
+            ("v", "sparklines / full charts"), ("← → home end", "scrub through the run"),
+            ("esc", "dismiss the alarm banner"), ("?", "this help"), ("q", "quit (stops the run cleanly)")]
+
+    def __init__(self, source: EventSource) -> None:
+        super().__init__()
+        self.source = source
+        self.state = RunState()
+        self.playback = controls.Playback(follow=source.kind != "replay")
+        self._slots = threading.Semaphore(BATCHES_IN_FLIGHT)
+        self._reader_stop = threading.Event()
+        self._dirty = True
+        self._last_frame = self._last_chart = time.monotonic()
+        self._gates_input = ""
+        self._request_id = 0
+        self.stopping = False
+        self.ended: SourceEnded | None = None
+        self.note = ""  # a pending request shown in the header until the engine confirms it
+
+    def compose(self) -> ComposeResult:
+        yield RunHeader(id="header")
+        yield AlarmBanner(id="banner")
+        with VerticalScroll(id="series"):
+            yield Sparklines(id="sparklines")
+            yield Charts(id="charts")
+        with VerticalScroll(id="gates"):
+            yield GateHeatmaps(id="heatmaps")
+        yield Console(placeholder="/ then a digit sequence, e.g. 6 7 0 0 1", id="console")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        # the screen's widgets, held so the frame timer never has to search the DOM for them
+        self.run_header = self.query_one(RunHeader)
+        self.banner = self.query_one(AlarmBanner)
+        self.sparklines = self.query_one(Sparklines)
+        self.charts = self.query_one(Charts)
+        self.heatmaps = self.query_one(GateHeatmaps)
+        self.console_panel = self.query_one(Console)
+        self.charts.display = False
+        self.banner.display = False
+        # Everything alive now (modules, the widget tree) lives as long as the app: keep the cyclic
+        # garbage collector from rescanning it, which paused a 100k-step replay for 100+ ms.
+        gc.freeze()
+        self._read()
+        self.set_interval(FRAME_SECONDS, self._draw_frame)
+
+    def on_unmount(self) -> None:
+        self._reader_stop.set()  # the reader thread must not outlive the app
+        self.source.terminate()
+
+    def on_resize(self) -> None:
+        self.set_class(self.size.width < 100 or self.size.height < 30, "narrow")
+
+    def check_action(self, action: str, parameters: tuple) -> bool | None:
+        if action in ("scrub", "home", "end"):  # shown in the footer for replays only
+            return True if self.source.kind == "replay" else None
+        return True
+
+    # --- the event stream -------------------------------------------------------
+
+    @work(thread=True, exclusive=True, group="reader")
+    def _read(self) -> None:
+        read_events(self.source, self.post_message, self._slots, self._reader_stop)
+
+    def on_events_arrived(self, message: EventsArrived) -> None:
+        self._slots.release()
+        console = self.console_panel
+        for event in self.state.ingest(message.events):
+            if isinstance(event, Prediction):
+                console.say(prediction_text(event))
+            elif isinstance(event, Generation):
+                console.stream(event.text, event.done)
+            elif isinstance(event, Notice):
+                console.say(f"engine: {event.message}", "red" if event.level == "error" else "")
+                self.note = ""
+            elif isinstance(event, Alarm):
+                console.say(f"step {event.step}: healthy again {event.message}".rstrip(), "green")
+            elif isinstance(event, Status) and event.message:
+                console.say(f"{event.state}: {event.message}", "bold red" if event.state == "failed" else "")
+            elif isinstance(event, Eval):
+                score = event.accuracy if event.accuracy is not None else event.perplexity
+                console.say(f"step {event.step}: {event.split} score {short(score)}")
+            elif isinstance(event, RunFinished):
+                console.say(finished_text(event))
+        if self.state.started and self.state.task == "lm":
+            console.set_placeholder("/ then a prefix to continue, e.g. time traveller")
+        self._dirty = True
+
+    def on_source_ended(self, message: SourceEnded) -> None:
+        self.ended = message
+        self._dirty = True
+        if self.stopping:
+            self.exit(message.exit_code or 0)
+            return
+        console = self.console_panel
+        if message.bad_lines:
+            console.say(f"skipped {message.bad_lines} unreadable line(s) of the stream", "yellow")
+        status = self.state.status
+        failed = (message.exit_code or 0) != 0 or (status is not None and status.state == "failed")
+        if failed and self.source.kind == "live":
+            last_words = [line for line in message.error.splitlines() if line.strip()]
+            reason = (status.message if status is not None and status.message else "") or (
+                last_words[-1] if last_words else f"exit code {message.exit_code}")
+            self.banner.show_failure(reason)
+            for line in last_words[-3:]:
+                console.say(line, "red")
+        elif self.source.kind == "replay":
+            console.say(f"replay loaded: {self.state.events_seen} events · p play/pause · ←/→ scrub", "dim")
+
+    # --- drawing, at a steady frame rate -------------------------------------------------
+
+    def _draw_frame(self) -> None:
+        now = time.monotonic()
+        moved = self.playback.tick(now - self._last_frame, self.state.last_index)
+        self._last_frame = now
+        if not (self._dirty or moved):
+            return
+        self._dirty = False
+        sparklines = self.sparklines
+        view = self.state.view(self.playback.index, width=max(10, sparklines.size.width))
+        self.run_header.show(view, self._source_label(), self.note)
+        self.banner.show(view.alarm)
+        self.heatmaps.show(view.gates)
+        charts = self.charts
+        if charts.display:
+            if now - self._last_chart >= CHART_SECONDS:
+                self._last_chart = now
+                charts.show(self.state, None if self.playback.index is None else view.index + 1)
+            else:
+                self._dirty = True  # draw the charts on a later frame
+        else:
+            sparklines.show(view)
+
+    def _source_label(self) -> str:
+        if self.source.kind != "replay":
+            return self.source.description + ("" if self.playback.index is None else " · history (end follows)")
+        mark = "▶" if self.playback.playing else "⏸"
+        return f"{self.source.description} {mark} {self.playback.speed:g} steps/s"
+
+    # --- sending commands -------------------------------------------------------------
+
+    def send(self, command: Command) -> bool:
+        if not self.source.can_send:
+            self.console_panel.say(REFUSALS.get(self.source.kind, "no engine to send to"), "yellow")
+            return False
+        if not self.source.send(command):
+            self.console_panel.say("the engine is not running: command not sent", "yellow")
+            return False
+        return True
+
+    def _settings(self):
+        return self.state.settings[-1][1] if self.state.settings else None
+
+    def _acknowledge(self) -> None:
+        self.state.acknowledge(self.banner.alarm)
+        self._dirty = True
+
+    # --- actions (one per key) ----------------------------------------------------
+
+    def action_toggle_clip(self) -> None:
+        command = controls.toggle_clip(self._settings(), self.state.config)
+        if self.send(command):
+            self.note = f"clip {'ON' if command.on else 'OFF'} requested"
+            self._acknowledge()
+
+    def action_scale_clip(self, factor: float) -> None:
+        command = controls.scale_clip(self._settings(), self.state.config, factor)
+        if self.send(command):
+            self.note = f"max_norm {command.max_norm:g} requested"
+
+    def action_pause(self) -> None:
+        if self.source.kind != "live":
+            self.playback.playing = not self.playback.playing
+            if self.playback.index is None:
+                self.playback.index = self.state.last_index
+        else:
+            running = self.state.status is None or self.state.status.state == "running"
+            self.send(Pause() if running else Resume())
+            self._acknowledge()
+        self._dirty = True
+
+    def action_step(self) -> None:
+        if self.source.kind == "live":
+            self.send(StepCommand(n=1))
+        else:
+            self.action_scrub(1)
+
+    def action_rewind(self) -> None:
+        if self.send(Rewind()):
+            self._acknowledge()
+
+    def action_speed(self, direction: int) -> None:
+        if self.source.kind == "replay":
+            self.playback.speed = max(0.5, min(1e6, self.playback.speed * (2 if direction > 0 else 0.5)))
+            self._dirty = True
+            return
+        status = self.state.status
+        measured = self.state.steps_per_s[-1] if self.state.steps_per_s else 0.0
+        speed = controls.next_speed(status.speed if status else 0.0, measured, direction > 0)
+        if self.send(SetSpeed(steps_per_s=speed)):
+            self.note = f"speed cap {speed:g}/s requested" if speed else "no speed cap requested"
+
+    def action_gates(self) -> None:
+        self.send(GatesCommand(input=self._gates_input))
+
+    def action_focus_console(self) -> None:
+        self.query_one("#console-input", Input).focus()
+
+    def action_toggle_charts(self) -> None:
+        charts = self.charts
+        charts.display = not charts.display
+        self.sparklines.display = not charts.display
+        self._last_chart = 0.0
+        self._dirty = True
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen(self.HELP))
+
+    def action_dismiss(self) -> None:
+        self._acknowledge()
+        self.set_focus(None)
+
+    def action_scrub(self, steps: int) -> None:
+        self.playback.move(steps, self.state.last_index)
+        self._dirty = True
+
+    def action_home(self) -> None:
+        self.playback.home()
+        self._dirty = True
+
+    def action_end(self) -> None:
+        self.playback.end(self.source.kind != "replay", self.state.last_index)
+        self._dirty = True
+
+    def on_console_submitted(self, message: Console.Submitted) -> None:
+        console = self.console_panel
+        if self.state.task == "lm":
+            if not message.text.strip():
+                console.say("type a prefix for the model to continue", "yellow")
+                return
+            self._request_id += 1
+            self.send(Generate(prefix=message.text, length=200, request_id=self._request_id))
+            return
+        try:
+            digits = " ".join(parse_digits(message.text))
+        except ValueError as problem:
+            console.say(str(problem), "yellow")
+            return
+        if self.send(Predict(input=digits)):
+            self._gates_input = digits
+            self.send(GatesCommand(input=digits))
+
+    async def action_quit(self) -> None:
+        if self.source.kind != "live" or self.ended is not None or self.stopping:
+            self._reader_stop.set()
+            self.source.terminate()
+            self.exit(self.source.exit_code or 0)
+            return
+        self.stopping = True
+        self.note = "stopping…"
+        self._dirty = True
+        self._stop_engine()
+
+    @work(thread=True, group="stop")
+    def _stop_engine(self) -> None:
+        self.source.stop(STOP_TIMEOUT)  # the reader then sees end of file and posts SourceEnded
+
+
+def build_app(source: EventSource) -> MonitorApp:
+    """The monitor for any event source (tests pass a recorded log; the CLI a child process)."""
+    return MonitorApp(source)

@@ -1,0 +1,78 @@
+"""What a key asks of the engine, worked out from what the engine last confirmed (no textual)."""
+
+from __future__ import annotations
+
+from engine.events import SetClip
+from tui.state import Settings
+
+DEFAULT_MAX_NORM = 20.0  # the textbook's fix (NNDL 6.2.3)
+SPEEDS = (0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0)  # steps/s caps; 0 = none
+
+
+def toggle_clip(settings: Settings | None, config: dict) -> SetClip:
+    on, max_norm, norm_type = _clip(settings, config)
+    return SetClip(on=not on, max_norm=max_norm, norm_type=norm_type)
+
+
+def scale_clip(settings: Settings | None, config: dict, factor: float) -> SetClip:
+    on, max_norm, norm_type = _clip(settings, config)
+    return SetClip(on=on, max_norm=max_norm * factor, norm_type=norm_type)
+
+
+def _clip(settings: Settings | None, config: dict) -> tuple[bool, float, str]:
+    if settings is not None:
+        on, max_norm, norm_type = settings.clip_on, settings.clip_max_norm, settings.clip_norm_type
+    else:
+        on, max_norm, norm_type = config.get("clip") is not None, config.get("clip"), config.get("clip_type", "2")
+    if not max_norm or max_norm <= 0:
+        max_norm = DEFAULT_MAX_NORM
+    return bool(on), float(max_norm), str(norm_type or "2")
+
+
+def next_speed(current: float, measured: float, faster: bool) -> float:
+    """The next steps/s cap up or down the ladder; 0 means no cap."""
+    if faster:
+        if current == 0:
+            return 0.0
+        return next((speed for speed in SPEEDS if speed > current), 0.0)
+    if current == 0:  # from uncapped, start just below what the run manages now
+        below = [speed for speed in SPEEDS if measured <= 0 or speed < measured]
+        return below[-1] if below else SPEEDS[0]
+    lower = [speed for speed in SPEEDS if speed < current]
+    return lower[-1] if lower else SPEEDS[0]
+
+
+class Playback:
+    """The cursor over the run's steps. None follows the newest step; replays start at the first."""
+
+    def __init__(self, follow: bool, speed: float = 10.0) -> None:
+        self.index: int | None = None if follow else 0
+        self.playing = not follow
+        self.speed = speed  # steps/s while playing a replay
+        self._carry = 0.0
+
+    def tick(self, seconds: float, last: int) -> bool:
+        """Advance a playing replay; True when the cursor moved."""
+        if not self.playing or self.index is None:
+            return False
+        self._carry += seconds * self.speed
+        moved = int(self._carry)
+        if moved == 0:
+            return False
+        self._carry -= moved
+        before = self.index
+        self.index = min(last, self.index + moved)
+        return self.index != before
+
+    def move(self, steps: int, last: int) -> None:
+        self.playing = False
+        self._carry = 0.0
+        start = last if self.index is None else self.index
+        self.index = max(0, min(last, start + steps))
+
+    def home(self) -> None:
+        self.index, self.playing = 0, False
+
+    def end(self, follow: bool, last: int) -> None:
+        self.index = None if follow else max(0, last)
+        self.playing = False

@@ -1,0 +1,92 @@
+"""Entry points the CLI calls: train live in a child process, or watch a log or a stream."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+from tui.sources import ChildProcessSource, EventSource, LogFileSource, StdinSource
+
+
+def train_live(config: dict) -> int:
+    """Train ``config`` (a TrainConfig dict) in a child process and watch it; the exit code."""
+    argv = [sys.executable, "-m", "engine.child", json.dumps(config)]
+    # Start the engine first: its torch import (seconds) overlaps with the app's own start.
+    source = ChildProcessSource(argv, cwd=_repository_root()).start()
+    if source.start_error:
+        print(f"rnnlab-tui: {source.start_error}", file=sys.stderr)
+        return 2
+    code = _run(source)
+    source.terminate()  # a no-op after a clean stop; otherwise the child must not outlive the app
+    child_code = source.exit_code
+    return child_code if child_code else code
+
+
+def watch(path: str) -> int:
+    """Replay a recorded log, or follow a stream on standard input when ``path`` is "-"."""
+    if path == "-":
+        source = _stdin_source()
+        if source is None:
+            return 2
+        return _run(source)
+    problem = _unreadable(path)
+    if problem:
+        print(f"rnnlab-tui: {problem}", file=sys.stderr)
+        return 2
+    return _run(LogFileSource(path))
+
+
+def _run(source: EventSource) -> int:
+    from tui.app import build_app  # textual loads only now, after the child has started
+
+    app = build_app(source)
+    result = app.run()
+    return int(app.return_code or 0) if result is None else int(result)
+
+
+def _unreadable(path: str) -> str:
+    """Why ``path`` cannot be watched, or "" when its first line is a run_started event."""
+    from engine.events import DecodeError, RunStarted, from_json
+
+    try:
+        with open(path, "rb") as handle:
+            first = handle.readline()
+    except OSError as error:
+        return f"cannot read log {path}: {error.strerror or error}"
+    if not first.strip():
+        return f"{path} is empty: not an event log"
+    try:
+        event = from_json(first)
+    except DecodeError as error:
+        return f"{path} is not an rnnlab-tui event log (first line: {error})"
+    if not isinstance(event, RunStarted):
+        return f"{path} does not start with a run_started event (found {event.type})"
+    return ""
+
+
+def _stdin_source() -> StdinSource | None:
+    """Move the piped stream off file descriptor 0 and put the terminal there for the keyboard.
+
+    Textual's driver reads keys from standard input (fd 0). With ``cat log | rnnlab-tui watch -``
+    fd 0 is the pipe, so the stream gets a duplicate descriptor of its own and fd 0 is reopened on
+    the controlling terminal, /dev/tty.
+    """
+    if os.isatty(0):
+        print("rnnlab-tui: watch - reads events from standard input; pipe a stream in "
+              "(e.g. ssh host rnnlab-tui train --headless --events - | rnnlab-tui watch -)", file=sys.stderr)
+        return None
+    stream_fd = os.dup(0)
+    try:
+        terminal = os.open("/dev/tty", os.O_RDWR)
+    except OSError:
+        os.close(stream_fd)
+        print("rnnlab-tui: watch - needs a terminal for the keyboard (/dev/tty cannot be opened)", file=sys.stderr)
+        return None
+    os.dup2(terminal, 0)
+    os.close(terminal)
+    return StdinSource(stream_fd)
+
+
+def _repository_root() -> str:
+    return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

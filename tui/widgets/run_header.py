@@ -1,0 +1,57 @@
+"""The header: what is training, how clipping is set, where the run is and how fast it goes."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widgets import Static
+
+from tui.format import norm_name, short
+from tui.state import RunView
+
+STATE_STYLES = {"running": "bold green", "paused": "bold yellow", "finished": "bold cyan",
+                "stopped": "bold cyan", "failed": "bold red", "waiting": "dim", "stopping": "bold yellow"}
+
+
+def header_text(view: RunView, source: str, note: str = "") -> Text:
+    config = view.config
+    settings = view.settings
+    cell = config.get("cell", "?").upper()
+    impl = config.get("impl", "")
+    task = config.get("task", "?")
+    line = Text()
+    line.append(f" {cell}", "bold")
+    if impl:
+        line.append(f" ({impl})", "dim")
+    line.append(f" · {task}")
+    if task == "digits" and config.get("length"):
+        line.append(f" L={config['length']}")
+    lr = settings.lr if settings is not None else config.get("lr")
+    line.append(f" · {config.get('optimizer', '?')} lr {short(lr)}")
+    line.append(" · clip ")
+    if settings is None:
+        clip_on = config.get("clip") is not None
+        max_norm, norm_type = config.get("clip"), config.get("clip_type", "2")
+    else:
+        clip_on, max_norm, norm_type = settings.clip_on, settings.clip_max_norm, settings.clip_norm_type
+    if clip_on:
+        line.append(f"ON max_norm={short(max_norm)} {norm_name(norm_type)}", "bold green")
+    else:
+        line.append("OFF", "bold red")
+    line.append("\n")
+    total = view.total_steps
+    line.append(f" step {view.step}" + (f"/{total}" if total else ""))
+    if settings is not None and settings.epochs:
+        line.append(f" · epoch {settings.epoch}/{settings.epochs}")
+    line.append(f" · {view.steps_per_s:.1f} steps/s")
+    line.append(" (cap " + (f"{short(view.speed)}/s)" if view.speed else "none)"), "dim")
+    line.append(" · ")
+    line.append(view.state, STATE_STYLES.get(view.state, "bold"))
+    line.append(f" · {source}", "dim")
+    if note:
+        line.append(f" · {note}", "bold yellow")
+    return line
+
+
+class RunHeader(Static):
+    def show(self, view: RunView, source: str, note: str = "") -> None:
+        self.update(header_text(view, source, note))
