@@ -1,0 +1,314 @@
+"""The app under Textual's Pilot, fed recorded logs and a fake live source (no torch, no child)."""
+
+import asyncio
+import os
+import subprocess
+import sys
+
+import pytest
+
+from engine.events import (Alarm, GatesCommand, Generate, Generation, Pause, Predict, Prediction, Resume,
+                           Rewind, SetClip, SetSpeed, Status, Step, StepCommand, Stop)
+from tui.app import build_app
+from tui.sources import LogFileSource, StdinSource
+from tui.synthetic import gates_event, synthetic_events
+from tui.widgets.console import parse_digits
+
+from conftest import FakeLiveSource
+
+SIZE = (120, 40)
+
+
+async def _until(pilot, condition, timeout=5.0):
+    """Let the app run until condition() holds (the reader thread and frame timer need time)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not reached")
+        await pilot.pause(0.02)
+
+
+def _events(n=10, cell="srn", finish=False):
+    return list(synthetic_events(n, cell=cell, finish=finish))
+
+
+def _last_line(app):
+    lines = app.console_panel.lines
+    return str(lines[-1]) if lines else ""
+
+
+def _banner_text(app):
+    return str(app.banner.render()) if app.banner.display else ""
+
+
+def test_banner_appears_at_the_alarm_step_in_a_replay(srn_log):
+    async def run():
+        app = build_app(LogFileSource(srn_log))
+        async with app.run_test(size=SIZE) as pilot:
+            await _until(pilot, lambda: app.ended is not None)
+            await pilot.press("home")  # step 1, playback paused
+            await pilot.pause(0.15)
+            assert not app.banner.display
+            await pilot.press("right")  # step 2
+            await pilot.pause(0.15)
+            assert not app.banner.display
+            await pilot.press("right")  # step 3: the alarm step
+            await pilot.pause(0.15)
+            text = _banner_text(app)
+            assert "GRADIENT EXPLOSION at step 3" in text and "W" in text and "median" in text
+            assert "c clip" in text and "r rewind" in text and "p pause" in text
+            await pilot.press("escape")  # acknowledged: it goes
+            await pilot.pause(0.15)
+            assert not app.banner.display
+
+    asyncio.run(run())
+
+
+def test_live_banner_within_a_frame_and_cleared_when_healthy():
+    async def run():
+        source = FakeLiveSource(_events(2))
+        app = build_app(source)
+        async with app.run_test(size=SIZE) as pilot:
+            await _until(pilot, lambda: app.state.last_index == 1)
+            assert not app.banner.display
+            source.push([Alarm(step=3, kind="non_finite", parameter="U", value=float("nan"))])
+            await _until(pilot, lambda: app.banner.display, timeout=0.5)
+            assert "NON-FINITE" in _banner_text(app) and "non_finite" in app.banner.classes
+            source.push([Alarm(step=9, kind="healthy")])
+            await _until(pilot, lambda: not app.banner.display, timeout=0.5)
+            source.push([Alarm(step=12, kind="saturation", parameter="W", value=1e-9, ratio=1e-7, median=0.01)])
+            await _until(pilot, lambda: app.banner.display, timeout=0.5)
+            assert "VANISHED" in _banner_text(app) and "saturation" in app.banner.classes
+
+    asyncio.run(run())
+
+
+KEYS = [
+    ("c", SetClip(on=True, max_norm=20.0, norm_type="2")),
+    ("left_square_bracket", SetClip(on=False, max_norm=10.0, norm_type="2")),
+    ("right_square_bracket", SetClip(on=False, max_norm=40.0, norm_type="2")),
+    ("p", Pause()),
+    ("n", StepCommand(n=1)),
+    ("r", Rewind()),
+    ("plus", SetSpeed(steps_per_s=0.0)),
+    ("minus", SetSpeed(steps_per_s=200.0)),
+    ("g", GatesCommand(input="")),
+]
+
+
+@pytest.mark.parametrize("key,expected", KEYS, ids=[key for key, _ in KEYS])
+def test_each_key_sends_its_command(key, expected):
+    async def run():
+        source = FakeLiveSource(_events(5))
+        app = build_app(source)
+        async with app.run_test(size=SIZE) as pilot:
+            await _until(pilot, lambda: app.state.last_index == 4)
+            await pilot.press(key)
+            await pilot.pause(0.05)
+            assert source.sent == [expected]
+
+    asyncio.run(run())
+
+
+def test_clip_header_follows_the_engine_not_the_key():
+    async def run():
+        source = FakeLiveSource(_events(5))
+        app = build_app(source)
+        async with app.run_test(size=SIZE) as pilot:
+            await _until(pilot, lambda: app.state.last_index == 4)
+            await pilot.press("c")
+            await pilot.pause(0.15)
+            header = str(app.run_header.render())
+            assert "clip OFF" in header and "requested" in header
+            source.push([Step(step=6, clip_on=True, clip_max_norm=20.0, clip_norm_type="2", grad_norms={"W": 1.0})])
+            await _until(pilot, lambda: "clip ON max_norm=20 L2" in str(app.run_header.render()), timeout=1)
+
+    asyncio.run(run())
+
+
+def test_pause_resume_follows_status():
+    async def run():
+        source = FakeLiveSource(_events(3) + [Status(step=3, state="paused")])
+        app = build_app(source)
+        async with app.run_test(size=SIZE) as pilot:
+            await _until(pilot, lambda: app.state.status is not None and app.state.status.state == "paused")
+            await pilot.press("p")
+            assert source.sent == [Resume()]
+
+    asyncio.run(run())
+
+
+def test_heatmap_columns_are_labelled_by_the_input_digits():
+    async def run():
+        source = FakeLiveSource(_events(5, cell="lstm"))
+        app = build_app(source)
+        async with app.run_test(size=SIZE) as pilot:
+            await _until(pilot, lambda: app.state.last_index == 4)
+            source.push([gates_event("lstm", list("3141592"), step=5, request="3 1 4 1 5 9 2")])
+            await _until(pilot, lambda: app.heatmaps.gates is not None and app.heatmaps.gates.step == 5)
+            await pilot.pause(0.1)
+            assert app.heatmaps.column_labels == list("3141592")
+            lines = str(app.heatmaps.render()).splitlines()
+            assert any(line.strip().startswith("3141592") for line in lines)
+            for name in ("input gate", "forget gate", "output gate", "cell state"):
+                assert name in "\n".join(lines)
+            assert "h0" in "\n".join(lines)
+
+    asyncio.run(run())
+
+
+def test_console_sends_predict_and_gates_and_shows_the_answer():
+    async def run():
+        source = FakeLiveSource(_events(3))
+        app = build_app(source)
+        async with app.run_test(size=SIZE) as pilot:
+            await _until(pilot, lambda: app.state.last_index == 2)
+            await pilot.press("slash", *"6 7 0 0 1", "enter")
+            await pilot.pause(0.05)
+            assert source.sent == [Predict(input="6 7 0 0 1"), GatesCommand(input="6 7 0 0 1")]
+            source.push([Prediction(tokens=list("67001"), predicted=13, top=[[13, 0.8], [12, 0.1], [14, 0.05]],
+                                    target=13)])
+            await _until(pilot, lambda: "top-3" in _last_line(app))
+            assert "→ 13" in _last_line(app)
+
+    asyncio.run(run())
+
+
+@pytest.mark.parametrize("text", ["", "6 x 7", "12 3", "7", "🙂", "6" * 500])
+def test_malformed_console_input_gets_one_line(text):
+    with pytest.raises(ValueError) as problem:
+        parse_digits(text)
+    assert "\n" not in str(problem.value)
+
+    async def run():
+        source = FakeLiveSource(_events(3))
+        app = build_app(source)
+        async with app.run_test(size=SIZE) as pilot:
+            await _until(pilot, lambda: app.state.last_index == 2)
+            app.console_panel.post_message(app.console_panel.Submitted(text))
+            await pilot.pause(0.05)
+            assert source.sent == []
+            assert _last_line(app) == str(problem.value)
+
+    asyncio.run(run())
+
+
+def test_language_model_console_streams_generation_with_wide_characters():
+    events = list(synthetic_events(3, task="lm"))
+
+    async def run():
+        source = FakeLiveSource(events)
+        app = build_app(source)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await _until(pilot, lambda: app.state.last_index == 2)
+            await pilot.press("slash", *"abc", "enter")
+            await pilot.pause(0.05)
+            assert source.sent == [Generate(prefix="abc", length=200, request_id=1)]
+            source.push([Generation(prefix="床前", text="明月光，"), Generation(text="疑是地上霜", done=True)])
+            await _until(pilot, lambda: "疑是地上霜" in _last_line(app))
+            assert _last_line(app) == "» 明月光，疑是地上霜"
+
+    asyncio.run(run())
+
+
+def test_replay_and_stream_refuse_commands_with_a_message(srn_log):
+    async def run():
+        app = build_app(LogFileSource(srn_log))
+        async with app.run_test(size=SIZE) as pilot:
+            await _until(pilot, lambda: app.ended is not None)
+            await pilot.press("c")
+            await pilot.pause(0.05)
+            assert "no engine" in _last_line(app)
+
+    asyncio.run(run())
+    read, write = os.pipe()
+    os.close(write)
+
+    async def run_stream():
+        app = build_app(StdinSource(read))
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.press("r")
+            await pilot.pause(0.05)
+            assert "cannot be sent" in _last_line(app)
+
+    asyncio.run(run_stream())
+    os.close(read)
+
+
+def test_replay_scrubs_home_end_and_plays(lstm_log):
+    async def run():
+        app = build_app(LogFileSource(lstm_log))
+        async with app.run_test(size=SIZE) as pilot:
+            await _until(pilot, lambda: app.ended is not None)
+            await pilot.press("end")
+            assert app.playback.index == app.state.last_index == 29
+            await pilot.press("home", "n", "n")
+            assert app.playback.index == 2
+            await pilot.press("p")  # play
+            await _until(pilot, lambda: app.playback.index > 2)
+            await pilot.press("v")  # full charts while replaying
+            await pilot.pause(0.3)
+            assert app.charts.display and not app.sparklines.display
+
+    asyncio.run(run())
+
+
+@pytest.mark.parametrize("size", [(80, 24), (60, 16), (40, 10)])
+def test_small_terminals_do_not_crash(size, lstm_log):
+    async def run():
+        app = build_app(LogFileSource(lstm_log))
+        async with app.run_test(size=size) as pilot:
+            await _until(pilot, lambda: app.ended is not None)
+            await pilot.press("end", "v")
+            await pilot.pause(0.3)
+            await pilot.press("v", "question_mark")
+            await pilot.pause(0.1)
+            await pilot.press("escape")
+            await pilot.pause(0.1)
+            assert app.is_running
+
+    asyncio.run(run())
+
+
+def test_child_death_shows_its_error_and_keeps_the_data():
+    async def run():
+        source = FakeLiveSource(_events(6))
+        app = build_app(source)
+        async with app.run_test(size=SIZE) as pilot:
+            await _until(pilot, lambda: app.state.last_index == 5)
+            source.die(1, "Traceback (most recent call last):\nRuntimeError: the engine broke")
+            await _until(pilot, lambda: app.ended is not None)
+            await pilot.pause(0.15)
+            assert "ENGINE FAILED" in _banner_text(app) and "the engine broke" in _banner_text(app)
+            assert app.state.last_index == 5 and app.sparklines.display
+            await pilot.press("c")
+            assert "not running" in _last_line(app)
+
+    asyncio.run(run())
+
+
+def test_quit_sends_stop_and_waits_for_the_engine():
+    async def run():
+        source = FakeLiveSource(_events(3))
+        app = build_app(source)
+        async with app.run_test(size=SIZE) as pilot:
+            await _until(pilot, lambda: app.state.last_index == 2)
+            await pilot.press("q")
+            await _until(pilot, lambda: not app.is_running)
+        return app.return_code
+
+    assert asyncio.run(run()) == 0
+
+
+def test_no_color_is_honoured():
+    code = ("import asyncio; from tui.app import build_app; from tui.sources import LogFileSource\n"
+            "app = build_app(LogFileSource('/nonexistent'))\n"
+            "async def main():\n"
+            "    async with app.run_test() as pilot:\n"
+            "        await pilot.pause(0.1)\n"
+            "asyncio.run(main()); print(app.no_color)")
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = dict(os.environ, NO_COLOR="1")
+    result = subprocess.run([sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True,
+                            timeout=60)
+    assert result.stdout.strip().splitlines()[-1] == "True", result.stderr

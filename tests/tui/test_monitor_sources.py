@@ -1,0 +1,68 @@
+"""Event sources: partial and corrupt lines, non-finite floats, a child that answers and one that dies."""
+
+import math
+import time
+
+from engine.events import Pause, Step, Stop
+from tui.sources import ChildProcessSource, LogFileSource
+from tui.synthetic import synthetic_events, write_log
+
+
+def _all(source):
+    return [event for batch in source.batches() for event in batch]
+
+
+def test_log_replay_skips_and_counts_bad_lines(tmp_path):
+    path = tmp_path / "run.jsonl"
+    count = write_log(str(path), synthetic_events(20))
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write("this is not json\n")
+        handle.write('{"type":"no_such_event","run":"x"}\n')
+        handle.write('{"type":"step","run":"x","step":21,"lo')  # a partial last line
+    source = LogFileSource(str(path))
+    events = _all(source)
+    assert len(events) == count
+    assert source.bad_lines == 3
+
+
+def test_non_finite_norms_survive_the_trip(tmp_path):
+    path = tmp_path / "nan.jsonl"
+    events = list(synthetic_events(3))
+    events.append(Step(step=4, grad_norms={"W": math.nan, "U": math.inf}, total_norm=math.inf))
+    write_log(str(path), events)
+    step = _all(LogFileSource(str(path)))[-1]
+    assert math.isnan(step.grad_norms["W"]) and math.isinf(step.total_norm)
+
+
+def test_child_receives_commands_and_stops(fake_child):
+    source = ChildProcessSource(fake_child).start()
+    batches = source.batches()
+    seen = []
+    while not any(event.type == "alarm" for event in seen):
+        seen.extend(next(batches))
+    assert source.send(Pause())
+    notices = []
+    while not notices:
+        notices = [event for event in next(batches) if event.type == "notice"]
+    assert notices[0].message == "got pause"
+    source.stop(timeout=5)
+    assert source.exit_code == 0
+    assert not source.send(Stop())  # nobody left to receive it
+
+
+def test_dying_child_leaves_its_error_and_exit_code(fake_child):
+    source = ChildProcessSource(fake_child + ["die"]).start()
+    events = _all(source)
+    assert events and events[0].type == "run_started"
+    assert source.bad_lines == 1  # the partial last line
+    deadline = time.monotonic() + 5
+    while source.exit_code is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert source.exit_code == 3
+    assert "out of memory" in source.error_text
+
+
+def test_missing_program_is_a_start_error(tmp_path):
+    source = ChildProcessSource([str(tmp_path / "no-such-program")]).start()
+    assert source.start_error and source.exit_code == 2
+    assert _all(source) == []
