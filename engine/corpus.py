@@ -143,8 +143,8 @@ def seq_data_iter_random(corpus: torch.Tensor, batch_size: int, num_steps: int, 
     if limit is not None:
         batches = min(batches, limit)
     for i in range(0, batch_size * batches, batch_size):
-        starts = torch.tensor(initial_indices[i:i + batch_size])  # [batch]
-        positions = starts[:, None] + torch.arange(num_steps)  # [batch, num_steps]
+        starts = torch.tensor(initial_indices[i:i + batch_size], device=corpus.device)  # [batch]
+        positions = starts[:, None] + torch.arange(num_steps, device=corpus.device)  # [batch, num_steps]
         yield corpus[positions], corpus[positions + 1]
 
 

@@ -15,10 +15,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from . import generate
 from .cells import Recurrent
 from .config import ConfigError, TrainConfig
 from .corpus import SAMPLERS, Vocabulary, corpus_path, num_batches, read_corpus, split_text
+from .generate import stream_events
 from .models import TextbookNamed, initialise_model
 
 # The gate heatmaps' default input, the prefixes the textbooks continue.
@@ -158,7 +158,7 @@ class LanguageModelTask:
 
     def generate(self, model: LanguageModel, command, emit, notice) -> None:
         """Answer a Generate command: the continuation streams out as Generation events."""
-        generate.stream_events(model, self.vocab, command, emit, notice, self.device)
+        stream_events(model, self.vocab, command, emit, notice, self.device)
 
     def checkpoint_extra(self) -> dict:
         return {"vocabulary": list(self.vocabulary)}
