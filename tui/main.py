@@ -13,7 +13,11 @@ def train_live(config: dict) -> int:
     """Train ``config`` (a TrainConfig dict) in a child process and watch it; the exit code."""
     argv = [sys.executable, "-m", "engine.child", json.dumps(config)]
     # Start the engine first: its torch import (seconds) overlaps with the app's own start.
-    source = ChildProcessSource(argv, cwd=_repository_root()).start()
+    # The child runs in the user's directory (runs/ and checkpoints/ are relative to it) and finds
+    # the engine package beside tui/ even when the project is not installed.
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [_repository_root(), env.get("PYTHONPATH", "")]))
+    source = ChildProcessSource(argv, env=env).start()
     if source.start_error:
         print(f"rnnlab-tui: {source.start_error}", file=sys.stderr)
         return 2

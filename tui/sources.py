@@ -212,10 +212,11 @@ class ChildProcessSource(EventSource):
     kind = "live"
     can_send = True
 
-    def __init__(self, argv: list[str], cwd: str | None = None) -> None:
+    def __init__(self, argv: list[str], cwd: str | None = None, env: dict | None = None) -> None:
         super().__init__()
         self.argv = list(argv)
         self.cwd = cwd
+        self.env = env
         self.description = "live run"
         self.process: subprocess.Popen | None = None
         self._stderr_tail: collections.deque[str] = collections.deque(maxlen=STDERR_LINES)
@@ -229,7 +230,7 @@ class ChildProcessSource(EventSource):
             return self
         try:
             self.process = subprocess.Popen(
-                self.argv, cwd=self.cwd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                self.argv, cwd=self.cwd, env=self.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE, bufsize=0,
                 # its own session: a Ctrl-C typed before the app takes the terminal reaches only
                 # the app, which then stops the child cleanly with a command

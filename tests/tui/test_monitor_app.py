@@ -312,3 +312,20 @@ def test_no_color_is_honoured():
     result = subprocess.run([sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True,
                             timeout=60)
     assert result.stdout.strip().splitlines()[-1] == "True", result.stderr
+
+
+def test_recorded_engine_run_shows_the_explosion_of_W():
+    """A real log of `rnnlab-tui train --cell srn --lr 0.2` (its first 30 lines), replayed."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "srn_explosion.jsonl")
+
+    async def run():
+        app = build_app(LogFileSource(path))
+        async with app.run_test(size=SIZE) as pilot:
+            await _until(pilot, lambda: app.ended is not None)
+            await pilot.press("home", "right", "right")  # step 3: W's norm is 114x its median
+            await pilot.pause(0.15)
+            text = _banner_text(app)
+            assert "GRADIENT EXPLOSION at step 3" in text and "‖∇W‖" in text
+            assert "clip OFF" in str(app.run_header.render())
+
+    asyncio.run(run())

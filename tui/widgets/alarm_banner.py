@@ -30,8 +30,8 @@ def describe(alarm: Alarm) -> Text:
             text.append(f",  {alarm.ratio:,.3g}× its recent median ({sci(alarm.median)})")
     text.append("\n")
     text.append(REMEDIES.get(alarm.kind, "esc dismiss"))
-    if alarm.message:
-        text.append(f"   {alarm.message}", "italic")
+    if alarm.message and (alarm.kind != "explosion" or not alarm.parameter):
+        text.append(f"\n{alarm.message}", "italic")  # the engine's explanation (saturation, NaN)
     return text
 
 

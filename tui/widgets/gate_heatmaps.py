@@ -123,7 +123,11 @@ class GateHeatmaps(Widget):
         return len(self._lines(width))
 
     def render(self) -> Text:
-        text = Text("\n").join(self._lines(self.size.width or 80))
+        width = self.size.width or 80
+        lines = self._lines(width)
+        for line in lines:
+            line.truncate(width)
+        text = Text("\n").join(lines)
         text.no_wrap, text.overflow = True, "crop"  # a block wider than the panel is cut, not wrapped
         return text
 

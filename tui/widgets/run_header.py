@@ -14,6 +14,13 @@ STATE_STYLES = {"running": "bold green", "paused": "bold yellow", "finished": "b
 
 def header_text(view: RunView, source: str, note: str = "") -> Text:
     config = view.config
+    if not config:
+        waiting = Text(" waiting for the run to start", "bold")
+        waiting.append(" (the engine loads torch first)" if source.startswith("live") else "", "dim")
+        waiting.append(f"\n {view.state} · {source}", "dim")
+        if note:
+            waiting.append(f" · {note}", "bold yellow")
+        return waiting
     settings = view.settings
     cell = config.get("cell", "?").upper()
     impl = config.get("impl", "")

@@ -81,7 +81,8 @@ class Sparklines(Widget):
         view = self._view
         self._rows_drawn = len(view.grad_norms)
         total = self.size.width or 80
-        label_width = min(LABEL_WIDTH, max(6, total // 6))
+        longest = max((len(name) for name in view.grad_norms), default=8) + 3  # "‖∇" and "‖" around it
+        label_width = min(LABEL_WIDTH, max(10, longest))
         value_width = min(VALUE_WIDTH, max(10, total // 3))
         width = max(1, total - label_width - value_width - 2)
         lines = [self._row("loss", spark(view.loss, width), short(view.loss[-1]) if view.loss else "—",

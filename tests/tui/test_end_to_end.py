@@ -1,0 +1,65 @@
+"""The real command in a real terminal (tmux, 120x40): explosion banner, `c` turns clipping ON, `q`
+leaves the terminal clean and the run log complete."""
+
+import glob
+import json
+import os
+import shutil
+import subprocess
+import time
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SESSION = f"rnnlab-e2e-{os.getpid()}"
+
+pytestmark = [
+    pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed"),
+    pytest.mark.skipif(shutil.which("rnnlab-tui") is None,
+                       reason="the rnnlab-tui script is not on PATH (pip install -e . first)"),
+]
+
+
+def _screen() -> str:
+    return subprocess.run(["tmux", "capture-pane", "-p", "-t", SESSION], capture_output=True, text=True).stdout
+
+
+def _wait_for(predicate, timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        screen = _screen()
+        if predicate(screen):
+            return screen
+        time.sleep(0.05)
+    raise AssertionError(f"timed out; the screen was:\n{_screen()}")
+
+
+def test_explosion_clip_and_clean_quit(tmp_path):
+    runs = tmp_path / "runs"  # the run log goes to runs/ under the working directory
+    done = tmp_path / "exit-code"
+    command = f"cd {tmp_path} && rnnlab-tui train --cell srn --lr 0.2; echo $? > {done}; sleep 30"
+    start = time.monotonic()
+    subprocess.run(["tmux", "new-session", "-d", "-s", SESSION, "-x", "120", "-y", "40", command], check=True)
+    try:
+        screen = _wait_for(lambda s: "EXPLOSION" in s and "‖∇" in s, timeout=60)
+        seconds = time.monotonic() - start
+        print(f"explosion banner after {seconds:.2f} s")
+        banner = next(line for line in screen.splitlines() if "EXPLOSION" in line)
+        assert "step" in banner and "median" in banner
+        subprocess.run(["tmux", "send-keys", "-t", SESSION, "c"], check=True)
+        _wait_for(lambda s: "clip ON" in s.splitlines()[0], timeout=15)
+        subprocess.run(["tmux", "send-keys", "-t", SESSION, "q"], check=True)
+        deadline = time.monotonic() + 20
+        while not done.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert done.read_text().strip() == "0"
+        screen = _screen()
+        assert "EXPLOSION" not in screen and "clip" not in screen  # the alternate screen is gone
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", SESSION], capture_output=True)
+    logs = glob.glob(str(runs / "*.jsonl"))
+    assert logs, "no run log was written"
+    with open(logs[0], encoding="utf-8") as handle:
+        events = [json.loads(line) for line in handle]  # every line parses
+    last = events[-1]
+    assert last["type"] == "run_finished" or (last["type"] == "status" and last["state"] == "stopped")
