@@ -12,19 +12,17 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.widgets import Footer, Input
 
-from engine.events import (Alarm, Command, Eval, Generate, GatesCommand, Generation, Notice, Pause,
-                           Predict, Prediction, Resume, Rewind, RunFinished, SetSpeed, Status, StepCommand)
+from engine.events import Command, GatesCommand, Notice, Pause, Resume, Rewind, SetSpeed, StepCommand
 from tui import controls
-from tui.format import finished_text, short
 from tui.reader import BATCHES_IN_FLIGHT, EventsArrived, SourceEnded, read_events
 from tui.screens.help import HelpScreen
 from tui.sources import EventSource
 from tui.state import RunState
 from tui.widgets.alarm_banner import AlarmBanner
 from tui.widgets.charts import Charts
-from tui.widgets.console import Console, parse_digits, prediction_text
+from tui.widgets.console import Console
 from tui.widgets.gate_heatmaps import GateHeatmaps
-from tui.widgets.run_header import RunHeader
+from tui.widgets.run_header import RunHeader, source_label
 from tui.widgets.sparklines import Sparklines
 
 FRAME_SECONDS = 1 / 15  # widgets are redrawn at this steady rate, never once per event
@@ -55,20 +53,13 @@ class MonitorApp(App[int]):
         Binding("q", "quit", "quit"),
         Binding("ctrl+c", "quit", "quit", show=False, priority=True),
         Binding("escape", "dismiss", "dismiss", show=False),
-        Binding("left", "scrub(-1)", "back", key_display="←"),
-        Binding("right", "scrub(1)", "forward", key_display="→"),
-        Binding("pageup", "scrub(-100)", show=False),
-        Binding("pagedown", "scrub(100)", show=False),
-        Binding("home", "home", "first"),
-        Binding("end", "end", "last"),
+        Binding("left", "seek('-1')", "back", key_display="←"),
+        Binding("right", "seek('1')", "forward", key_display="→"),
+        Binding("pageup", "seek('-100')", show=False),
+        Binding("pagedown", "seek('100')", show=False),
+        Binding("home", "seek('home')", "first"),
+        Binding("end", "seek('end')", "last"),
     ]
-    HELP = [("c", "clipping on/off (the header changes when the engine confirms)"),
-            ("[ ]", "halve / double max_norm"), ("p", "pause / resume (replay: play / pause)"),
-            ("n", "one step, then pause"), ("r", "rewind to the last healthy snapshot"),
-            ("+ -", "faster / slower (steps/s cap)"), ("g", "refresh the gate heatmaps"),
-            ("/", "focus the console (digits → predicted sum; lm: prefix → text)"),
-            ("v", "sparklines / full charts"), ("← → home end", "scrub through the run"),
-            ("esc", "dismiss the alarm banner"), ("?", "this help"), ("q", "quit (stops the run cleanly)")]
 
     def __init__(self, source: EventSource) -> None:
         super().__init__()
@@ -120,7 +111,7 @@ class MonitorApp(App[int]):
         self.set_class(self.size.width < 100 or self.size.height < 30, "narrow")
 
     def check_action(self, action: str, parameters: tuple) -> bool | None:
-        if action in ("scrub", "home", "end"):  # shown in the footer for replays only
+        if action == "seek":  # shown in the footer for replays only
             return True if self.source.kind == "replay" else None
         return True
 
@@ -132,26 +123,12 @@ class MonitorApp(App[int]):
 
     def on_events_arrived(self, message: EventsArrived) -> None:
         self._slots.release()
-        console = self.console_panel
         for event in self.state.ingest(message.events):
-            if isinstance(event, Prediction):
-                console.say(prediction_text(event))
-            elif isinstance(event, Generation):
-                console.stream(event.text, event.done)
-            elif isinstance(event, Notice):
-                console.say(f"engine: {event.message}", "red" if event.level == "error" else "")
-                self.note = ""
-            elif isinstance(event, Alarm):
-                console.say(f"step {event.step}: healthy again {event.message}".rstrip(), "green")
-            elif isinstance(event, Status) and event.message:
-                console.say(f"{event.state}: {event.message}", "bold red" if event.state == "failed" else "")
-            elif isinstance(event, Eval):
-                score = event.accuracy if event.accuracy is not None else event.perplexity
-                console.say(f"step {event.step}: {event.split} score {short(score)}")
-            elif isinstance(event, RunFinished):
-                console.say(finished_text(event))
-        if self.state.started and self.state.task == "lm":
-            console.set_placeholder("/ then a prefix to continue, e.g. time traveller")
+            self.console_panel.show_event(event)
+            if isinstance(event, Notice):
+                self.note = ""  # the engine answered the pending request
+        if self.state.task == "lm":
+            self.console_panel.set_placeholder("/ then a prefix to continue, e.g. time traveller")
         self._dirty = True
 
     def on_source_ended(self, message: SourceEnded) -> None:
@@ -161,16 +138,13 @@ class MonitorApp(App[int]):
             self.exit(message.exit_code or 0)
             return
         console = self.console_panel
-        if message.bad_lines:
-            console.say(f"skipped {message.bad_lines} unreadable line(s) of the stream", "yellow")
-        status = self.state.status
-        failed = (message.exit_code or 0) != 0 or (status is not None and status.state == "failed")
-        if failed and self.source.kind == "live":
-            last_words = [line for line in message.error.splitlines() if line.strip()]
-            reason = (status.message if status is not None and status.message else "") or (
-                last_words[-1] if last_words else f"exit code {message.exit_code}")
+        skipped = message.bad_lines + self.state.bad_events
+        if skipped:
+            console.say(f"skipped {skipped} unreadable line(s) of the stream", "yellow")
+        reason = controls.failure_reason(self.state.status, message.exit_code, message.error)
+        if reason and self.source.kind == "live":
             self.banner.show_failure(reason)
-            for line in last_words[-3:]:
+            for line in message.error.splitlines()[-3:]:
                 console.say(line, "red")
         elif self.source.kind == "replay":
             console.say(f"replay loaded: {self.state.events_seen} events · p play/pause · ←/→ scrub", "dim")
@@ -186,7 +160,7 @@ class MonitorApp(App[int]):
         self._dirty = False
         sparklines = self.sparklines
         view = self.state.view(self.playback.index, width=max(10, sparklines.size.width))
-        self.run_header.show(view, self._source_label(), self.note)
+        self.run_header.show(view, source_label(self.source, self.playback), self.note)
         self.banner.show(view.alarm)
         self.heatmaps.show(view.gates)
         charts = self.charts
@@ -198,12 +172,6 @@ class MonitorApp(App[int]):
                 self._dirty = True  # draw the charts on a later frame
         else:
             sparklines.show(view)
-
-    def _source_label(self) -> str:
-        if self.source.kind != "replay":
-            return self.source.description + ("" if self.playback.index is None else " · history (end follows)")
-        mark = "▶" if self.playback.playing else "⏸"
-        return f"{self.source.description} {mark} {self.playback.speed:g} steps/s"
 
     # --- sending commands -------------------------------------------------------------
 
@@ -251,7 +219,7 @@ class MonitorApp(App[int]):
         if self.source.kind == "live":
             self.send(StepCommand(n=1))
         else:
-            self.action_scrub(1)
+            self.action_seek("1")
 
     def action_rewind(self) -> None:
         if self.send(Rewind()):
@@ -282,41 +250,33 @@ class MonitorApp(App[int]):
         self._dirty = True
 
     def action_help(self) -> None:
-        self.push_screen(HelpScreen(self.HELP))
+        self.push_screen(HelpScreen())
 
     def action_dismiss(self) -> None:
         self._acknowledge()
         self.set_focus(None)
 
-    def action_scrub(self, steps: int) -> None:
-        self.playback.move(steps, self.state.last_index)
-        self._dirty = True
-
-    def action_home(self) -> None:
-        self.playback.home()
-        self._dirty = True
-
-    def action_end(self) -> None:
-        self.playback.end(self.source.kind != "replay", self.state.last_index)
+    def action_seek(self, where: str) -> None:
+        """home, end, or a number of steps to move (scrubbing pauses a replay)."""
+        last = self.state.last_index
+        if where == "home":
+            self.playback.home()
+        elif where == "end":
+            self.playback.end(self.source.kind != "replay", last)
+        else:
+            self.playback.move(int(where), last)
         self._dirty = True
 
     def on_console_submitted(self, message: Console.Submitted) -> None:
-        console = self.console_panel
-        if self.state.task == "lm":
-            if not message.text.strip():
-                console.say("type a prefix for the model to continue", "yellow")
-                return
-            self._request_id += 1
-            self.send(Generate(prefix=message.text, length=200, request_id=self._request_id))
-            return
+        self._request_id += 1
         try:
-            digits = " ".join(parse_digits(message.text))
+            commands = controls.console_commands(message.text, self.state.task, self._request_id)
         except ValueError as problem:
-            console.say(str(problem), "yellow")
+            self.console_panel.say(str(problem), "yellow")
             return
-        if self.send(Predict(input=digits)):
-            self._gates_input = digits
-            self.send(GatesCommand(input=digits))
+        if self.send(commands[0]) and len(commands) > 1:
+            self._gates_input = commands[1].input  # g refreshes the heatmaps for this input
+            self.send(commands[1])
 
     async def action_quit(self) -> None:
         if self.source.kind != "live" or self.ended is not None or self.stopping:

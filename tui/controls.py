@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from engine.events import SetClip
+from engine.events import Command, GatesCommand, Generate, Predict, SetClip, Status
 from tui.state import Settings
+from tui.widgets.console import parse_digits
 
 DEFAULT_MAX_NORM = 20.0  # the textbook's fix (NNDL 6.2.3)
 SPEEDS = (0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0)  # steps/s caps; 0 = none
@@ -27,6 +28,30 @@ def _clip(settings: Settings | None, config: dict) -> tuple[bool, float, str]:
     if not max_norm or max_norm <= 0:
         max_norm = DEFAULT_MAX_NORM
     return bool(on), float(max_norm), str(norm_type or "2")
+
+
+def console_commands(text: str, task: str, request_id: int) -> list[Command]:
+    """What a console line asks: a prediction and heatmaps for digits, generation for a prefix.
+
+    Raises ValueError with a one-line explanation for input that cannot be sent.
+    """
+    if task == "lm":
+        if not text.strip():
+            raise ValueError("type a prefix for the model to continue")
+        return [Generate(prefix=text, length=200, request_id=request_id)]
+    digits = " ".join(parse_digits(text))
+    return [Predict(input=digits), GatesCommand(input=digits)]
+
+
+def failure_reason(status: Status | None, exit_code: int | None, error: str) -> str:
+    """Why the engine died, in one line ("" when it did not): its failed status, else its stderr."""
+    failed = (exit_code or 0) != 0 or (status is not None and status.state == "failed")
+    if not failed:
+        return ""
+    if status is not None and status.state == "failed" and status.message:
+        return status.message
+    last_words = [line for line in error.splitlines() if line.strip()]
+    return last_words[-1] if last_words else f"the engine exited with code {exit_code}"
 
 
 def next_speed(current: float, measured: float, faster: bool) -> float:

@@ -9,6 +9,8 @@ def sci(value: float | None) -> str:
     """A gradient norm in scientific notation, as the textbook prints it: 7.62e+06."""
     if value is None:
         return "—"
+    if not isinstance(value, (int, float)):
+        return str(value)[:12]
     if math.isnan(value):
         return "NaN"
     if math.isinf(value):
@@ -20,6 +22,8 @@ def short(value: float | None) -> str:
     """A loss, lr or threshold in the fewest characters that stay exact enough."""
     if value is None:
         return "—"
+    if not isinstance(value, (int, float)):
+        return str(value)[:12]
     if not math.isfinite(value):
         return sci(value)
     if value == 0:

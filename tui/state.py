@@ -77,6 +77,7 @@ class RunState:
         self.finished: RunFinished | None = None
         self.checkpoint: Checkpoint | None = None
         self.events_seen = 0
+        self.bad_events = 0
         self.acknowledged: set[int] = set()  # id() of alarms the user dismissed
 
     # --- ingestion (main thread) -------------------------------------------
@@ -86,6 +87,9 @@ class RunState:
         for_console: list[Event] = []
         for event in events:
             self.events_seen += 1
+            if not _well_typed(event):  # parsed, but not what the engine writes: skip, count
+                self.bad_events += 1
+                continue
             if type(event) is Step:
                 self._ingest_step(event)
             elif isinstance(event, (Prediction, Generation, Notice)):
@@ -228,6 +232,51 @@ class RunState:
         for name, values in self.grad_norms.items():
             result[name] = _window(values, 0, stop, every)
         return result
+
+
+_NUMBER = (int, float)
+
+
+def _numbers(*values) -> bool:
+    return all(isinstance(value, _NUMBER) for value in values)
+
+
+def _optional_numbers(*values) -> bool:
+    return all(value is None or isinstance(value, _NUMBER) for value in values)
+
+
+def _well_typed(event: Event) -> bool:
+    """Whether the fields the monitor draws have the types the engine writes (a log can be edited)."""
+    if not isinstance(event.step, int):
+        return False
+    if type(event) is Step:
+        norms = event.grad_norms
+        return (_numbers(event.loss, event.total_norm, event.steps_per_s, event.lr, event.clip_max_norm,
+                         event.epoch, event.epochs)
+                and isinstance(norms, dict) and _numbers(*norms.values()) and isinstance(event.clip_norm_type, str))
+    if isinstance(event, Alarm):
+        return _numbers(event.value, event.ratio, event.median) and isinstance(event.kind, str) \
+            and isinstance(event.parameter, str) and isinstance(event.message, str)
+    if isinstance(event, Eval):
+        return _optional_numbers(event.accuracy, event.perplexity, event.best) and isinstance(event.split, str)
+    if isinstance(event, Status):
+        return _numbers(event.speed) and isinstance(event.state, str) and isinstance(event.message, str)
+    if isinstance(event, RunStarted):
+        return isinstance(event.config, dict) and isinstance(event.parameters, dict) \
+            and _numbers(event.total_steps, event.steps_per_epoch)
+    if isinstance(event, Gates):
+        return isinstance(event.tokens, list) and isinstance(event.matrices, dict) and isinstance(event.cell, str)
+    if isinstance(event, Prediction):
+        return _numbers(event.predicted) and isinstance(event.tokens, list) and isinstance(event.top, list) \
+            and all(isinstance(item, list) and len(item) == 2 and _numbers(item[1]) for item in event.top) \
+            and _optional_numbers(event.target)
+    if isinstance(event, Generation):
+        return isinstance(event.text, str)
+    if isinstance(event, Notice):
+        return isinstance(event.message, str) and isinstance(event.level, str)
+    if isinstance(event, RunFinished):
+        return _optional_numbers(event.best_dev, event.test_accuracy, event.test_perplexity)
+    return True
 
 
 def _window(series: collections.deque, begin: int, end: int, every: int = 1) -> list:

@@ -329,3 +329,39 @@ def test_recorded_engine_run_shows_the_explosion_of_W():
             assert "clip OFF" in str(app.run_header.render())
 
     asyncio.run(run())
+
+
+GARBAGE = [
+    '{"type":"step","run":"x","step":4,"grad_norms":[1,2],"loss":1}',
+    '{"type":"step","run":"x","step":"five","loss":"high"}',
+    '{"type":"alarm","run":"x","step":5,"kind":"explosion","parameter":"W","value":"big"}',
+    '{"type":"alarm","run":"x","step":6,"kind":"whatever","parameter":"W","value":1e308,"ratio":1e308,"median":0}',
+    '{"type":"gates","run":"x","step":6,"tokens":["6","7"],"cell":"lstm","matrices":{"hidden":"x","input_gate":[[1],[0.5,"a",null]]}}',
+    '{"type":"prediction","run":"x","step":6,"tokens":["6"],"predicted":3,"top":[[1]]}',
+    '{"type":"eval","run":"x","step":6,"split":"dev","accuracy":"good"}',
+    '{"type":"status","run":"x","step":6,"state":7}',
+    '{"type":"step","run":"x","step":7,"loss":{"$float":"nan"},"grad_norms":{"W":{"$float":"inf"}},"total_norm":{"$float":"nan"}}',
+    '[1,2,3]', '"just a string"', '{"type":"run_started","config":"not a dict"}', '{"type":', '\\u0000\\xff',
+]
+
+
+def test_garbage_in_a_log_is_skipped_without_a_traceback(tmp_path):
+    path = tmp_path / "garbage.jsonl"
+    with open(path, "w", encoding="utf-8") as handle:
+        for event in synthetic_events(3):
+            handle.write(event.to_json() + "\n")
+        handle.write("\n".join(GARBAGE) + "\n")
+
+    async def run():
+        app = build_app(LogFileSource(str(path)))
+        async with app.run_test(size=(80, 24)) as pilot:
+            await _until(pilot, lambda: app.ended is not None)
+            await pilot.press("end", "v")
+            await pilot.pause(0.3)
+            await pilot.press("v", "home", "end")
+            await pilot.pause(0.2)
+            assert app.is_running
+            assert app.state.last_index == 3  # the three good steps and the non-finite one
+            assert "skipped" in "\n".join(str(line) for line in app.console_panel.lines)
+
+    asyncio.run(run())

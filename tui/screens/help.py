@@ -22,10 +22,19 @@ product (a different function from d2l's); --impl scratch follows d2l. Names and
 """
 
 
+KEYS = [("c", "clipping on/off (the header changes when the engine confirms)"),
+        ("[ ]", "halve / double max_norm"), ("p", "pause / resume (replay: play / pause)"),
+        ("n", "one step, then pause"), ("r", "rewind to the last healthy snapshot"),
+        ("+ -", "faster / slower (steps/s cap)"), ("g", "refresh the gate heatmaps"),
+        ("/", "focus the console (digits → predicted sum; lm: prefix → text)"),
+        ("v", "sparklines / full charts"), ("← → home end", "scrub through the run"),
+        ("esc", "dismiss the alarm banner"), ("?", "this help"), ("q", "quit (stops the run cleanly)")]
+
+
 class HelpScreen(ModalScreen[None]):
     BINDINGS = [Binding("escape,question_mark,q", "close", "Close")]
 
-    def __init__(self, keys: list[tuple[str, str]]) -> None:
+    def __init__(self, keys: list[tuple[str, str]] = KEYS) -> None:
         super().__init__()
         self.keys = keys
 

@@ -10,7 +10,8 @@ from textual.containers import Vertical
 from textual.message import Message
 from textual.widgets import Input, Static
 
-from engine.events import Prediction
+from engine.events import Alarm, Eval, Event, Generation, Notice, Prediction, RunFinished, Status
+from tui.format import finished_text, short
 
 MAX_LINES = 200
 MAX_DIGITS = 200
@@ -73,12 +74,32 @@ class Console(Vertical):
         yield Input(placeholder=self.placeholder, id="console-input")
 
     def set_placeholder(self, placeholder: str) -> None:
-        self.query_one(Input).placeholder = placeholder
+        field = self.query_one(Input)
+        if field.placeholder != placeholder:
+            field.placeholder = placeholder
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
         event.input.value = ""
         self.post_message(self.Submitted(event.value))
+
+    def show_event(self, event: Event) -> None:
+        """An engine answer or a milestone, as one line (generation streams into the last one)."""
+        if isinstance(event, Prediction):
+            self.say(prediction_text(event))
+        elif isinstance(event, Generation):
+            self.stream(event.text, event.done)
+        elif isinstance(event, Notice):
+            self.say(f"engine: {event.message}", "red" if event.level == "error" else "")
+        elif isinstance(event, Alarm):
+            self.say(f"step {event.step}: healthy again {event.message}".rstrip(), "green")
+        elif isinstance(event, Status) and event.message:
+            self.say(f"{event.state}: {event.message}", "bold red" if event.state == "failed" else "")
+        elif isinstance(event, Eval):
+            score = event.accuracy if event.accuracy is not None else event.perplexity
+            self.say(f"step {event.step}: {event.split} score {short(score)}")
+        elif isinstance(event, RunFinished):
+            self.say(finished_text(event))
 
     def say(self, message: str | Text, style: str = "") -> None:
         """Add one line (cut to a line: the console answers in one line, never a traceback)."""

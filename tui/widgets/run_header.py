@@ -22,9 +22,9 @@ def header_text(view: RunView, source: str, note: str = "") -> Text:
             waiting.append(f" · {note}", "bold yellow")
         return waiting
     settings = view.settings
-    cell = config.get("cell", "?").upper()
-    impl = config.get("impl", "")
-    task = config.get("task", "?")
+    cell = str(config.get("cell", "?")).upper()
+    impl = str(config.get("impl", ""))
+    task = str(config.get("task", "?"))
     line = Text()
     line.append(f" {cell}", "bold")
     if impl:
@@ -62,3 +62,11 @@ def header_text(view: RunView, source: str, note: str = "") -> Text:
 class RunHeader(Static):
     def show(self, view: RunView, source: str, note: str = "") -> None:
         self.update(header_text(view, source, note))
+
+
+def source_label(source, playback) -> str:
+    """Where the events come from; for a replay, whether it plays and how fast."""
+    if source.kind != "replay":
+        return source.description + ("" if playback.index is None else " · history (end follows)")
+    mark = "▶" if playback.playing else "⏸"
+    return f"{source.description} {mark} {playback.speed:g} steps/s"
