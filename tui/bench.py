@@ -64,7 +64,6 @@ async def _replay(path: str, events: int) -> dict:
         "key_latency_ms_max": float(max(latencies)) if latencies else 0.0,
         "key_latency_ms_median": float(sorted(latencies)[len(latencies) // 2]) if latencies else 0.0,
         "key_presses": float(len(latencies)),
-        "_latencies": [round(x) for x in latencies],
     }
 
 

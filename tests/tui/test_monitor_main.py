@@ -1,0 +1,31 @@
+"""`watch` on a missing or corrupt log ends with one clear line on stderr and exit code 2."""
+
+from tui.main import watch
+
+
+def test_missing_log(tmp_path, capsys):
+    assert watch(str(tmp_path / "nope.jsonl")) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "cannot read log" in error
+
+
+def test_corrupt_log(tmp_path, capsys):
+    path = tmp_path / "bad.jsonl"
+    path.write_bytes(b"\x00\xffnot json at all\n")
+    assert watch(str(path)) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "not an rnnlab-tui event log" in error
+
+
+def test_log_that_does_not_start_with_run_started(tmp_path, capsys):
+    path = tmp_path / "headless.jsonl"
+    path.write_text('{"type":"step","run":"x","step":1}\n', encoding="utf-8")
+    assert watch(str(path)) == 2
+    assert "run_started" in capsys.readouterr().err
+
+
+def test_empty_log(tmp_path, capsys):
+    path = tmp_path / "empty.jsonl"
+    path.write_text("", encoding="utf-8")
+    assert watch(str(path)) == 2
+    assert "empty" in capsys.readouterr().err
