@@ -29,6 +29,8 @@ import math
 import torch
 from torch import nn
 
+from .bptt import PACKED, Sequence
+
 # Gate order inside each cell's packed [.., gates*hidden] weights, in textbook names.
 SCRATCH_GATES = {"srn": ("",), "lstm": ("i", "f", "o", "c"), "gru": ("r", "z", "h")}
 # PyTorch packs LSTM gates as i, f, g(=c), o and GRU gates as r, z, n(=h).
@@ -50,6 +52,12 @@ def layer_suffix(layer: int, reverse: bool) -> str:
     return (f".l{layer}" if layer else "") + (".rev" if reverse else "")
 
 
+def uniform(shape, bound: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """U(-bound, bound) drawn in the textbook shape's own order, so that a transposed view of
+    PyTorch's packed weights receives the same numbers as a scratch parameter."""
+    return torch.empty(shape).uniform_(-bound, bound, generator=generator)
+
+
 def initialise(tensors: dict[str, torch.Tensor], scheme: str, hidden: int,
                generator: torch.Generator | None = None) -> None:
     """Fill textbook-shaped tensors (views allowed) in place, in name order, so that the same
@@ -65,10 +73,10 @@ def initialise(tensors: dict[str, torch.Tensor], scheme: str, hidden: int,
                 else:
                     fan_in, fan_out = tensor.shape
                     bound = math.sqrt(6.0 / (fan_in + fan_out))
-                    tensor.uniform_(-bound, bound, generator=generator)
+                    tensor.copy_(uniform(tensor.shape, bound, generator))
             elif scheme == "torch":
                 bound = 1.0 / math.sqrt(hidden)
-                tensor.uniform_(-bound, bound, generator=generator)
+                tensor.copy_(uniform(tensor.shape, bound, generator))
             else:
                 raise ValueError(f"unknown initialisation {scheme!r}")
 
@@ -113,7 +121,14 @@ def equations_step(cell: str, x_proj: torch.Tensor, h: torch.Tensor, c: torch.Te
 
 
 class ScratchCell(nn.Module):
-    """One layer, one direction, written from the equations, with one nn.Parameter per textbook name."""
+    """One layer, one direction, written from the equations.
+
+    The weights live packed, one block of rows per gate, as a fast implementation keeps them:
+    ``weight_input`` [gates*hidden, input], ``weight_hidden`` [gates*hidden, hidden], ``bias``
+    [gates*hidden]; every textbook tensor (``W_i`` [input, hidden], ``U_i``, ``b_i`` ...) is a view
+    into them, and so is its gradient. The training forward is ``bptt.Sequence`` (one autograd node,
+    hand-written BPTT); ``record=True`` runs ``equations_step`` step by step and keeps every gate.
+    """
 
     def __init__(self, cell: str, input_size: int, hidden: int, suffix: str = "", init: str = "xavier",
                  reset_after: bool = False):
@@ -121,26 +136,47 @@ class ScratchCell(nn.Module):
         self.cell, self.hidden, self.suffix, self.reset_after = cell, hidden, suffix, reset_after
         self.gates = SCRATCH_GATES[cell]
         self.names = gate_names(cell, suffix)
-        for name in self.names:
-            if name.startswith("W"):
-                shape = (input_size, hidden)
-            elif name.startswith("U"):
-                shape = (hidden, hidden)
-            else:
-                shape = (hidden,)
-            self.register_parameter(_attr(name), nn.Parameter(torch.empty(shape)))
+        size = len(self.gates) * hidden
+        self.weight_input = nn.Parameter(torch.empty(size, input_size))
+        self.weight_hidden = nn.Parameter(torch.empty(size, hidden))
+        self.bias = nn.Parameter(torch.empty(size))
         initialise(self.textbook_parameters(), init, hidden)
 
+    def _views(self, attribute: str) -> dict[str, torch.Tensor | None]:
+        """'data' gives the textbook tensors as views of the packed ones, 'grad' their gradients."""
+        views: dict[str, torch.Tensor | None] = {}
+        slots = PACKED[self.cell]
+        for matrix, packed in (("W", self.weight_input), ("U", self.weight_hidden), ("b", self.bias)):
+            tensor = packed if attribute == "data" else packed.grad
+            for gate_index, gate in enumerate(self.gates):
+                name = (f"{matrix}_{gate}" if gate else matrix) + self.suffix
+                if tensor is None:
+                    views[name] = None
+                    continue
+                slot = slots.index(gate_index)
+                part = tensor[slot * self.hidden:(slot + 1) * self.hidden]
+                views[name] = part if matrix == "b" else part.t()
+        return views
+
     def textbook_parameters(self) -> dict[str, torch.Tensor]:
-        return {name: getattr(self, _attr(name)) for name in self.names}
+        return self._views("data")
+
+    def textbook_gradients(self) -> dict[str, torch.Tensor | None]:
+        return self._views("grad")
 
     def _packed(self, matrix: str) -> torch.Tensor:
-        parts = [getattr(self, _attr((f"{matrix}_{gate}" if gate else matrix) + self.suffix))
-                 for gate in self.gates]
+        """W, U or b of all gates side by side in textbook order: [.., gates*hidden]."""
+        params = self.textbook_parameters()
+        parts = [params[(f"{matrix}_{gate}" if gate else matrix) + self.suffix] for gate in self.gates]
         return parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
 
     def forward(self, x: torch.Tensor, state=None, record: bool = False):
         """x [batch, time, input] -> outputs [batch, time, hidden], final state (and per-step gates)."""
+        if not record:
+            h0, c0 = _split_state(self.cell, state, x.shape[0], self.hidden, x)
+            output, h, c = Sequence.apply(self.cell, self.reset_after, x, h0, c0,
+                                          self.weight_input, self.weight_hidden, self.bias)
+            return output, ((h, c) if self.cell == "lstm" else h)
         batch, steps, _ = x.shape
         W, b = self._packed("W"), self._packed("b")  # [input, gates*hidden], [gates*hidden]
         # The input projections of all time steps in one matrix product.
@@ -154,13 +190,10 @@ class ScratchCell(nn.Module):
         for t in range(steps):
             h, c, gates = equations_step(self.cell, x_proj[:, t], h, c, U, U_h, reset_after=self.reset_after)
             outputs.append(h)
-            if record:
-                recorded.append(gates)
+            recorded.append(gates)
         final = (h, c) if self.cell == "lstm" else h
         output = torch.stack(outputs, dim=1)
-        if record:
-            return output, final, {key: torch.stack([g[key] for g in recorded], dim=1) for key in recorded[0]}
-        return output, final
+        return output, final, {key: torch.stack([g[key] for g in recorded], dim=1) for key in recorded[0]}
 
 
 def _attr(name: str) -> str:
@@ -207,12 +240,15 @@ class Recurrent(nn.Module):
                     parameter.data.zero_()
             initialise(self.textbook_parameters(), init, hidden)
         else:
+            cell_class = ScratchCell
+            if impl == "naive":  # the textbook's unfused cells, kept for comparison (bench, sweep)
+                from .naive import NaiveCell as cell_class
             cells = []
             for layer in range(layers):
                 for direction in range(self.directions):
                     size = input_size if layer == 0 else hidden * self.directions
-                    cells.append(ScratchCell(cell, size, hidden, layer_suffix(layer, direction == 1),
-                                             init, reset_after))
+                    cells.append(cell_class(cell, size, hidden, layer_suffix(layer, direction == 1),
+                                            init, reset_after))
             self.cells = nn.ModuleList(cells)
         self.names = list(self.textbook_parameters())
 
@@ -251,7 +287,10 @@ class Recurrent(nn.Module):
     def textbook_gradients(self) -> dict[str, torch.Tensor | None]:
         if self.impl == "torch":
             return self._torch_views("grad")
-        return {name: p.grad for name, p in self.textbook_parameters().items()}
+        grads: dict[str, torch.Tensor | None] = {}
+        for cell in self.cells:
+            grads.update(cell.textbook_gradients())
+        return grads
 
     def load_textbook_parameters(self, values: dict[str, torch.Tensor]) -> None:
         """Copy textbook-named tensors in (the same weights in either implementation)."""
