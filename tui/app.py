@@ -7,29 +7,22 @@ import threading
 import time
 
 from textual import work
-from textual.app import App, ComposeResult
+from textual.app import App
 from textual.binding import Binding
-from textual.containers import VerticalScroll
-from textual.widgets import Footer, Input
+from textual.widgets import Input
 
 from engine.events import Command, GatesCommand, Notice, Pause, Resume, Rewind, SetSpeed, StepCommand
 from tui import controls
 from tui.reader import BATCHES_IN_FLIGHT, EventsArrived, SourceEnded, read_events
 from tui.screens.help import HelpScreen
+from tui.screens.monitor import MonitorScreen
 from tui.sources import EventSource
 from tui.state import RunState
-from tui.widgets.alarm_banner import AlarmBanner
-from tui.widgets.charts import Charts
 from tui.widgets.console import Console
-from tui.widgets.gate_heatmaps import GateHeatmaps
-from tui.widgets.run_header import RunHeader, source_label
-from tui.widgets.sparklines import Sparklines
+from tui.widgets.run_header import source_label
 
 FRAME_SECONDS = 1 / 15  # widgets are redrawn at this steady rate, never once per event
-CHART_SECONDS = 1.0  # plotext charts take ~0.1-0.2 s to draw: a slower rate keeps keys answered
 STOP_TIMEOUT = 5.0  # seconds the engine gets to stop cleanly before it is terminated
-REFUSALS = {"replay": "replaying a recorded run: there is no engine to send commands to",
-            "stream": "watching a stream: commands cannot be sent (steer the run where it runs)"}
 
 
 class MonitorApp(App[int]):
@@ -64,42 +57,29 @@ class MonitorApp(App[int]):
     def __init__(self, source: EventSource) -> None:
         super().__init__()
         self.source = source
+        self.monitor = MonitorScreen()
         self.state = RunState()
         self.playback = controls.Playback(follow=source.kind != "replay")
         self._slots = threading.Semaphore(BATCHES_IN_FLIGHT)
         self._reader_stop = threading.Event()
         self._dirty = True
-        self._last_frame = self._last_chart = time.monotonic()
+        self._last_frame = time.monotonic()
         self._gates_input = ""
         self._request_id = 0
         self.stopping = False
         self.ended: SourceEnded | None = None
         self.note = ""  # a pending request shown in the header until the engine confirms it
 
-    def compose(self) -> ComposeResult:
-        yield RunHeader(id="header")
-        yield AlarmBanner(id="banner")
-        with VerticalScroll(id="series"):
-            yield Sparklines(id="sparklines")
-            yield Charts(id="charts")
-        with VerticalScroll(id="gates"):
-            yield GateHeatmaps(id="heatmaps")
-        yield Console(placeholder="/ then a digit sequence, e.g. 6 7 0 0 1", id="console")
-        yield Footer()
+    def get_default_screen(self) -> MonitorScreen:
+        return self.monitor
 
     def on_mount(self) -> None:
-        # the screen's widgets, held so the frame timer never has to search the DOM for them
-        self.run_header = self.query_one(RunHeader)
-        self.banner = self.query_one(AlarmBanner)
-        self.sparklines = self.query_one(Sparklines)
-        self.charts = self.query_one(Charts)
-        self.heatmaps = self.query_one(GateHeatmaps)
-        self.console_panel = self.query_one(Console)
-        self.charts.display = False
-        self.banner.display = False
         # Everything alive now (modules, the widget tree) lives as long as the app: keep the cyclic
         # garbage collector from rescanning it, which paused a 100k-step replay for 100+ ms.
         gc.freeze()
+        self.call_after_refresh(self._start)  # once the screen is mounted and drawn
+
+    def _start(self) -> None:
         self._read()
         self.set_interval(FRAME_SECONDS, self._draw_frame)
 
@@ -108,7 +88,7 @@ class MonitorApp(App[int]):
         self.source.terminate()
 
     def on_resize(self) -> None:
-        self.set_class(self.size.width < 100 or self.size.height < 30, "narrow")
+        self.monitor.set_class(self.size.width < 100 or self.size.height < 30, "narrow")
 
     def check_action(self, action: str, parameters: tuple) -> bool | None:
         if action == "seek":  # shown in the footer for replays only
@@ -124,11 +104,11 @@ class MonitorApp(App[int]):
     def on_events_arrived(self, message: EventsArrived) -> None:
         self._slots.release()
         for event in self.state.ingest(message.events):
-            self.console_panel.show_event(event)
+            self.monitor.console_panel.show_event(event)
             if isinstance(event, Notice):
                 self.note = ""  # the engine answered the pending request
         if self.state.task == "lm":
-            self.console_panel.set_placeholder("/ then a prefix to continue, e.g. time traveller")
+            self.monitor.console_panel.set_placeholder("/ then a prefix to continue, e.g. time traveller")
         self._dirty = True
 
     def on_source_ended(self, message: SourceEnded) -> None:
@@ -137,13 +117,13 @@ class MonitorApp(App[int]):
         if self.stopping:
             self.exit(message.exit_code or 0)
             return
-        console = self.console_panel
+        console = self.monitor.console_panel
         skipped = message.bad_lines + self.state.bad_events
         if skipped:
             console.say(f"skipped {skipped} unreadable line(s) of the stream", "yellow")
         reason = controls.failure_reason(self.state.status, message.exit_code, message.error)
         if reason and self.source.kind == "live":
-            self.banner.show_failure(reason)
+            self.monitor.banner.show_failure(reason)
             for line in message.error.splitlines()[-3:]:
                 console.say(line, "red")
         elif self.source.kind == "replay":
@@ -155,32 +135,18 @@ class MonitorApp(App[int]):
         now = time.monotonic()
         moved = self.playback.tick(now - self._last_frame, self.state.last_index)
         self._last_frame = now
-        if not (self._dirty or moved):
-            return
-        self._dirty = False
-        sparklines = self.sparklines
-        view = self.state.view(self.playback.index, width=max(10, sparklines.size.width))
-        self.run_header.show(view, source_label(self.source, self.playback), self.note)
-        self.banner.show(view.alarm)
-        self.heatmaps.show(view.gates)
-        charts = self.charts
-        if charts.display:
-            if now - self._last_chart >= CHART_SECONDS:
-                self._last_chart = now
-                charts.show(self.state, None if self.playback.index is None else view.index + 1)
-            else:
-                self._dirty = True  # draw the charts on a later frame
-        else:
-            sparklines.show(view)
+        if self._dirty or moved:
+            label = source_label(self.source, self.playback)
+            self._dirty = self.monitor.draw(self.state, self.playback.index, label, self.note)
 
     # --- sending commands -------------------------------------------------------------
 
     def send(self, command: Command) -> bool:
         if not self.source.can_send:
-            self.console_panel.say(REFUSALS.get(self.source.kind, "no engine to send to"), "yellow")
+            self.monitor.console_panel.say(controls.REFUSALS.get(self.source.kind, "no engine to send to"), "yellow")
             return False
         if not self.source.send(command):
-            self.console_panel.say("the engine is not running: command not sent", "yellow")
+            self.monitor.console_panel.say("the engine is not running: command not sent", "yellow")
             return False
         return True
 
@@ -188,7 +154,7 @@ class MonitorApp(App[int]):
         return self.state.settings[-1][1] if self.state.settings else None
 
     def _acknowledge(self) -> None:
-        self.state.acknowledge(self.banner.alarm)
+        self.state.acknowledge(self.monitor.banner.alarm)
         self._dirty = True
 
     # --- actions (one per key) ----------------------------------------------------
@@ -206,9 +172,7 @@ class MonitorApp(App[int]):
 
     def action_pause(self) -> None:
         if self.source.kind != "live":
-            self.playback.playing = not self.playback.playing
-            if self.playback.index is None:
-                self.playback.index = self.state.last_index
+            self.playback.toggle(self.state.last_index)
         else:
             running = self.state.status is None or self.state.status.state == "running"
             self.send(Pause() if running else Resume())
@@ -227,7 +191,7 @@ class MonitorApp(App[int]):
 
     def action_speed(self, direction: int) -> None:
         if self.source.kind == "replay":
-            self.playback.speed = max(0.5, min(1e6, self.playback.speed * (2 if direction > 0 else 0.5)))
+            self.playback.scale_speed(direction)
             self._dirty = True
             return
         status = self.state.status
@@ -243,10 +207,7 @@ class MonitorApp(App[int]):
         self.query_one("#console-input", Input).focus()
 
     def action_toggle_charts(self) -> None:
-        charts = self.charts
-        charts.display = not charts.display
-        self.sparklines.display = not charts.display
-        self._last_chart = 0.0
+        self.monitor.toggle_charts()
         self._dirty = True
 
     def action_help(self) -> None:
@@ -272,7 +233,7 @@ class MonitorApp(App[int]):
         try:
             commands = controls.console_commands(message.text, self.state.task, self._request_id)
         except ValueError as problem:
-            self.console_panel.say(str(problem), "yellow")
+            self.monitor.console_panel.say(str(problem), "yellow")
             return
         if self.send(commands[0]) and len(commands) > 1:
             self._gates_input = commands[1].input  # g refreshes the heatmaps for this input

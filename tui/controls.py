@@ -6,6 +6,9 @@ from engine.events import Command, GatesCommand, Generate, Predict, SetClip, Sta
 from tui.state import Settings
 from tui.widgets.console import parse_digits
 
+REFUSALS = {"replay": "replaying a recorded run: there is no engine to send commands to",
+            "stream": "watching a stream: commands cannot be sent (steer the run where it runs)"}
+
 DEFAULT_MAX_NORM = 20.0  # the textbook's fix (NNDL 6.2.3)
 SPEEDS = (0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0)  # steps/s caps; 0 = none
 
@@ -71,6 +74,7 @@ class Playback:
     """The cursor over the run's steps. None follows the newest step; replays start at the first."""
 
     def __init__(self, follow: bool, speed: float = 10.0) -> None:
+        self.follows_stream = follow
         self.index: int | None = None if follow else 0
         self.playing = not follow
         self.speed = speed  # steps/s while playing a replay
@@ -88,6 +92,18 @@ class Playback:
         before = self.index
         self.index = min(last, self.index + moved)
         return self.index != before
+
+    def toggle(self, last: int) -> None:
+        """p without an engine: play/pause a replay; freeze/follow a stream."""
+        if self.follows_stream:
+            self.index = last if self.index is None else None
+            return
+        self.playing = not self.playing
+        if self.index is None:
+            self.index = last
+
+    def scale_speed(self, direction: int) -> None:
+        self.speed = max(0.5, min(1e6, self.speed * (2.0 if direction > 0 else 0.5)))
 
     def move(self, steps: int, last: int) -> None:
         self.playing = False

@@ -33,12 +33,12 @@ def _events(n=10, cell="srn", finish=False):
 
 
 def _last_line(app):
-    lines = app.console_panel.lines
+    lines = app.monitor.console_panel.lines
     return str(lines[-1]) if lines else ""
 
 
 def _banner_text(app):
-    return str(app.banner.render()) if app.banner.display else ""
+    return str(app.monitor.banner.render()) if app.monitor.banner.display else ""
 
 
 def test_banner_appears_at_the_alarm_step_in_a_replay(srn_log):
@@ -48,10 +48,10 @@ def test_banner_appears_at_the_alarm_step_in_a_replay(srn_log):
             await _until(pilot, lambda: app.ended is not None)
             await pilot.press("home")  # step 1, playback paused
             await pilot.pause(0.15)
-            assert not app.banner.display
+            assert not app.monitor.banner.display
             await pilot.press("right")  # step 2
             await pilot.pause(0.15)
-            assert not app.banner.display
+            assert not app.monitor.banner.display
             await pilot.press("right")  # step 3: the alarm step
             await pilot.pause(0.15)
             text = _banner_text(app)
@@ -59,7 +59,7 @@ def test_banner_appears_at_the_alarm_step_in_a_replay(srn_log):
             assert "c clip" in text and "r rewind" in text and "p pause" in text
             await pilot.press("escape")  # acknowledged: it goes
             await pilot.pause(0.15)
-            assert not app.banner.display
+            assert not app.monitor.banner.display
 
     asyncio.run(run())
 
@@ -70,15 +70,15 @@ def test_live_banner_within_a_frame_and_cleared_when_healthy():
         app = build_app(source)
         async with app.run_test(size=SIZE) as pilot:
             await _until(pilot, lambda: app.state.last_index == 1)
-            assert not app.banner.display
+            assert not app.monitor.banner.display
             source.push([Alarm(step=3, kind="non_finite", parameter="U", value=float("nan"))])
-            await _until(pilot, lambda: app.banner.display, timeout=0.5)
-            assert "NON-FINITE" in _banner_text(app) and "non_finite" in app.banner.classes
+            await _until(pilot, lambda: app.monitor.banner.display, timeout=0.5)
+            assert "NON-FINITE" in _banner_text(app) and "non_finite" in app.monitor.banner.classes
             source.push([Alarm(step=9, kind="healthy")])
-            await _until(pilot, lambda: not app.banner.display, timeout=0.5)
+            await _until(pilot, lambda: not app.monitor.banner.display, timeout=0.5)
             source.push([Alarm(step=12, kind="saturation", parameter="W", value=1e-9, ratio=1e-7, median=0.01)])
-            await _until(pilot, lambda: app.banner.display, timeout=0.5)
-            assert "VANISHED" in _banner_text(app) and "saturation" in app.banner.classes
+            await _until(pilot, lambda: app.monitor.banner.display, timeout=0.5)
+            assert "VANISHED" in _banner_text(app) and "saturation" in app.monitor.banner.classes
 
     asyncio.run(run())
 
@@ -118,10 +118,10 @@ def test_clip_header_follows_the_engine_not_the_key():
             await _until(pilot, lambda: app.state.last_index == 4)
             await pilot.press("c")
             await pilot.pause(0.15)
-            header = str(app.run_header.render())
+            header = str(app.monitor.run_header.render())
             assert "clip OFF" in header and "requested" in header
             source.push([Step(step=6, clip_on=True, clip_max_norm=20.0, clip_norm_type="2", grad_norms={"W": 1.0})])
-            await _until(pilot, lambda: "clip ON max_norm=20 L2" in str(app.run_header.render()), timeout=1)
+            await _until(pilot, lambda: "clip ON max_norm=20 L2" in str(app.monitor.run_header.render()), timeout=1)
 
     asyncio.run(run())
 
@@ -145,10 +145,11 @@ def test_heatmap_columns_are_labelled_by_the_input_digits():
         async with app.run_test(size=SIZE) as pilot:
             await _until(pilot, lambda: app.state.last_index == 4)
             source.push([gates_event("lstm", list("3141592"), step=5, request="3 1 4 1 5 9 2")])
-            await _until(pilot, lambda: app.heatmaps.gates is not None and app.heatmaps.gates.step == 5)
+            shown = app.monitor.heatmaps
+            await _until(pilot, lambda: shown.gates is not None and shown.gates.request == "3 1 4 1 5 9 2")
             await pilot.pause(0.1)
-            assert app.heatmaps.column_labels == list("3141592")
-            lines = str(app.heatmaps.render()).splitlines()
+            assert app.monitor.heatmaps.column_labels == list("3141592")
+            lines = str(app.monitor.heatmaps.render()).splitlines()
             assert any(line.strip().startswith("3141592") for line in lines)
             for name in ("input gate", "forget gate", "output gate", "cell state"):
                 assert name in "\n".join(lines)
@@ -185,7 +186,7 @@ def test_malformed_console_input_gets_one_line(text):
         app = build_app(source)
         async with app.run_test(size=SIZE) as pilot:
             await _until(pilot, lambda: app.state.last_index == 2)
-            app.console_panel.post_message(app.console_panel.Submitted(text))
+            app.monitor.console_panel.post_message(app.monitor.console_panel.Submitted(text))
             await pilot.pause(0.05)
             assert source.sent == []
             assert _last_line(app) == str(problem.value)
@@ -248,7 +249,7 @@ def test_replay_scrubs_home_end_and_plays(lstm_log):
             await _until(pilot, lambda: app.playback.index > 2)
             await pilot.press("v")  # full charts while replaying
             await pilot.pause(0.3)
-            assert app.charts.display and not app.sparklines.display
+            assert app.monitor.charts.display and not app.monitor.sparklines.display
 
     asyncio.run(run())
 
@@ -280,7 +281,7 @@ def test_child_death_shows_its_error_and_keeps_the_data():
             await _until(pilot, lambda: app.ended is not None)
             await pilot.pause(0.15)
             assert "ENGINE FAILED" in _banner_text(app) and "the engine broke" in _banner_text(app)
-            assert app.state.last_index == 5 and app.sparklines.display
+            assert app.state.last_index == 5 and app.monitor.sparklines.display
             await pilot.press("c")
             assert "not running" in _last_line(app)
 
@@ -326,7 +327,7 @@ def test_recorded_engine_run_shows_the_explosion_of_W():
             await pilot.pause(0.15)
             text = _banner_text(app)
             assert "GRADIENT EXPLOSION at step 3" in text and "‖∇W‖" in text
-            assert "clip OFF" in str(app.run_header.render())
+            assert "clip OFF" in str(app.monitor.run_header.render())
 
     asyncio.run(run())
 
@@ -362,6 +363,6 @@ def test_garbage_in_a_log_is_skipped_without_a_traceback(tmp_path):
             await pilot.pause(0.2)
             assert app.is_running
             assert app.state.last_index == 3  # the three good steps and the non-finite one
-            assert "skipped" in "\n".join(str(line) for line in app.console_panel.lines)
+            assert "skipped" in "\n".join(str(line) for line in app.monitor.console_panel.lines)
 
     asyncio.run(run())

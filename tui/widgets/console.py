@@ -65,16 +65,17 @@ class Console(Vertical):
 
     def __init__(self, placeholder: str = "", **kwargs) -> None:
         super().__init__(**kwargs)
-        self.placeholder = placeholder
         self.lines: collections.deque[Text] = collections.deque(maxlen=MAX_LINES)
         self._streaming = False
+        self._log = Static("", id="console-log")
+        self._input = Input(placeholder=placeholder, id="console-input")
 
     def compose(self) -> ComposeResult:
-        yield Static("", id="console-log")
-        yield Input(placeholder=self.placeholder, id="console-input")
+        yield self._log
+        yield self._input
 
     def set_placeholder(self, placeholder: str) -> None:
-        field = self.query_one(Input)
+        field = self._input
         if field.placeholder != placeholder:
             field.placeholder = placeholder
 
@@ -119,5 +120,4 @@ class Console(Vertical):
         self._draw()
 
     def _draw(self) -> None:
-        log = self.query_one("#console-log", Static)
-        log.update(Text("\n").join(list(self.lines)[-4:]))
+        self._log.update(Text("\n").join(list(self.lines)[-4:]))

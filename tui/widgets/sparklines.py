@@ -69,17 +69,15 @@ class Sparklines(Widget):
         self._view = RunView()
 
     def show(self, view: RunView) -> None:
+        rows_changed = len(view.grad_norms) != len(self._view.grad_norms)
         self._view = view
-        self.refresh(layout=len(view.grad_norms) != self._rows_drawn)
-
-    _rows_drawn = 0
+        self.refresh(layout=rows_changed)  # a new parameter row changes the panel's height
 
     def get_content_height(self, container, viewport, width: int) -> int:
         return 3 + len(self._view.grad_norms)
 
     def render(self) -> Text:
         view = self._view
-        self._rows_drawn = len(view.grad_norms)
         total = self.size.width or 80
         longest = max((len(name) for name in view.grad_norms), default=8) + 3  # "‖∇" and "‖" around it
         label_width = min(LABEL_WIDTH, max(10, longest))
