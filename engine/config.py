@@ -113,7 +113,7 @@ PRESETS: dict[str, dict] = {
                            log_steps=10, eval_steps=100),
     "lm-tangshi": dict(task="lm", corpus="tangshi300", cell="lstm", hidden=256, embed=64,
                        optimizer="adam", lr=0.004, loss_reduction="mean", batch_size=32,
-                       seq_len=35, epochs=60, clip=1.0, clip_type="2", init="torch",
+                       seq_len=35, epochs=20, clip=1.0, clip_type="2", init="torch",
                        log_steps=10, eval_steps=0),
 }
 
