@@ -22,8 +22,8 @@ from typing import Iterator
 
 from engine.events import EVENT_TYPES, Command, DecodeError, Event, Stop, from_json
 
-CHUNK_BYTES = 1 << 20  # one read from a pipe or a file (a pipe returns what it holds)
-MAX_BATCH = 2000  # events handed to the app at once: bounds the work of one message
+CHUNK_BYTES = 1 << 16  # one read: small enough that decoding it holds the GIL only a few ms
+MAX_BATCH = 1000  # events handed to the app at once: bounds the work of one message
 STDERR_LINES = 40  # how much of a dying child's standard error the app can show
 
 
@@ -46,13 +46,21 @@ class EventSource:
     # --- reading ---------------------------------------------------------
 
     def batches(self) -> Iterator[list[Event]]:
+        # Chunks are small (decoding one holds the GIL for a few ms, so keys stay answered) but
+        # batches are large while data keeps coming (each batch is one message to the app).
+        pending: list[Event] = []
         for chunk in self._chunks():
-            events = self._decode_chunk(chunk)
-            for start in range(0, len(events), MAX_BATCH):
-                yield events[start:start + MAX_BATCH]
-        events = self._decode_chunk(b"", final=True)
-        if events:
-            yield events
+            pending.extend(self._decode_chunk(chunk))
+            if len(pending) >= MAX_BATCH or (pending and not self._more_ready()):
+                yield pending
+                pending = []
+        pending.extend(self._decode_chunk(b"", final=True))
+        if pending:
+            yield pending
+
+    def _more_ready(self) -> bool:
+        """Whether another chunk can be read at once (a file: yes until its end; a pipe: if it holds data)."""
+        return False
 
     def _chunks(self) -> Iterator[bytes]:
         raise NotImplementedError
@@ -137,6 +145,13 @@ def _field_set(cls: type) -> frozenset:
     return names
 
 
+def _readable(fd: int) -> bool:
+    try:
+        return bool(select.select([fd], [], [], 0)[0])
+    except (OSError, ValueError):
+        return False
+
+
 def _read_fd(fd: int, closed: threading.Event | None = None) -> Iterator[bytes]:
     """Chunks from a file descriptor until end of file; a read returns whatever is available.
 
@@ -174,6 +189,9 @@ class LogFileSource(EventSource):
         self.description = f"replay of {os.path.basename(path)}"
         self._closed = threading.Event()
 
+    def _more_ready(self) -> bool:
+        return True
+
     def _chunks(self) -> Iterator[bytes]:
         fd = os.open(self.path, os.O_RDONLY)
         try:
@@ -202,6 +220,9 @@ class StdinSource(EventSource):
     def _chunks(self) -> Iterator[bytes]:
         return _read_fd(self.fd, self._closed)
 
+    def _more_ready(self) -> bool:
+        return _readable(self.fd)
+
     def terminate(self) -> None:
         self._closed.set()
 
@@ -222,6 +243,7 @@ class ChildProcessSource(EventSource):
         self._stderr_tail: collections.deque[str] = collections.deque(maxlen=STDERR_LINES)
         self._send_lock = threading.Lock()
         self._stderr_thread: threading.Thread | None = None
+        self._fd = -1
         self.start_error = ""
 
     def start(self) -> "ChildProcessSource":
@@ -255,13 +277,17 @@ class ChildProcessSource(EventSource):
         self.start()
         if self.process is None or self.process.stdout is None:
             return
-        yield from _read_fd(self.process.stdout.fileno())
+        self._fd = self.process.stdout.fileno()
+        yield from _read_fd(self._fd)
         try:
             self.process.wait(timeout=5.0)
         except subprocess.TimeoutExpired:
             pass
         if self._stderr_thread is not None:
             self._stderr_thread.join(timeout=1.0)  # so error_text holds the child's last words
+
+    def _more_ready(self) -> bool:
+        return _readable(self._fd)
 
     def send(self, command: Command) -> bool:
         process = self.process

@@ -249,11 +249,16 @@ def _well_typed(event: Event) -> bool:
     """Whether the fields the monitor draws have the types the engine writes (a log can be edited)."""
     if not isinstance(event.step, int):
         return False
-    if type(event) is Step:
+    if type(event) is Step:  # the hot path: sum() type-checks every number at C speed
         norms = event.grad_norms
-        return (_numbers(event.loss, event.total_norm, event.steps_per_s, event.lr, event.clip_max_norm,
-                         event.epoch, event.epochs)
-                and isinstance(norms, dict) and _numbers(*norms.values()) and isinstance(event.clip_norm_type, str))
+        if not isinstance(norms, dict) or not isinstance(event.clip_norm_type, str):
+            return False
+        try:
+            sum(norms.values(), event.loss + event.total_norm + event.steps_per_s + event.lr
+                + event.clip_max_norm + event.epoch + event.epochs)
+        except TypeError:
+            return False
+        return True
     if isinstance(event, Alarm):
         return _numbers(event.value, event.ratio, event.median) and isinstance(event.kind, str) \
             and isinstance(event.parameter, str) and isinstance(event.message, str)

@@ -72,12 +72,12 @@ def test_live_banner_within_a_frame_and_cleared_when_healthy():
             await _until(pilot, lambda: app.state.last_index == 1)
             assert not app.monitor.banner.display
             source.push([Alarm(step=3, kind="non_finite", parameter="U", value=float("nan"))])
-            await _until(pilot, lambda: app.monitor.banner.display, timeout=0.5)
+            await _until(pilot, lambda: app.monitor.banner.display, timeout=1.0)
             assert "NON-FINITE" in _banner_text(app) and "non_finite" in app.monitor.banner.classes
             source.push([Alarm(step=9, kind="healthy")])
-            await _until(pilot, lambda: not app.monitor.banner.display, timeout=0.5)
+            await _until(pilot, lambda: not app.monitor.banner.display, timeout=1.0)
             source.push([Alarm(step=12, kind="saturation", parameter="W", value=1e-9, ratio=1e-7, median=0.01)])
-            await _until(pilot, lambda: app.monitor.banner.display, timeout=0.5)
+            await _until(pilot, lambda: app.monitor.banner.display, timeout=1.0)
             assert "VANISHED" in _banner_text(app) and "saturation" in app.monitor.banner.classes
 
     asyncio.run(run())
