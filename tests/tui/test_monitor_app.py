@@ -14,7 +14,7 @@ from tui.sources import LogFileSource, StdinSource
 from tui.synthetic import gates_event, synthetic_events
 from tui.widgets.console import parse_digits
 
-from conftest import FakeLiveSource
+from monitor_fakes import FakeLiveSource, lstm_log, srn_log  # noqa: F401 (fixtures)
 
 SIZE = (120, 40)
 

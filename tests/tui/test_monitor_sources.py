@@ -7,6 +7,8 @@ from engine.events import Pause, Step, Stop
 from tui.sources import ChildProcessSource, LogFileSource
 from tui.synthetic import synthetic_events, write_log
 
+from monitor_fakes import fake_child  # noqa: F401 (fixture)
+
 
 def _all(source):
     return [event for batch in source.batches() for event in batch]

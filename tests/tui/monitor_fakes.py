@@ -1,4 +1,8 @@
-"""Fixtures for the monitor's tests: recorded logs and a fake live source that records commands."""
+"""Test helpers: a live event source with no child process, recorded logs, a fake engine child.
+
+Kept out of a conftest.py on purpose: other test folders import ``conftest`` by name, and a second
+conftest module would shadow theirs. Test modules import these fixtures explicitly.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +15,6 @@ import pytest
 from engine.events import Command, Event
 from tui.sources import EventSource
 from tui.synthetic import synthetic_events, write_log
-
-FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")
 
 
 class FakeLiveSource(EventSource):
@@ -68,6 +70,9 @@ class FakeLiveSource(EventSource):
     @property
     def error_text(self) -> str:
         return self._error
+
+
+FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")
 
 
 @pytest.fixture
