@@ -126,6 +126,10 @@ def build_config(preset: str = "", **overrides) -> TrainConfig:
             raise ConfigError(f"unknown preset {preset!r} (choose from {', '.join(PRESETS)})")
         values.update(PRESETS[preset])
         values["preset"] = preset
+    elif overrides.get("task") == "lm":
+        # The explosion chapter's defaults make no sense for a language model: start from the
+        # corpus's preset (hidden 256, clipping at 1, ...) and let the given options override it.
+        values.update(PRESETS["lm-tangshi" if overrides.get("corpus") == "tangshi300" else "lm-timemachine"])
     values.update({key: value for key, value in overrides.items() if value is not None})
     config = TrainConfig.from_dict(values)
     validate(config)
