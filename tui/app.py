@@ -91,8 +91,8 @@ class MonitorApp(App[int]):
         self.monitor.set_class(self.size.width < 100 or self.size.height < 30, "narrow")
 
     def check_action(self, action: str, parameters: tuple) -> bool | None:
-        if action == "seek":  # shown in the footer for replays only
-            return True if self.source.kind == "replay" else None
+        if action == "seek":  # scrubbing is for replays (a live run follows its newest step)
+            return self.source.kind == "replay"
         return True
 
     # --- the event stream -------------------------------------------------------

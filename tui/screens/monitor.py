@@ -43,7 +43,7 @@ class MonitorScreen(Screen):
         with VerticalScroll(id="gates"):
             yield self.heatmaps
         yield self.console_panel
-        yield Footer()
+        yield Footer(compact=True)
 
     def toggle_charts(self) -> None:
         self.charts.display = not self.charts.display
