@@ -3,7 +3,7 @@
 import subprocess
 import sys
 
-from conftest import ROOT
+from engine.config import ROOT
 
 
 def loaded_after(code: str) -> set[str]:

@@ -10,7 +10,7 @@ import time
 import pytest
 import torch
 
-from conftest import ROOT
+from engine.config import ROOT
 
 CLI = [sys.executable, "-m", "rnnlab_tui"]
 

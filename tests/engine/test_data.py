@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-from conftest import ROOT
+from engine.config import ROOT
 from engine.config import DIGIT_LENGTHS
 from engine.data import DataError, generate_all, load_digits, load_split, parse_digits
 

@@ -7,7 +7,7 @@ import shutil
 import subprocess
 import sys
 
-from conftest import ROOT
+from engine.config import ROOT
 
 from engine.sweep import run_sweep
 
