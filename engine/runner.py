@@ -28,13 +28,11 @@ def new_run_id(config: TrainConfig) -> str:
     return f"{config.cell}-{config.task}-{stamp}-{os.getpid() % 100000:05d}"
 
 
-def make_optimizer(config: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    if config.optimizer == "adam":
-        # The fused kernel updates each tensor in one pass (on the CPU too): 4x less time than the default.
-        fused = True if trainable and trainable[0].device.type in ("cpu", "cuda") else None
-        return torch.optim.Adam(trainable, lr=config.lr, fused=fused)
-    return torch.optim.SGD(trainable, lr=config.lr)
+def make_optimizer(config: TrainConfig, model: torch.nn.Module):
+    """SGD or Adam (engine/optim.py: torch's kernels, without torch.optim's slow first call)."""
+    from .optim import make_optimizer as optimizer_for
+
+    return optimizer_for(config.optimizer, [p for p in model.parameters() if p.requires_grad], config.lr)
 
 
 class Runner:
@@ -49,6 +47,9 @@ class Runner:
         # After an explosion the saturated network's gradients are denormal floats, which the CPU
         # handles some 20x slower; flushing them to zero changes nothing a norm can show.
         torch.set_flush_denormal(True)
+        # These networks are small: a second intra-op thread gains little, and when the other core
+        # is busy (a TUI, a second run) its barrier waits make every step up to 100x slower.
+        torch.set_num_threads(1)
         torch.manual_seed(config.seed)
         self.task = make_task(config, self.device)
         self.model = build_model(config, len(self.task.vocabulary)).to(self.device)

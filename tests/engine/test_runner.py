@@ -67,11 +67,14 @@ def test_clipping_bounds_the_norm_that_reaches_the_optimizer_and_reports_pre_cli
     applied = []
 
     def measure_post_clip(runner):
-        def pre_step(optimizer, args, kwargs):
+        step = runner.optimizer.step
+
+        def measured_step():
             grads = [p.grad for p in runner.trainable if p.grad is not None]
             applied.append(torch.linalg.vector_norm(torch.stack([g.norm() for g in grads])).item())
+            step()
 
-        runner.optimizer.register_step_pre_hook(pre_step)
+        runner.optimizer.step = measured_step
 
     _, events = train(tmp_path, hook=measure_post_clip, preset="clip")
     steps = of(events, "step")
