@@ -26,11 +26,13 @@ def describe(alarm: Alarm) -> Text:
     text = Text(f"⚠ {headline} at step {alarm.step}", "bold")
     if alarm.parameter:
         text.append(f":  ‖∇{alarm.parameter}‖ = {sci(alarm.value)}")
-        if alarm.median:
+        if alarm.kind == "saturation" and alarm.median:  # the engine sends the peak it fell from
+            text.append(f",  down from a peak of {sci(alarm.median)} while the loss stays high")
+        elif alarm.median:
             text.append(f",  {alarm.ratio:,.3g}× its recent median ({sci(alarm.median)})")
     text.append("\n")
     text.append(REMEDIES.get(alarm.kind, "esc dismiss"))
-    if alarm.message and (alarm.kind != "explosion" or not alarm.parameter):
+    if alarm.message and (alarm.kind == "non_finite" or not alarm.parameter):
         text.append(f"\n{alarm.message}", "italic")  # the engine's explanation (saturation, NaN)
     return text
 
