@@ -156,7 +156,10 @@ def run_sweep(cells, lengths, *, workers: int = 0, epochs: int | None = None, im
     jobs = [(cell, int(length)) for cell in cells for length in lengths]
     cores = os.cpu_count() or 1
     workers = 1 if sequential else max(1, min(workers or cores, len(jobs)))
-    threads = max(1, cores // workers)
+    # One torch thread per process: these models are too small for intra-op threads to pay (their
+    # operations stay under PyTorch's parallel grain), and on a busy machine idle threads spin. With
+    # fewer workers than cores the spare cores go to the workers.
+    threads = max(1, cores // workers) if not sequential else 1
     sweep_id = f"sweep-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid() % 100000:05d}"
     options = {"impl": impl, "epochs": epochs, "runs_dir": runs_dir, "checkpoint_dir": checkpoint_dir,
                "data_dir": data_dir, "workers": workers, "sequential": sequential, "threads": threads}
