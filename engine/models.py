@@ -18,25 +18,22 @@ class TextbookNamed(nn.Module):
 
     rnn: Recurrent
 
-    def textbook_parameters(self) -> dict[str, torch.Tensor]:
-        params = {}
+    def _named(self, gradients: bool) -> dict:
+        named = {}
         for name, module in self._outer_modules():
             if module is self.rnn:
-                params.update(self.rnn.textbook_parameters())
-            else:
-                for suffix, parameter in module.named_parameters():
-                    params[f"{name}.{suffix}" if name != "embedding" else name] = parameter
-        return params
+                named.update(self.rnn.textbook_gradients() if gradients else self.rnn.textbook_parameters())
+                continue
+            for suffix, parameter in module.named_parameters():
+                named[f"{name}.{suffix}" if name != "embedding" else name] = (
+                    parameter.grad if gradients else parameter)
+        return named
+
+    def textbook_parameters(self) -> dict[str, torch.Tensor]:
+        return self._named(gradients=False)
 
     def textbook_gradients(self) -> dict[str, torch.Tensor | None]:
-        grads = {}
-        for name, module in self._outer_modules():
-            if module is self.rnn:
-                grads.update(self.rnn.textbook_gradients())
-            else:
-                for suffix, parameter in module.named_parameters():
-                    grads[f"{name}.{suffix}" if name != "embedding" else name] = parameter.grad
-        return grads
+        return self._named(gradients=True)
 
     def load_textbook_parameters(self, values: dict[str, torch.Tensor]) -> None:
         missing = [name for name in self.textbook_parameters() if name not in values]
