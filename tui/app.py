@@ -40,7 +40,8 @@ class MonitorApp(App[int]):
         Binding("plus", "speed(1)", "faster", key_display="+"),
         Binding("minus", "speed(-1)", "slower", key_display="-"),
         Binding("g", "gates", "gates"),
-        Binding("slash", "focus_console", "console", key_display="/"),
+        # priority: handled as the key arrives, so the keys typed right after it reach the input
+        Binding("slash", "focus_console", "console", key_display="/", priority=True),
         Binding("v", "toggle_charts", "charts"),
         Binding("question_mark", "help", "help", key_display="?"),
         Binding("q", "quit", "quit"),
@@ -64,7 +65,6 @@ class MonitorApp(App[int]):
         self._reader_stop = threading.Event()
         self._dirty = True
         self._last_frame = time.monotonic()
-        self._gates_input = ""
         self._request_id = 0
         self.stopping = False
         self.ended: SourceEnded | None = None
@@ -91,9 +91,11 @@ class MonitorApp(App[int]):
         self.monitor.set_class(self.size.width < 100 or self.size.height < 30, "narrow")
 
     def check_action(self, action: str, parameters: tuple) -> bool | None:
-        if action == "seek":  # scrubbing is for replays (a live run follows its newest step)
-            return self.source.kind == "replay"
-        return True
+        if isinstance(self.screen, HelpScreen):  # help open: only its own keys (and ctrl+c) act
+            return action == "quit"
+        if action == "focus_console":  # in the console, / is a character of the prefix
+            return not isinstance(self.focused, Input)
+        return action != "seek" or self.source.kind == "replay"  # scrubbing: replays (a live run follows)
 
     # --- the event stream -------------------------------------------------------
 
@@ -107,8 +109,9 @@ class MonitorApp(App[int]):
             self.monitor.console_panel.show_event(event)
             if isinstance(event, Notice):
                 self.note = ""  # the engine answered the pending request
-        if self.state.task == "lm":
-            self.monitor.console_panel.set_placeholder("/ then a prefix to continue, e.g. time traveller")
+        if self.state.pin_outdated:  # new weights: the console's input gets fresh heatmaps too
+            self.state.pin_outdated = False
+            self.action_gates()
         self._dirty = True
 
     def on_source_ended(self, message: SourceEnded) -> None:
@@ -150,9 +153,6 @@ class MonitorApp(App[int]):
             return False
         return True
 
-    def _settings(self):
-        return self.state.settings[-1][1] if self.state.settings else None
-
     def _acknowledge(self) -> None:
         self.state.acknowledge(self.monitor.banner.alarm)
         self._dirty = True
@@ -160,13 +160,13 @@ class MonitorApp(App[int]):
     # --- actions (one per key) ----------------------------------------------------
 
     def action_toggle_clip(self) -> None:
-        command = controls.toggle_clip(self._settings(), self.state.config)
+        command = controls.toggle_clip(self.state.latest_settings, self.state.config)
         if self.send(command):
             self.note = f"clip {'ON' if command.on else 'OFF'} requested"
             self._acknowledge()
 
     def action_scale_clip(self, factor: float) -> None:
-        command = controls.scale_clip(self._settings(), self.state.config, factor)
+        command = controls.scale_clip(self.state.latest_settings, self.state.config, factor)
         if self.send(command):
             self.note = f"max_norm {command.max_norm:g} requested"
 
@@ -201,10 +201,10 @@ class MonitorApp(App[int]):
             self.note = f"speed cap {speed:g}/s requested" if speed else "no speed cap requested"
 
     def action_gates(self) -> None:
-        self.send(GatesCommand(input=self._gates_input))
+        self.send(GatesCommand(input=self.state.pinned_gates))
 
     def action_focus_console(self) -> None:
-        self.query_one("#console-input", Input).focus()
+        self.set_focus(self.query_one("#console-input", Input))
 
     def action_toggle_charts(self) -> None:
         self.monitor.toggle_charts()
@@ -236,7 +236,7 @@ class MonitorApp(App[int]):
             self.monitor.console_panel.say(str(problem), "yellow")
             return
         if self.send(commands[0]) and len(commands) > 1:
-            self._gates_input = commands[1].input  # g refreshes the heatmaps for this input
+            self.state.pinned_gates = commands[1].input  # g (and each evaluation) refreshes these heatmaps
             self.send(commands[1])
 
     async def action_quit(self) -> None:

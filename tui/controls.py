@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from engine.events import Command, GatesCommand, Generate, Predict, SetClip, Status
 from tui.state import Settings
-from tui.widgets.console import parse_digits
+from tui.widgets.console import GENERATION_LENGTH, parse_digits
 
 REFUSALS = {"replay": "replaying a recorded run: there is no engine to send commands to",
             "stream": "watching a stream: commands cannot be sent (steer the run where it runs)"}
 
 DEFAULT_MAX_NORM = 20.0  # the textbook's fix (NNDL 6.2.3)
+GATE_CHARACTERS = 64  # the engine draws heatmaps of at most this many characters of a prefix
 SPEEDS = (0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0)  # steps/s caps; 0 = none
 
 
@@ -34,14 +35,15 @@ def _clip(settings: Settings | None, config: dict) -> tuple[bool, float, str]:
 
 
 def console_commands(text: str, task: str, request_id: int) -> list[Command]:
-    """What a console line asks: a prediction and heatmaps for digits, generation for a prefix.
+    """What a console line asks: a prediction (digits) or a generation (a prefix), then heatmaps for it.
 
     Raises ValueError with a one-line explanation for input that cannot be sent.
     """
     if task == "lm":
         if not text.strip():
             raise ValueError("type a prefix for the model to continue")
-        return [Generate(prefix=text, length=200, request_id=request_id)]
+        return [Generate(prefix=text, length=GENERATION_LENGTH, request_id=request_id),
+                GatesCommand(input=text[:GATE_CHARACTERS])]
     digits = " ".join(parse_digits(text))
     return [Predict(input=digits), GatesCommand(input=digits)]
 

@@ -13,6 +13,7 @@ import bisect
 import collections
 import itertools
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Iterable, NamedTuple
 
@@ -22,6 +23,8 @@ from engine.events import (Alarm, Checkpoint, Eval, Event, Gates, Generation, No
 HISTORY_STEPS = 100_000  # per-step values kept for sparklines, charts and scrubbing
 HISTORY_EVENTS = 2_000  # evaluations, alarms and status changes kept
 HISTORY_GATES = 100  # gate snapshots kept (each is hidden x time x gates numbers)
+# the engine's answer to set_clip (engine/runner.py): it confirms a change before the next step does
+CLIP_NOTICE = re.compile(r"clipping (?:OFF|ON: max_norm (\S+), norm type (\S+))$")
 
 
 class Settings(NamedTuple):
@@ -74,6 +77,8 @@ class RunState:
         self.statuses: list[Status] = []  # every state change, for the header of a replay
         self.latest_alarm: Alarm | None = None  # the newest alarm (after a rewind, steps repeat)
         self.latest_gates: Gates | None = None
+        self.pinned_gates = ""  # a console input whose heatmaps stay shown over the engine's probe refresh
+        self.pin_outdated = False  # the engine refreshed its probe since: the pinned input is worth asking again
         self.finished: RunFinished | None = None
         self.checkpoint: Checkpoint | None = None
         self.events_seen = 0
@@ -94,6 +99,8 @@ class RunState:
                 self._ingest_step(event)
             elif isinstance(event, (Prediction, Generation, Notice)):
                 for_console.append(event)
+                if isinstance(event, Notice):
+                    self._confirm_clip(event)
             elif isinstance(event, Eval):
                 if event.split == "dev":
                     _append_bounded(self.evals, event)
@@ -106,7 +113,11 @@ class RunState:
                     for_console.append(event)
             elif isinstance(event, Gates):
                 _append_bounded(self.gates, event, HISTORY_GATES)
-                self.latest_gates = event
+                shown = self.latest_gates
+                if event.request == "probe" and shown is not None and self.pinned_gates == shown.request != "":
+                    self.pin_outdated = True  # keep the console's input on screen; the app asks again
+                else:
+                    self.latest_gates = event
             elif isinstance(event, Status):
                 self.status = event
                 _append_bounded(self.statuses, event)
@@ -151,6 +162,27 @@ class RunState:
         if not self.settings or self.settings[-1][1] != settings:
             self.settings.append((step.step, settings))
 
+    def _confirm_clip(self, notice: Notice) -> None:
+        """Record clipping as the engine confirmed it, so the header shows it even while paused."""
+        match = CLIP_NOTICE.match(notice.message)
+        if match is None:
+            return
+        config = self.config
+        if self.settings:
+            step, before = self.settings[-1]
+        else:
+            step, before = 0, Settings(0, 0, False, float(config.get("clip") or 0.0),
+                                       str(config.get("clip_type", "2")), float(config.get("lr") or 0.0))
+        on, max_norm, norm_type = match.group(1) is not None, match.group(1), match.group(2)
+        try:
+            max_norm = float(max_norm) if on else before.clip_max_norm
+        except ValueError:
+            return
+        settings = before._replace(clip_on=on, clip_max_norm=max_norm,
+                                   clip_norm_type=norm_type or before.clip_norm_type)
+        if settings != before:
+            self.settings.append((max(step, notice.step), settings))
+
     # --- queries ------------------------------------------------------------
 
     @property
@@ -164,6 +196,10 @@ class RunState:
     @property
     def config(self) -> dict:
         return self.started.config if self.started else {}
+
+    @property
+    def latest_settings(self) -> Settings | None:
+        return self.settings[-1][1] if self.settings else None
 
     def settings_at(self, step: int) -> Settings | None:
         position = bisect.bisect_right(self.settings, step, key=lambda item: item[0]) - 1

@@ -6,8 +6,10 @@ import subprocess
 import sys
 
 import pytest
+from rich.cells import cell_len
+from textual.events import Key
 
-from engine.events import (Alarm, GatesCommand, Generate, Generation, Pause, Predict, Prediction, Resume,
+from engine.events import (Alarm, GatesCommand, Generate, Generation, Notice, Pause, Predict, Prediction, Resume,
                            Rewind, SetClip, SetSpeed, Status, Step, StepCommand, Stop)
 from tui.app import build_app
 from tui.sources import LogFileSource, StdinSource
@@ -126,6 +128,22 @@ def test_clip_header_follows_the_engine_not_the_key():
     asyncio.run(run())
 
 
+def test_clip_notice_confirms_the_header_while_paused():
+    async def run():
+        source = FakeLiveSource(_events(5) + [Status(step=5, state="paused")])
+        app = build_app(source)
+        async with app.run_test(size=SIZE) as pilot:
+            await _until(pilot, lambda: app.state.status is not None and app.state.status.state == "paused")
+            await pilot.press("c")
+            source.push([Notice(step=5, message="clipping ON: max_norm 20, norm type 2")])
+            await _until(pilot, lambda: "clip ON max_norm=20 L2" in str(app.monitor.run_header.render()), timeout=1)
+            await pilot.press("c")
+            source.push([Notice(step=5, message="clipping OFF")])
+            await _until(pilot, lambda: "clip OFF" in str(app.monitor.run_header.render()), timeout=1)
+
+    asyncio.run(run())
+
+
 def test_pause_resume_follows_status():
     async def run():
         source = FakeLiveSource(_events(3) + [Status(step=3, state="paused")])
@@ -194,20 +212,109 @@ def test_malformed_console_input_gets_one_line(text):
     asyncio.run(run())
 
 
-def test_language_model_console_streams_generation_with_wide_characters():
-    events = list(synthetic_events(3, task="lm"))
+def _console_lines(app):
+    return str(app.monitor.console_panel.query_one("#console-log").render()).splitlines()
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
+def test_language_model_console_shows_prefix_then_streamed_lines(size):
+    events = list(synthetic_events(3, task="lm", cell="lstm"))
+
+    async def run():
+        source = FakeLiveSource(events)
+        app = build_app(source)
+        async with app.run_test(size=size) as pilot:
+            await _until(pilot, lambda: app.state.last_index == 2)
+            # all at once, as a terminal delivers "/" and a pasted prefix: none may miss the input
+            for key, character in [("slash", "/"), *[(char, char) for char in "床前明月"], ("enter", "\r")]:
+                app.post_message(Key(key, character))
+            await _until(pilot, lambda: len(source.sent) == 2)
+            assert source.sent == [Generate(prefix="床前明月", length=100, request_id=1),
+                                   GatesCommand(input="床前明月")]
+            assert app.focused is app.query_one("#console-input")  # ready for the next prefix
+            source.push([Generation(prefix="床前明月", text="光，\n疑", request_id=1),
+                         Generation(prefix="床前明月", text="是地上霜。", done=True, request_id=1)])
+            await _until(pilot, lambda: "霜" in "".join(_console_lines(app)))
+            assert _console_lines(app)[-2:] == ["床前明月光，", "疑是地上霜。"]  # real line breaks, no ⏎
+            block = app.monitor.console_panel.lines[-1]
+            assert [str(span.style) for span in block.spans][:1] == ["dim"] and block.spans[0].end == 4
+
+            await pilot.press(*"春眠", "enter")  # a second prefix starts a block of its own
+            await _until(pilot, lambda: len(source.sent) == 4)
+            assert source.sent[-2:] == [Generate(prefix="春眠", length=100, request_id=2),
+                                        GatesCommand(input="春眠")]
+            source.push([Generation(prefix="春眠", text="不觉晓", done=True, request_id=2)])
+            await _until(pilot, lambda: _console_lines(app)[-1] == "春眠不觉晓")
+            assert "床前明月光，" in _console_lines(app)  # the first one stays above while there is room
+
+    asyncio.run(run())
+
+
+def test_long_wide_generation_wraps_at_cell_width_and_notes_unknown_characters_once():
+    events = list(synthetic_events(3, task="lm", cell="lstm"))
 
     async def run():
         source = FakeLiveSource(events)
         app = build_app(source)
         async with app.run_test(size=(80, 24)) as pilot:
             await _until(pilot, lambda: app.state.last_index == 2)
-            await pilot.press("slash", *"abc", "enter")
+            chunks = ["春眠不觉晓处处闻啼鸟夜来风雨声花落知多少" * 2, "白日依山尽"]
+            source.push([Generation(prefix="x春", text=chunks[0], unknown=["x"], request_id=3),
+                         Generation(prefix="x春", text=chunks[1], unknown=["x"], done=True, request_id=3)])
+            await _until(pilot, lambda: "尽" in "".join(_console_lines(app)))
+            lines = _console_lines(app)
+            width = app.monitor.console_panel.query_one("#console-log").size.width
+            assert all(cell_len(line) <= width for line in lines)
+            assert "".join(lines[-2:]).endswith("白日依山尽")
+            notes = [str(line) for line in app.monitor.console_panel.lines if "not in the vocabulary" in str(line)]
+            assert notes == ["not in the vocabulary, read as unknown: 'x'"]
+
+    asyncio.run(run())
+
+
+def test_language_model_heatmaps_are_labelled_by_the_prefix_characters():
+    async def run():
+        source = FakeLiveSource(list(synthetic_events(3, task="lm", cell="lstm")))
+        app = build_app(source)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await _until(pilot, lambda: app.state.last_index == 2)
+            await pilot.press("slash", *"床前", "space", "月", "enter")
+            await _until(pilot, lambda: GatesCommand(input="床前 月") in source.sent)
+            source.push([gates_event("lstm", list("床前 月"), step=3, request="床前 月", hidden=64)])
+            shown = app.monitor.heatmaps
+            await _until(pilot, lambda: shown.gates is not None and shown.gates.request == "床前 月")
+            await pilot.pause(0.1)
+            assert shown.column_labels == list("床前 月")
+            lines = str(shown.render()).splitlines()
+            assert any(line.strip().startswith("床前␣ 月") for line in lines)  # a space shows as ␣
+            assert len(lines) <= shown.size.height  # units that do not fit are left out, not scrolled
+            assert "of 64" in lines[0]
+            # the engine's periodic probe does not take the panel back: the app asks for the prefix again
+            sent = len(source.sent)
+            source.push([gates_event("lstm", list("床前明月光"), step=4, request="probe", hidden=64)])
+            await _until(pilot, lambda: len(source.sent) > sent)
+            assert source.sent[sent:] == [GatesCommand(input="床前 月")]
+            assert shown.column_labels == list("床前 月")
+
+    asyncio.run(run())
+
+
+def test_help_screen_keeps_the_monitor_keys_from_acting():
+    async def run():
+        source = FakeLiveSource(_events(5))
+        app = build_app(source)
+        async with app.run_test(size=SIZE) as pilot:
+            await _until(pilot, lambda: app.state.last_index == 4)
+            await pilot.press("question_mark")
             await pilot.pause(0.05)
-            assert source.sent == [Generate(prefix="abc", length=200, request_id=1)]
-            source.push([Generation(prefix="床前", text="明月光，"), Generation(text="疑是地上霜", done=True)])
-            await _until(pilot, lambda: "疑是地上霜" in _last_line(app))
-            assert _last_line(app) == "» 明月光，疑是地上霜"
+            await pilot.press("c", "p", "n", "g", "v")
+            await pilot.pause(0.05)
+            assert source.sent == [] and not app.monitor.charts.display
+            await pilot.press("escape")
+            await pilot.pause(0.05)
+            await pilot.press("c")
+            await pilot.pause(0.05)
+            assert source.sent == [SetClip(on=True, max_norm=20.0, norm_type="2")]
 
     asyncio.run(run())
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 
 from textual.app import ComposeResult
-from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer
 
@@ -37,11 +36,11 @@ class MonitorScreen(Screen):
     def compose(self) -> ComposeResult:
         yield self.run_header
         yield self.banner
-        with VerticalScroll(id="series"):
-            yield self.sparklines
-            yield self.charts
-        with VerticalScroll(id="gates"):
-            yield self.heatmaps
+        # no scrolling containers: each panel fits what it draws to the room it gets (a scrollbar
+        # in a panel this small read as stray "▄▄" marks)
+        yield self.sparklines
+        yield self.charts
+        yield self.heatmaps
         yield self.console_panel
         yield Footer(compact=True)
 
@@ -56,6 +55,8 @@ class MonitorScreen(Screen):
         self.run_header.show(view, source, note)
         self.banner.show(view.alarm)
         self.heatmaps.show(view.gates)
+        if state.task == "lm":
+            self.console_panel.set_placeholder("/ then a prefix to continue, e.g. time traveller")
         if not self.charts.display:
             self.sparklines.show(view)
             return False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.cells import cell_len
 from rich.text import Text
 from textual.widgets import Static
 
@@ -11,27 +12,36 @@ from tui.format import sci
 HEADLINES = {
     "explosion": "GRADIENT EXPLOSION",
     "non_finite": "NON-FINITE GRADIENT (NaN/inf) — update skipped",
-    "saturation": "GRADIENTS VANISHED — units saturated",
+    "saturation": "GRADIENTS VANISHED",
 }
 REMEDIES = {
     "explosion": "c clip · r rewind · p pause · esc dismiss",
     "non_finite": "r rewind · c clip · p pause · esc dismiss",
-    "saturation": "r rewind · p pause · esc dismiss  (lower the lr or clip earlier next run)",
+    "saturation": "units saturated while the loss stays high · r rewind · p pause · esc dismiss",
 }
+ADVICE = {"saturation": "(lower the lr or clip earlier next run)"}  # shown where the line has room
 
 
-def describe(alarm: Alarm) -> Text:
-    """Two lines: the kind, parameter, value, ratio to its median and step; then the remedies."""
-    headline = HEADLINES.get(alarm.kind, alarm.kind.upper())
-    text = Text(f"⚠ {headline} at step {alarm.step}", "bold")
+def describe(alarm: Alarm, width: int = 118) -> Text:
+    """Two lines that fit ``width`` cells: the kind, parameter, value, its median or peak and the
+    step; then the remedies (a third line only for the engine's own explanation of a NaN)."""
+    head = f"⚠ {HEADLINES.get(alarm.kind, alarm.kind.upper())} at step {alarm.step}"
     if alarm.parameter:
-        text.append(f":  ‖∇{alarm.parameter}‖ = {sci(alarm.value)}")
+        value = f"‖∇{alarm.parameter}‖ = {sci(alarm.value)}"
         if alarm.kind == "saturation" and alarm.median:  # the engine sends the peak it fell from
-            text.append(f",  down from a peak of {sci(alarm.median)} while the loss stays high")
+            long, short = f"{value}, down from a peak of {sci(alarm.median)}", f"{value}, peak {sci(alarm.median)}"
         elif alarm.median:
-            text.append(f",  {alarm.ratio:,.3g}× its recent median ({sci(alarm.median)})")
-    text.append("\n")
-    text.append(REMEDIES.get(alarm.kind, "esc dismiss"))
+            ratio = f"{alarm.ratio:,.3g}×"
+            long, short = f"{value}, {ratio} its recent median ({sci(alarm.median)})", f"{value}, {ratio} median"
+        else:
+            long = short = value
+        head = f"{head}: {long}" if cell_len(f"{head}: {long}") <= width else f"{head}: {short}"
+    text = Text(head, "bold")
+    remedies = REMEDIES.get(alarm.kind, "esc dismiss")
+    advice = ADVICE.get(alarm.kind, "")
+    if advice and cell_len(f"{remedies}  {advice}") <= width:
+        remedies = f"{remedies}  {advice}"
+    text.append(f"\n{remedies}")
     if alarm.message and (alarm.kind == "non_finite" or not alarm.parameter):
         text.append(f"\n{alarm.message}", "italic")  # the engine's explanation (saturation, NaN)
     return text
@@ -44,6 +54,11 @@ class AlarmBanner(Static):
         super().__init__("", **kwargs)
         self.alarm: Alarm | None = None
         self._failure = ""
+        self._width = 0
+
+    def on_resize(self) -> None:
+        if self.size.width != self._width and self.alarm is not None:
+            self._draw()  # the wording fits the width
 
     def show(self, alarm: Alarm | None) -> None:
         if alarm is self.alarm:
@@ -66,7 +81,8 @@ class AlarmBanner(Static):
             self.display = True
         elif self.alarm is not None:
             self.add_class(self.alarm.kind if self.alarm.kind in HEADLINES else "explosion")
-            self.update(describe(self.alarm))
+            self._width = self.size.width
+            self.update(describe(self.alarm, self._width or max(20, self.app.size.width - 2)))
             self.display = True
         else:
             self.display = False

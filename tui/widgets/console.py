@@ -50,12 +50,24 @@ def prediction_text(prediction: Prediction) -> Text:
     return text
 
 
+class GenerationBlock(Text):
+    """The console entry of one generation: the prefix (dim), then the continuation as it streams in."""
+
+
+UNKNOWN_NOTICE = "not in the vocabulary"  # how the engine's notice about unknown prefix characters starts
+ROWS = {False: (4, 7), True: (2, 4)}  # visual lines of the log (answers, a generation) by narrow screen
+GENERATION_LENGTH = 100  # characters the console asks for: a generation fits the log at 120 columns
+
+
 class Console(Vertical):
-    """An input line over a short log. Submitting posts ``Console.Submitted`` to the screen."""
+    """An input line over a short log. Submitting posts ``Console.Submitted`` to the screen.
+
+    The log keeps entries (one answer a line; a generation is one entry of several lines) and shows
+    the newest ones that fit, wrapped by rich (which measures wide CJK characters as two cells)."""
 
     DEFAULT_CSS = """
     Console { height: auto; }
-    Console > #console-log { height: auto; max-height: 4; }
+    Console > #console-log { height: auto; }
     """
 
     class Submitted(Message):
@@ -66,7 +78,10 @@ class Console(Vertical):
     def __init__(self, placeholder: str = "", **kwargs) -> None:
         super().__init__(**kwargs)
         self.lines: collections.deque[Text] = collections.deque(maxlen=MAX_LINES)
-        self._streaming = False
+        self._generation: GenerationBlock | None = None  # the block still streaming, if any
+        self._request = -1
+        self._unknown_noted = False  # the engine's notice already named the unknown characters
+        self._width = 0
         self._log = Static("", id="console-log")
         self._input = Input(placeholder=placeholder, id="console-input")
 
@@ -84,14 +99,19 @@ class Console(Vertical):
         event.input.value = ""
         self.post_message(self.Submitted(event.value))
 
+    def on_resize(self) -> None:
+        if self._log.size.width != self._width:  # rewrap for the new width
+            self._draw()
+
     def show_event(self, event: Event) -> None:
-        """An engine answer or a milestone, as one line (generation streams into the last one)."""
+        """An engine answer or a milestone, as one line (a generation streams into its own block)."""
         if isinstance(event, Prediction):
             self.say(prediction_text(event))
         elif isinstance(event, Generation):
-            self.stream(event.text, event.done)
+            self.stream(event)
         elif isinstance(event, Notice):
-            self.say(f"engine: {event.message}", "red" if event.level == "error" else "")
+            self._unknown_noted = event.message.startswith(UNKNOWN_NOTICE)
+            self.say(f"engine: {event.message}", {"error": "red", "warning": "yellow"}.get(event.level, ""))
         elif isinstance(event, Alarm):
             self.say(f"step {event.step}: healthy again {event.message}".rstrip(), "green")
         elif isinstance(event, Status) and event.message:
@@ -105,19 +125,41 @@ class Console(Vertical):
     def say(self, message: str | Text, style: str = "") -> None:
         """Add one line (cut to a line: the console answers in one line, never a traceback)."""
         text = message if isinstance(message, Text) else Text(str(message).splitlines()[0] if message else "", style)
-        self._streaming = False
         self.lines.append(text)
         self._draw()
 
-    def stream(self, chunk: str, done: bool = False) -> None:
-        """Append generated characters to the current line (wide characters are laid out by rich)."""
-        if not self._streaming:
-            self.lines.append(Text("» ", "bold"))
-            self._streaming = True
-        self.lines[-1].append(chunk.replace("\n", " ⏎ "))
-        if done:
-            self._streaming = False
+    def stream(self, generation: Generation) -> None:
+        """The prefix, then each chunk of new characters, with real line breaks; done ends the block."""
+        if self._generation is None or generation.request_id != self._request:
+            if generation.unknown and not self._unknown_noted:
+                shown = " ".join(repr(char) for char in generation.unknown)
+                self.say(f"{UNKNOWN_NOTICE}, read as unknown: {shown}", "yellow")
+            self._unknown_noted = False
+            self._generation = GenerationBlock()
+            self._generation.append(generation.prefix, "dim")
+            self._request = generation.request_id
+            self.lines.append(self._generation)
+        self._generation.append(generation.text)
+        if generation.done:
+            self._generation = None
         self._draw()
 
     def _draw(self) -> None:
-        self._log.update(Text("\n").join(list(self.lines)[-4:]))
+        self._width = self._log.size.width
+        width = self._width or max(20, self.app.size.width - 2)
+        narrow = self.screen.has_class("narrow") if self.is_attached else False
+        answers, generation = ROWS[narrow]
+        recent = list(self.lines)[-answers:]
+        budget = generation if any(isinstance(entry, GenerationBlock) for entry in recent) else answers
+        shown: list[Text] = []
+        for entry in reversed(self.lines):
+            room = budget - len(shown)
+            if room <= 0:
+                break
+            lines = list(entry.wrap(self.app.console, width, overflow="fold"))
+            if len(lines) > room and isinstance(entry, GenerationBlock) and room > 1:
+                # a long generation keeps its beginning (the prefix) in view
+                more = len(lines) - room + 1
+                lines = lines[: room - 1] + [Text(f"… {more} more line{'s' if more > 1 else ''}", "dim")]
+            shown[:0] = lines[-room:]
+        self._log.update(Text("\n").join(shown))

@@ -22,6 +22,10 @@ SIGMOID_GATES = {"input_gate", "forget_gate", "output_gate", "reset_gate", "upda
 ORDER = ("input_gate", "forget_gate", "output_gate", "cell_state", "reset_gate", "update_gate",
          "candidate", "hidden")
 GAP = 3
+BLOCK_HEAD = 3  # lines above a block's units: its name, its range, the token labels
+MIN_BLOCK_WIDTH = 12  # "-1.66..+1.92": a block's range stays readable under a short input
+MIN_UNITS = 4  # units a block row should show before another row of blocks is worth its room
+SHOWN_TOKENS = {" ": "␣"}  # a space of a text prefix would be an invisible column label
 
 
 def _range(name: str, matrix: list[list[float]]) -> tuple[float, float, float, float]:
@@ -55,23 +59,24 @@ def _level_style(level: int, signed: bool) -> Style:
     return _style((level + 0.5) / len(RAMP), signed)
 
 
-def render_gate(name: str, matrix: list[list[float]], tokens: list[str], column: int) -> list[Text]:
-    """One gate as lines: title, legend, token labels, then one line per hidden unit."""
+def render_gate(name: str, matrix: list[list[float]], tokens: list[str], column: int,
+                units_shown: int | None = None) -> list[Text]:
+    """One gate as lines: title, legend, token labels, then one line per hidden unit (the first
+    ``units_shown`` of them; the legend's range is of them all)."""
     low, high, actual_low, actual_high = _range(name, matrix)
     signed = low < 0
     span = (high - low) or 1.0
-    units = len(matrix)
-    label = len(f"h{units - 1}") if units else 2
-    width = label + 1 + column * len(tokens)
+    label = len(f"h{len(matrix) - 1}") if matrix else 2
+    width = block_width(len(matrix), len(tokens), column)
     lines = [Text(name.replace("_", " ")[:width].ljust(width), "bold"),
              Text(f"{actual_low:+.2f}..{actual_high:+.2f}"[:width].ljust(width), "dim")]
     header = Text(" " * (label + 1))
     for token in tokens:
-        token = str(token)
+        token = SHOWN_TOKENS.get(str(token), str(token))
         header.append(token + " " * max(0, column - cell_len(token)), "bold underline")
     lines.append(header)
     levels = len(RAMP)
-    for unit, row in enumerate(matrix):
+    for unit, row in enumerate(matrix[:units_shown]):
         line = Text(f"h{unit}".rjust(label) + " ", "dim")
         run, run_level = [], None  # cells of one shade share one span
         for value in row[: len(tokens)]:
@@ -90,6 +95,11 @@ def render_gate(name: str, matrix: list[list[float]], tokens: list[str], column:
     return [line_pad(line, width) for line in lines]
 
 
+def block_width(units: int, steps: int, column: int) -> int:
+    """Unit labels and one column per time step, at least as wide as a name and its range."""
+    return max(MIN_BLOCK_WIDTH, len(f"h{max(0, units - 1)}") + 1 + column * steps)
+
+
 def line_pad(line: Text, width: int) -> Text:
     padding = width - line.cell_len
     if padding > 0:
@@ -101,7 +111,7 @@ class GateHeatmaps(Widget):
     """Draws a Gates event's matrices side by side, wrapping to the widget's width."""
 
     DEFAULT_CSS = """
-    GateHeatmaps { height: auto; }
+    GateHeatmaps { height: 1fr; }
     """
 
     def __init__(self, **kwargs) -> None:
@@ -119,45 +129,56 @@ class GateHeatmaps(Widget):
     def column_labels(self) -> list[str]:
         return [str(token) for token in self.gates.tokens] if self.gates else []
 
-    def get_content_height(self, container, viewport, width: int) -> int:
-        return len(self._lines(width))
-
     def render(self) -> Text:
         width = self.size.width or 80
-        lines = self._lines(width)
+        lines = self._lines(width, self.size.height or 1_000)
         for line in lines:
             line.truncate(width)
         text = Text("\n").join(lines)
         text.no_wrap, text.overflow = True, "crop"  # a block wider than the panel is cut, not wrapped
         return text
 
-    def _lines(self, width: int) -> list[Text]:
+    def _lines(self, width: int, height: int) -> list[Text]:
+        """The blocks side by side, wrapped to ``width``, showing as many hidden units as fit ``height``."""
         gates = self.gates
         if gates is None or not gates.matrices:
             return [Text("gate heatmaps appear at the first evaluation (g refreshes them)", "dim")]
         tokens = [str(token) for token in gates.tokens]
-        widest = max((cell_len(token) for token in tokens), default=1)
+        widest = max((cell_len(SHOWN_TOKENS.get(token, token)) for token in tokens), default=1)
         names = sorted(gates.matrices, key=lambda name: ORDER.index(name) if name in ORDER else len(ORDER))
-        blocks: list[list[Text]] = []
-        for name in names:
-            matrix = gates.matrices[name]
-            if isinstance(matrix, list) and all(isinstance(row, list) for row in matrix):
-                blocks.append(render_gate(name, matrix, tokens, widest))
-        if not blocks:
+        matrices = [(name, gates.matrices[name]) for name in names]
+        matrices = [(name, matrix) for name, matrix in matrices
+                    if isinstance(matrix, list) and all(isinstance(row, list) for row in matrix)]
+        if not matrices:
             return [Text("gate matrices could not be read", "dim")]
-        lines: list[Text] = [Text(f"gates of {gates.cell.upper()} for input: {' '.join(tokens)}"
-                                  + ("" if gates.request in ("", "probe") else "  (console)")
-                                  + f"   ramp '{RAMP}' low→high", "italic")]
-        row: list[list[Text]] = []
+        # lay the blocks out in rows first (a block's width does not depend on how many units it shows)
+        rows: list[list[tuple[str, list]]] = []
         used = 0
-        for block in blocks:
-            block_width = block[0].cell_len
-            if row and used + GAP + block_width > width:
-                lines.extend(_join(row))
-                row, used = [], 0
-            row.append(block)
-            used += block_width + (GAP if used else 0)
-        lines.extend(_join(row))
+        for name, matrix in matrices:
+            needed = block_width(len(matrix), len(tokens), widest)
+            if rows and used + GAP + needed <= width:
+                rows[-1].append((name, matrix))
+                used += GAP + needed
+            else:
+                rows.append([(name, matrix)])
+                used = needed
+        units = max(len(matrix) for _, matrix in matrices)
+        left_out: list[str] = []
+        while len(rows) > 1 and (height - 1) // len(rows) - BLOCK_HEAD < min(units, MIN_UNITS):
+            left_out[:0] = [name for name, _ in rows.pop()]  # a short panel: fewer blocks, not 1 unit each
+        shown = max(1, min(units, (height - 1) // len(rows) - BLOCK_HEAD))
+        digits = all(token.isdigit() for token in tokens)
+        shown_input = " ".join(tokens) if digits else f'"{"".join(tokens)}"'
+        console = "" if gates.request in ("", "probe") else " (console)"
+        title = Text(f"{gates.cell.upper()} gates for {shown_input}{console}", "italic")
+        if shown < units:
+            title.append(f" · h0-h{shown - 1} of {units}", "italic")
+        if left_out:
+            title.append(f" · {', '.join(name.replace('_', ' ') for name in left_out)}: no room", "italic")
+        title.append(f" · ramp '{RAMP}' low→high", "italic dim")
+        lines = [title]
+        for row in rows:
+            lines.extend(_join([render_gate(name, matrix, tokens, widest, shown) for name, matrix in row]))
         return lines
 
 

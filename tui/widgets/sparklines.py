@@ -94,10 +94,15 @@ class Sparklines(Widget):
         low, high = (None, None) if lm else (0.0, 1.0)
         lines.append(self._row(score_name, spark(view.scores, width, low=low, high=high), value,
                                label_width, value_width))
-        for name, series in view.grad_norms.items():
+        norms = list(view.grad_norms.items())
+        height = self.size.height or len(norms) + 3
+        folded = norms[max(0, height - 4):] if len(norms) + 3 > height >= 4 else []
+        for name, series in norms[: len(norms) - len(folded)]:
             current = series[-1] if series else None
             lines.append(self._row(f"‖∇{name}‖", spark(series, width, log=True), sci(current),
                                    label_width, value_width, alarm=current is not None and not math.isfinite(current)))
+        if folded:  # too many parameters for the panel: the rest share one row (v shows them all)
+            lines.append(self._folded(folded, width, label_width, value_width))
         settings = view.settings
         limit = settings.clip_max_norm if settings is not None and settings.clip_on else None
         if settings is None:
@@ -111,6 +116,15 @@ class Sparklines(Widget):
         lines.append(self._row("total norm", spark(view.total_norm, width, log=True, limit=limit),
                                sci(current) + clip, label_width, value_width, alarm=over))
         return Text("\n").join(lines)
+
+    @classmethod
+    def _folded(cls, norms: list[tuple[str, list[float]]], width: int, label_width: int, value_width: int) -> Text:
+        currents = [series[-1] for _, series in norms if series]
+        finite = [value for value in currents if math.isfinite(value)]
+        names = Text(" ".join(name for name, _ in norms)[:width].ljust(width), "dim")
+        value = ("max " + sci(max(finite))) if finite else "—"
+        return cls._row(f"+{len(norms)} more", names, value, label_width, value_width,
+                        alarm=len(finite) < len(currents))
 
     @staticmethod
     def _row(label: str, bars: Text, value: str, label_width: int, value_width: int,
