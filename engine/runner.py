@@ -65,6 +65,7 @@ class Runner:
         self.paused = False
         self.steps_left = -1  # after a `step n` command: steps to run before pausing again
         self.stop_requested = False
+        self.gates_input = ""  # the heatmaps' input: "" = the probe, else the console's last
         # progress
         self.step, self.epoch, self.start_batch = 0, 1, 0
         self.best_score: float | None = None
@@ -199,7 +200,7 @@ class Runner:
             self._save(self.best_path, "best", score)
         fields = {self.task.score_name: score}
         self.emit(ev.Eval, split="dev", loss=loss, is_best=better, best=self.best_score, **fields)
-        self._emit_gates("")
+        self._emit_gates(self.gates_input, request=self.gates_input or "probe")
 
     def _finish(self, reason: str) -> str:
         self._save_last()
@@ -327,7 +328,8 @@ class Runner:
         elif isinstance(command, ev.Rewind):
             self._rewind()
         elif isinstance(command, ev.GatesCommand):
-            self._emit_gates(command.input, request=command.input or "probe")
+            if self._emit_gates(command.input, request=command.input or "probe"):
+                self.gates_input = command.input  # later refreshes keep showing the console's input
         elif isinstance(command, ev.Predict):
             try:
                 answer = self.task.predict(self.model, command.input)
@@ -359,13 +361,14 @@ class Runner:
         else:
             self.notice("clipping OFF")
 
-    def _emit_gates(self, text: str, request: str = "probe") -> None:
+    def _emit_gates(self, text: str, request: str = "probe") -> bool:
         try:
             tokens, matrices = self.task.gates(self.model, text)
         except ValueError as error:
             self.notice(str(error), "error")
-            return
+            return False
         self.emit(ev.Gates, tokens=tokens, cell=self.config.cell, matrices=matrices, request=request)
+        return True
 
     def request_stop(self) -> None:
         """Called from a signal handler: stop at the next step boundary."""
