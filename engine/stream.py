@@ -18,7 +18,7 @@ import queue
 import threading
 from typing import Callable, IO
 
-from .events import Command, DecodeError, Event, command_from_json
+from .events import Command, DecodeError, Event, Stop, command_from_json
 
 _CLOSE = object()
 # The same encoding as Event.to_json, built once: json.dumps builds an encoder on every call.
@@ -110,9 +110,10 @@ class EventWriter:
 class CommandReader:
     """Reads JSON command lines from a stream in a thread; the runner polls at step boundaries."""
 
-    def __init__(self, stream: IO[str], on_error: Callable[[str], None] | None = None):
+    def __init__(self, stream: IO[str], on_error: Callable[[str], None] | None = None, stop_at_end: bool = True):
         self.queue: queue.SimpleQueue = queue.SimpleQueue()
         self.on_error = on_error
+        self.stop_at_end = stop_at_end
         self.thread = threading.Thread(target=self._read, args=(stream,), name="command-reader", daemon=True)
         self.thread.start()
 
@@ -128,6 +129,10 @@ class CommandReader:
                         self.on_error(f"ignored a malformed command: {error}")
         except (OSError, ValueError):
             pass
+        if self.stop_at_end:
+            # The one steering the run (the TUI) is gone: stop cleanly rather than train, or stay
+            # paused, for nobody.
+            self.queue.put(Stop())
 
     def poll(self) -> list[Command]:
         commands = []

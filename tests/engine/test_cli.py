@@ -128,3 +128,28 @@ def test_ctrl_c_mid_epoch_keeps_a_complete_log_and_a_loadable_checkpoint(tmp_pat
     assert payload["step"] == max(e["step"] for e in events if e["type"] == "step")
     assert 0 < payload["batch"] < 38  # stopped in the middle of an epoch (38 batches of 8)
     assert "--resume" in stdout
+
+
+def test_the_child_answers_commands_and_stops_when_its_steering_goes_away(tmp_path):
+    """`python -m engine.child CONFIG`: events on stdout, commands on stdin; stdin closing stops it."""
+    from engine.config import build_config
+
+    config = build_config(speed=50, checkpoint_dir=str(tmp_path), runs_dir=str(tmp_path))
+    process = subprocess.Popen([sys.executable, "-m", "engine.child", json.dumps(config.to_dict())], cwd=ROOT,
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "PYTHONPATH": ROOT})
+    seen = []
+    for line in process.stdout:
+        seen.append(json.loads(line))
+        if seen[-1]["type"] == "step" and seen[-1]["step"] == 2:
+            process.stdin.write('{"type": "set_clip", "on": true, "max_norm": 20}\nnot json\n{"type": "pause"}\n')
+            process.stdin.flush()
+        if seen[-1]["type"] == "status" and seen[-1]["state"] == "paused":
+            process.stdin.close()  # the TUI went away while the run was paused
+    assert process.wait(timeout=60) == 0
+    kinds = [(e["type"], e.get("level") or e.get("state") or "") for e in seen]
+    assert ("notice", "error") in kinds  # the malformed line was answered, not fatal
+    assert any(e["type"] == "notice" and "clipping ON: max_norm 20" in e["message"] for e in seen)
+    assert seen[-1]["type"] == "run_finished" and seen[-1]["reason"] == "stopped"
+    log = [json.loads(line) for line in open(tmp_path / f"{seen[0]['run']}.jsonl")]
+    assert log[-1] == seen[-1]
