@@ -207,8 +207,9 @@ def make_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--lengths", default="10,15,20,25,30,35", help="comma-separated lengths")
     sweep.add_argument("--workers", type=int, default=0, help="worker processes (default: one per core)")
     sweep.add_argument("--epochs", type=int, help="override the preset's 500 epochs")
-    sweep.add_argument("--impl", choices=IMPLS + ("naive",), default="torch",
-                       help="cell implementation; naive = the textbook's cell, for comparison")
+    sweep.add_argument("--impl", choices=("auto",) + IMPLS + ("naive",), default="auto",
+                       help="cell implementation: auto (default) takes the faster one per cell, scratch SRN "
+                            "and torch LSTM (the same functions); naive = the textbook's cells, for comparison")
     sweep.add_argument("--sequential", action="store_true", help="one run after another in this process")
     sweep.set_defaults(func=cmd_sweep)
     bench = commands.add_parser("bench", help="time the cells, the monitor, event ingest and generation")
