@@ -100,7 +100,7 @@ PRESETS: dict[str, dict] = {
     # NNDL 6.3: Adam 1e-3, batch 8, 500 epochs, L1 clip 5, evaluate every 100 steps
     "memory": dict(cell="lstm", optimizer="adam", lr=1e-3, loss_reduction="mean", batch_size=8,
                    length=10, epochs=500, init="xavier", clip=5.0, clip_type="1",
-                   eval_steps=100, log_steps=100, seed=0),  # the textbook's paddle.seed(0)
+                   eval_steps=100, log_steps=100),
     # the Paddle notebook's regression variant on four samples
     "numeric": dict(cell="srn", head="regression", dataset="numeric", optimizer="sgd", lr=0.05,
                     loss_reduction="mean", batch_size=1, length=5, epochs=200, init="xavier",
