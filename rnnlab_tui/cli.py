@@ -211,6 +211,9 @@ def make_parser() -> argparse.ArgumentParser:
                        help="cell implementation: auto (default) takes the faster one per cell, scratch SRN "
                             "and torch LSTM (the same functions); naive = the textbook's cells, for comparison")
     sweep.add_argument("--sequential", action="store_true", help="one run after another in this process")
+    sweep.add_argument("--seeds", type=int, default=1,
+                       help="train each (cell, length) N times, seeds from the preset's on (default 1); "
+                            "tables, chart and conclusion use the mean")
     sweep.set_defaults(func=cmd_sweep)
     bench = commands.add_parser("bench", help="time the cells, the monitor, event ingest and generation")
     bench.add_argument("--json", action="store_true", help="print a machine-readable report")
