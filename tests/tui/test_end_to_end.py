@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 
 import pytest
@@ -13,10 +14,13 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SESSION = f"rnnlab-e2e-{os.getpid()}"
 
+# The installed script beside this interpreter: tmux runs commands with its server's PATH, which
+# need not hold the virtual environment.
+SCRIPT = os.path.join(os.path.dirname(sys.executable), "rnnlab-tui")
+
 pytestmark = [
     pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed"),
-    pytest.mark.skipif(shutil.which("rnnlab-tui") is None,
-                       reason="the rnnlab-tui script is not on PATH (pip install -e . first)"),
+    pytest.mark.skipif(not os.path.exists(SCRIPT), reason="the rnnlab-tui script is not installed (pip install -e .)"),
 ]
 
 
@@ -37,7 +41,7 @@ def _wait_for(predicate, timeout: float) -> str:
 def test_explosion_clip_and_clean_quit(tmp_path):
     runs = tmp_path / "runs"  # the run log goes to runs/ under the working directory
     done = tmp_path / "exit-code"
-    command = f"cd {tmp_path} && rnnlab-tui train --cell srn --lr 0.2; echo $? > {done}; sleep 30"
+    command = f"cd {tmp_path} && {SCRIPT} train --cell srn --lr 0.2; echo $? > {done}; sleep 30"
     start = time.monotonic()
     subprocess.run(["tmux", "new-session", "-d", "-s", SESSION, "-x", "120", "-y", "40", command], check=True)
     try:

@@ -45,15 +45,23 @@ class Charts(Horizontal):
         plt.clear_figure()
         plt.title("gradient norms (log)")
         total = series.pop("total_norm")
+        # log10 is taken here and the ticks labelled as powers of ten: plotext's own log scale
+        # fails on small plots, and the norms span 1e-30..1e7 in one run.
+        exponents = []
         for name, values in series.items():
-            _line(plt, steps, values, name, log=True)
-        _line(plt, steps, total, "total", log=True)
+            exponents += _line(plt, steps, values, name, log=True)
+        exponents += _line(plt, steps, total, "total", log=True)
         settings = state.settings_at(last_step) if state.settings else None
         if settings is not None and settings.clip_on and settings.clip_max_norm > 0:
-            plt.hline(settings.clip_max_norm, "red")
-            plt.text(f"clip {settings.clip_max_norm:g}", steps[0] if steps else 0, settings.clip_max_norm,
-                     color="red")
-        plt.yscale("log")
+            threshold = math.log10(settings.clip_max_norm)
+            exponents.append(threshold)
+            plt.hline(threshold, "red")
+            plt.text(f"clip {settings.clip_max_norm:g}", steps[0] if steps else 0, threshold, color="red")
+        if exponents:
+            low, high = math.floor(min(exponents)), math.ceil(max(exponents))
+            stride = max(1, (high - low) // 6)
+            ticks = list(range(low, high + 1, stride))
+            plt.yticks(ticks, [f"1e{tick}" for tick in ticks])
         plot.refresh()
 
         plot = self.query_one("#chart-score", PlotextPlot)
@@ -71,8 +79,12 @@ class Charts(Horizontal):
         plot.refresh()
 
 
-def _line(plt, steps: list[int], values: list[float], label: str, log: bool) -> None:
+def _line(plt, steps: list[int], values: list[float], label: str, log: bool) -> list[float]:
+    """Plot one series (log10 of it when ``log``); the y values drawn."""
     points = [(x, y) for x, y in zip(steps, values) if math.isfinite(y) and (y > 0 or not log)]
-    if points:
-        xs, ys = zip(*points)
-        plt.plot(list(xs), list(ys), label=label, marker="braille")
+    if not points:
+        return []
+    xs, ys = zip(*points)
+    ys = [math.log10(y) for y in ys] if log else list(ys)
+    plt.plot(list(xs), ys, label=label, marker="braille")
+    return ys
