@@ -2,7 +2,7 @@
 
 The norms of all parameters come from one batched computation and one device->host transfer;
 clipping reuses them instead of measuring the gradients again. ``GradientNorms`` is the runner's fast
-path (one flat gradient buffer); ``measure`` does the same for any dict of gradients.
+path (views built once); ``measure`` does the same for any dict of gradients.
 """
 
 from __future__ import annotations
@@ -50,99 +50,41 @@ def _norms(grads: list[torch.Tensor], norm_type: str) -> tuple[list[float], floa
 class GradientNorms:
     """Every step's norms for one model, as cheaply as one batched computation can give them.
 
-    On the first measurement the gradients of all trainable parameters move into one flat buffer:
-    each ``.grad`` becomes a view of it, and backward and ``zero_grad(set_to_none=False)`` keep writing
-    into those views in place. The textbook-named gradients (slices of PyTorch's packed
-    ``weight_ih_l0`` and friends, or the scratch cells' own tensors) are then consecutive segments of
-    the buffer, so every per-name L2 norm is one segmented sum of squares, the L1/inf total one more
-    reduction, clipping one multiplication, and the step one host transfer. Sums run in float64, as
-    the CPU's norm kernels accumulate, so the square of an exploding gradient cannot overflow.
-
-    Whenever a parameter's ``.grad`` is no longer the tensor it was linked to (set to None, replaced),
-    the buffer is rebuilt from the current gradients; a model whose names do not tile the buffer is
-    measured with ``torch._foreach_norm`` over its views instead.
+    Building the textbook-named gradient views (slices of PyTorch's packed ``weight_ih_l0`` and
+    friends) costs more than the norms themselves, so the views are built once and reused while
+    every parameter keeps the same ``.grad`` tensor (``zero_grad(set_to_none=False)`` and backward
+    write into it in place); a ``.grad`` that is replaced or set to None rebuilds them. The norms are
+    one ``torch._foreach_norm`` over the views and one host transfer; clipping is one
+    ``torch._foreach_mul_`` over the parameters' gradients.
     """
 
     def __init__(self, model: torch.nn.Module):
         self.model = model
         self.parameters = [p for p in model.parameters() if p.requires_grad]
-        self.linked: list | None = None  # each parameter's .grad when the buffer was built
-        self.flat: torch.Tensor | None = None  # [trainable elements], the gradients' storage
-        self.lengths: torch.Tensor | None = None  # segment lengths in buffer order (None: foreach)
-        self.order: list[int] = []  # buffer position of each name's segment, in textbook order
+        self.linked: list | None = None  # each parameter's .grad when the views were built
         self.all_names: list[str] = []
         self.names: list[str] = []  # the names that have a gradient
         self.views: list[torch.Tensor] = []
+        self.grads: list[torch.Tensor] = []  # the parameters' own gradients, for clipping
 
     def _current(self) -> bool:
         linked = self.linked
         return linked is not None and all(p.grad is g for p, g in zip(self.parameters, linked))
 
     def _link(self) -> None:
-        with_grad = [p for p in self.parameters if p.grad is not None]
-        self.flat = None
-        if with_grad:
-            first = with_grad[0].grad
-            if all(p.grad.dtype == first.dtype and p.grad.device == first.device and p.grad.layout == torch.strided
-                   for p in with_grad):
-                flat = first.new_empty(sum(p.numel() for p in with_grad))
-                offset = 0
-                for p in with_grad:
-                    view = flat[offset:offset + p.numel()].view_as(p)
-                    view.copy_(p.grad)
-                    p.grad = view
-                    offset += p.numel()
-                self.flat = flat
         gradients = self.model.textbook_gradients()
         self.all_names = list(gradients)
         self.names = [name for name, grad in gradients.items() if grad is not None]
         self.views = [gradients[name] for name in self.names]
         self.linked = [p.grad for p in self.parameters]
-        self.lengths = self._segments()
-
-    def _segments(self) -> torch.Tensor | None:
-        """Segment lengths if the named views tile the flat buffer exactly, else None."""
-        flat = self.flat
-        if flat is None or not self.views:
-            return None
-        base, size = flat.data_ptr(), flat.element_size()
-        spans = []
-        for index, view in enumerate(self.views):
-            dense = view.is_contiguous() or (view.dim() == 2 and view.t().is_contiguous())
-            if not dense or view.untyped_storage().data_ptr() != flat.untyped_storage().data_ptr():
-                return None
-            spans.append(((view.data_ptr() - base) // size, view.numel(), index))
-        spans.sort()
-        position = 0
-        for start, count, _ in spans:
-            if start != position:
-                return None
-            position += count
-        if position != flat.numel():
-            return None
-        self.order = [0] * len(spans)
-        for slot, (_, _, index) in enumerate(spans):
-            self.order[index] = slot
-        return torch.tensor([count for _, count, _ in spans], device=flat.device)
+        self.grads = [g for g in self.linked if g is not None]
 
     def measure(self, norm_type: str = "2") -> StepNorms:
         if not self._current():
             self._link()
         if not self.views:
             return StepNorms(dict.fromkeys(self.all_names, 0.0), 0.0)
-        if self.lengths is None:
-            values, total = _norms(self.views, norm_type)
-        else:
-            data = self.flat.double()
-            squares = torch.segment_reduce(data * data, "sum", lengths=self.lengths)  # [names]
-            if norm_type == "2":
-                sums = squares.tolist()  # the one sync point of the step
-                total = math.sqrt(sum(sums))
-            else:
-                other = data.abs().sum() if norm_type == "1" else data.abs().max()
-                sums = torch.cat([squares, other.view(1)]).tolist()  # the one sync point of the step
-                total = sums.pop()
-            values = [math.sqrt(sums[slot]) for slot in self.order]
+        values, total = _norms(self.views, norm_type)
         if len(self.names) == len(self.all_names):
             return StepNorms(dict(zip(self.names, values)), total)
         per_parameter = dict.fromkeys(self.all_names, 0.0)
@@ -150,11 +92,11 @@ class GradientNorms:
         return StepNorms(per_parameter, total)
 
     def scale(self, factor: float) -> None:
-        """Multiply every gradient by ``factor`` (what clipping does), in one operation when linked."""
-        if self.flat is not None and self._current():
-            self.flat.mul_(factor)
-        else:
-            torch._foreach_mul_([p.grad for p in self.parameters if p.grad is not None], factor)
+        """Multiply every gradient by ``factor`` (what clipping does) in one batched operation."""
+        if not self._current():
+            self._link()
+        if self.grads:
+            torch._foreach_mul_(self.grads, factor)
 
 
 def copy_state(value):

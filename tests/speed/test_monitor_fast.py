@@ -24,7 +24,7 @@ def _backward(model, seed=0):
 
 @pytest.mark.parametrize("impl", ["torch", "scratch", "naive"])
 @pytest.mark.parametrize("cell", ["srn", "lstm", "gru"])
-def test_flat_buffer_norms_equal_measure(cell, impl):
+def test_cached_view_norms_equal_measure(cell, impl):
     config = build_config("memory", cell=cell, impl="scratch" if impl == "naive" else impl)
     if impl == "naive":
         from dataclasses import replace
