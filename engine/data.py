@@ -73,29 +73,6 @@ def generate_all(root: str) -> list[str]:
     return written
 
 
-def parse_digits(text: str, length: int | None = None) -> list[int]:
-    """Parse "6 7 0 0 1" (spaces optional: "67001") into digits; ValueError with a readable reason."""
-    cleaned = text.replace(",", " ").split()
-    if len(cleaned) == 1 and len(cleaned[0]) > 1:
-        cleaned = list(cleaned[0])
-    if not cleaned:
-        raise ValueError("type a digit sequence, e.g. 6 7 0 0 1")
-    digits = []
-    for token in cleaned:
-        if len(token) != 1 or not token.isdigit() or not token.isascii():
-            raise ValueError(f"{token!r} is not a digit 0-9")
-        digits.append(int(token))
-    if len(digits) < 2:
-        raise ValueError("the model adds the first two digits: give at least two")
-    if length is not None and len(digits) > length:
-        raise ValueError(f"at most {length} digits (this model was trained on length {length})")
-    return digits
-
-
-def pad_digits(digits: list[int], length: int) -> list[int]:
-    return digits + [0] * max(0, length - len(digits))
-
-
 def load_split(path: str, length: int | None = None) -> list[tuple[list[int], int]]:
     """Read one split file; a malformed line raises DataError naming the file and the line number."""
     if not os.path.isfile(path):

@@ -12,7 +12,7 @@ import torch
 
 from . import checkpoint as ckpt
 from .config import TrainConfig, validate
-from .data import pad_digits, parse_digits
+from .digits import pad_digits, parse_digits
 from .models import build_model
 
 RAMP = " .:-=+*#%@"  # low -> high

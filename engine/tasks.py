@@ -10,7 +10,8 @@ import torch
 from torch import nn
 
 from .config import TrainConfig
-from .data import load_digits, load_numeric, pad_digits, parse_digits
+from .data import load_digits, load_numeric
+from .digits import pad_digits, parse_digits
 
 
 class DigitTask:

@@ -5,7 +5,8 @@ import pytest
 
 from engine.config import ROOT
 from engine.config import DIGIT_LENGTHS
-from engine.data import DataError, generate_all, load_digits, load_split, parse_digits
+from engine.data import DataError, generate_all, load_digits, load_split
+from engine.digits import parse_digits
 
 
 def test_regeneration_is_byte_identical_to_the_committed_files(tmp_path):

@@ -10,6 +10,7 @@ from textual.containers import Vertical
 from textual.message import Message
 from textual.widgets import Input, Static
 
+from engine.digits import parse_digits as read_digits
 from engine.events import Alarm, Eval, Event, Generation, Notice, Prediction, RunFinished, Status
 from tui.format import finished_text, short
 
@@ -18,20 +19,8 @@ MAX_DIGITS = 200
 
 
 def parse_digits(text: str) -> list[str]:
-    """The digits of a console line ("6 7 0 0 1", "67001" or "6,7,0"); ValueError says what is wrong."""
-    cleaned = text.replace(",", " ").strip()
-    if not cleaned:
-        raise ValueError("type a digit sequence, e.g. 6 7 0 0 1 (the model predicts 6+7)")
-    parts = cleaned.split()
-    digits = list(parts[0]) if len(parts) == 1 else parts
-    bad = next((part for part in digits if len(part) != 1 or part not in "0123456789"), None)
-    if bad is not None:
-        raise ValueError(f"{bad!r} is not a digit 0-9: type digits separated by spaces, e.g. 6 7 0 0 1")
-    if len(digits) < 2:
-        raise ValueError("type at least two digits: the label is the sum of the first two")
-    if len(digits) > MAX_DIGITS:
-        raise ValueError(f"at most {MAX_DIGITS} digits, not {len(digits)}")
-    return digits
+    """The digits of a console line, as the engine will read them; ValueError says what is wrong."""
+    return [str(digit) for digit in read_digits(text, MAX_DIGITS)]
 
 
 def prediction_text(prediction: Prediction) -> Text:
