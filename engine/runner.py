@@ -6,7 +6,6 @@ in, applied at step boundaries). It never formats text for a screen.
 
 from __future__ import annotations
 
-import copy
 import math
 import os
 import time
@@ -256,7 +255,7 @@ class Runner:
             return
         step, parameters, optimizer_state = chosen
         self.model.load_textbook_parameters(parameters)
-        self.optimizer.load_state_dict(copy.deepcopy(optimizer_state))
+        self.optimizer.load_state_dict(optimizer_state)  # copies the values in; the snapshot stays intact
         for group in self.optimizer.param_groups:
             group["lr"] = self.lr
         self.alarms.reset()
