@@ -97,9 +97,10 @@ PRESETS: dict[str, dict] = {
     # NNDL 6.2.3: the same with clip_grad_norm_(max_norm=20)
     "clip": dict(cell="srn", optimizer="sgd", lr=0.2, loss_reduction="sum", batch_size=64,
                  length=20, epochs=50, init="zeros", clip=20.0, clip_type="2", log_steps=1),
-    # NNDL 6.3: Adam 1e-3, batch 8, 500 epochs, L1 clip 5, evaluate every 100 steps
+    # NNDL 6.3: Adam 1e-3, batch 8, 500 epochs, L1 clip 5, evaluate every 100 steps; each cell starts
+    # from the source's initialisation (the SRN's W, U, b at zero, the LSTM's weights Xavier-uniform)
     "memory": dict(cell="lstm", optimizer="adam", lr=1e-3, loss_reduction="mean", batch_size=8,
-                   length=10, epochs=500, init="xavier", clip=5.0, clip_type="1",
+                   length=10, epochs=500, init="auto", clip=5.0, clip_type="1",
                    eval_steps=100, log_steps=100),
     # the Paddle notebook's regression variant on four samples
     "numeric": dict(cell="srn", head="regression", dataset="numeric", optimizer="sgd", lr=0.05,
