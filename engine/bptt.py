@@ -8,19 +8,21 @@ implementation arranges it:
   [hidden, G], written in place into that step's slice of the projections, then activated in place;
 * the whole sequence is one autograd node (``Sequence``), so no per-step graph is built; its backward
   runs BPTT by hand, with every derivative that does not depend on the recurrence (sigmoid', tanh',
-  the gate products) computed for all time steps at once before the loop, leaving 2 (SRN), 5 (LSTM)
+  the gate products) computed for all time steps at once before the loop, leaving 2 (SRN), 3 (LSTM)
   or 4-6 (GRU) small operations per step;
 * the weight gradients are one matrix product each over all time steps after the loop.
 
 The weights arrive packed as the scratch cells store them: ``W`` [G, input], ``U`` [G, hidden],
 ``b`` [G], one block of rows per gate (the layout of PyTorch's ``weight_ih_l0``), so each textbook
 tensor is a view (``W_i`` is rows of ``W``, transposed). Inside, the LSTM's gates are packed in the
-order (o, i, f, c~) so that i, f and c~, which all take dc_t, are adjacent; the GRU's in the order
-(r, z, h~). ``PACKED`` maps the textbook order to these slots.
+order (o, i, f, c~) so that the three sigmoid gates are adjacent; the GRU's in the order (r, z, h~).
+``PACKED`` maps the textbook order to these slots. The LSTM's loops (at the end of this module) run
+their element-wise work in NumPy on the same memory.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 # For each packed slot, the gate it holds, by its index in the textbook order (cells.SCRATCH_GATES).
@@ -36,6 +38,9 @@ class Sequence(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, cell, reset_after, x, h0, c0, W_packed, U_packed, b):
+        ctx.cell, ctx.reset_after, ctx.hidden = cell, reset_after, h0.shape[-1]
+        if cell == "lstm":
+            return _lstm_forward(ctx, x, h0, c0, W_packed, U_packed, b)
         batch, steps, inputs = x.shape
         hidden = h0.shape[-1]
         G = b.shape[0]
@@ -51,27 +56,6 @@ class Sequence(torch.autograd.Function):
             for t in range(steps):
                 pre_t[t].addmm_(h, U)
                 h = torch.tanh(pre_t[t], out=out_t[t])
-            cT = None
-        elif cell == "lstm":
-            H = hidden
-            sig_t = pre[:, :, : 3 * H].unbind(1)  # o, i, f
-            cand_t = pre[:, :, 3 * H:].unbind(1)  # c~
-            o_t, i_t, f_t = (pre[:, :, k * H:(k + 1) * H].unbind(1) for k in range(3))
-            cs = x.new_empty(batch, steps + 1, hidden)  # c_0 .. c_T
-            cs[:, 0] = c0
-            cs_t = cs.unbind(1)
-            tc = x.new_empty(batch, steps, hidden)  # tanh(c_t)
-            tc_t = tc.unbind(1)
-            for t in range(steps):
-                pre_t[t].addmm_(h, U)
-                sig_t[t].sigmoid_()
-                cand_t[t].tanh_()
-                c = torch.mul(f_t[t], cs_t[t], out=cs_t[t + 1])  # c_t = f * c_{t-1} + i * c~
-                c.addcmul_(i_t[t], cand_t[t])
-                torch.tanh(c, out=tc_t[t])
-                h = torch.mul(o_t[t], tc_t[t], out=out_t[t])  # h_t = o * tanh(c_t)
-            saved.update(cs=cs, tc=tc)
-            cT = cs[:, -1].clone()
         else:  # GRU
             H = hidden
             U_rz, U_h = U[:, : 2 * H], U[:, 2 * H:]
@@ -95,24 +79,22 @@ class Sequence(torch.autograd.Function):
                 torch.sub(h, n_t[t], out=d_t[t])
                 h = torch.addcmul(n_t[t], z_t[t], d_t[t], out=out_t[t])  # z * h + (1 - z) * h~
             saved.update(hu=hu, d=d)
-            cT = None
-        ctx.cell, ctx.reset_after, ctx.hidden = cell, reset_after, hidden
-        ctx.has_c0 = c0 is not None
         ctx.saved = saved
         ctx.pre = pre
         ctx.save_for_backward(x, h0, out, W_packed, U_packed)
-        hT = out[:, -1].clone()
-        return out, hT, cT
+        return out, out[:, -1].clone(), None
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_out, grad_hT, grad_cT):
+        if ctx.cell == "lstm":
+            return _lstm_backward(ctx, grad_out, grad_hT, grad_cT)
         x, h0, out, W_packed, U_packed = ctx.saved_tensors
         cell, hidden = ctx.cell, ctx.hidden
         pre = ctx.pre
         batch, steps, inputs = x.shape
         H, G = hidden, pre.shape[-1]
-        need_x, need_h0, need_c0 = ctx.needs_input_grad[2], ctx.needs_input_grad[3], ctx.needs_input_grad[4]
+        need_x, need_h0 = ctx.needs_input_grad[2], ctx.needs_input_grad[3]
         # h_{t-1} for every step: [batch, time, hidden]
         h_prev = torch.cat([h0.unsqueeze(1), out[:, :-1]], dim=1)
         dpre = x.new_empty(batch, steps, G)  # gradient of each step's pre-activations
@@ -131,33 +113,6 @@ class Sequence(torch.autograd.Function):
                 elif need_h0:
                     dh0 = dpre_t[0] @ U_T
             dU = dpre.view(-1, G).t() @ h_prev.reshape(-1, H)
-            dc0 = None
-        elif cell == "lstm":
-            cs, tc = ctx.saved["cs"], ctx.saved["tc"]
-            o, i, f, g = (pre[:, :, k * H:(k + 1) * H] for k in range(4))
-            # Everything that does not depend on the recurrence, for all steps at once.
-            K = (o * (1 - tc * tc)).unsqueeze(2)  # dc_t += dh_t * K_t
-            Bo = tc * o * (1 - o)  # dpre_o = dh_t * Bo_t
-            A = x.new_empty(batch, steps, 3, H)  # dpre_{i,f,c~} = dc_t * A_t
-            torch.mul(g, i * (1 - i), out=A[:, :, 0])
-            torch.mul(cs[:, :-1], f * (1 - f), out=A[:, :, 1])
-            torch.mul(i, 1 - g * g, out=A[:, :, 2])
-            K_t, Bo_t, A_t = K.unbind(1), Bo.unbind(1), A.unbind(1)
-            f_t = pre[:, :, 2 * H:3 * H].unsqueeze(2).unbind(1)
-            dpre4 = dpre.view(batch, steps, 4, H)
-            dpre_o_t, dpre_ifc_t = dpre4[:, :, 0].unbind(1), dpre4[:, :, 1:].unbind(1)
-            dc = grad_cT.unsqueeze(1).clone()  # [batch, 1, hidden]
-            for t in reversed(range(steps)):
-                dc.addcmul_(dh1, K_t[t])
-                torch.mul(dc, A_t[t], out=dpre_ifc_t[t])
-                torch.mul(dh, Bo_t[t], out=dpre_o_t[t])
-                dc.mul_(f_t[t])  # now dL/dc_{t-1}
-                if t:
-                    torch.addmm(go_t[t - 1], dpre_t[t], U_T, out=dh)
-                elif need_h0:
-                    dh0 = dpre_t[0] @ U_T
-            dU = dpre.view(-1, G).t() @ h_prev.reshape(-1, H)
-            dc0 = dc.squeeze(1) if need_c0 else None
         else:  # GRU
             hu, d = ctx.saved["hu"], ctx.saved["d"]
             r, z, n = (pre[:, :, k * H:(k + 1) * H] for k in range(3))
@@ -207,9 +162,133 @@ class Sequence(torch.autograd.Function):
                 dU = torch.cat([dpre[:, :, : 2 * H].reshape(-1, 2 * H).t() @ h_prev.reshape(-1, H),
                                 dpre[:, :, 2 * H:].reshape(-1, H).t() @ hu.reshape(-1, H)])
                 dh0 = dh if need_h0 else None
-            dc0 = None
         dpre2 = dpre.view(-1, G)
         dx = (dpre2 @ W_packed).view(batch, steps, inputs) if need_x else None
         dW = dpre2.t() @ x.reshape(-1, inputs)  # [G, input]
         db = dpre2.sum(0)
-        return None, None, dx, dh0, dc0 if ctx.has_c0 else None, dW, dU, db
+        return None, None, dx, dh0, None, dW, dU, db
+
+
+# --- the LSTM --------------------------------------------------------------------
+#
+# The LSTM has the most element-wise work per step (three sigmoids, two tanh, the cell update), so
+# its loops run that work as NumPy ufuncs on views of the same memory: for tensors of this size a
+# NumPy call costs a third of a PyTorch call, and NumPy's tanh is vectorised. The matrix products
+# stay with PyTorch. Inside, the sequence is time-major and gate-major: the activated gates are
+# ``gates`` [time, 4, batch, hidden] (packed order o, i, f, c~), so every gate of every step is one
+# contiguous block. One tanh per step activates all four gates: sigmoid(a) = (1 + tanh(a / 2)) / 2,
+# with the o, i and f columns of the weights halved for the products.
+
+
+def _half_sigmoid_columns(like: torch.Tensor, hidden: int) -> torch.Tensor:
+    """[4 * hidden]: 0.5 for the o, i, f columns, 1 for c~."""
+    scale = like.new_ones(4 * hidden)
+    scale[: 3 * hidden] = 0.5
+    return scale
+
+
+def _lstm_forward(ctx, x, h0, c0, W_packed, U_packed, b):
+    batch, steps, inputs = x.shape
+    H = h0.shape[-1]
+    scale = _half_sigmoid_columns(x, H)
+    x_tm = x.transpose(0, 1).reshape(steps * batch, inputs)  # rows (t, b)
+    # The input projections of all time steps in one product, then gate-major within each step.
+    pre = torch.addmm(b * scale, x_tm, W_packed.t() * scale)  # [time * batch, 4H]
+    gates = pre.view(steps, batch, 4, H).transpose(1, 2).contiguous()  # [time, 4, batch, hidden]
+    U_half = U_packed.t() * scale  # [hidden, 4H]
+    out = x.new_empty(steps, batch, H)  # h_1 .. h_T
+    cs = x.new_empty(steps + 1, batch, H)  # c_0 .. c_T
+    cs[0] = c0
+    tc = x.new_empty(steps, batch, H)  # tanh(c_t)
+    hU = x.new_empty(batch, 4 * H)
+    g_np, c_np, tc_np, out_np = gates.numpy(), cs.numpy(), tc.numpy(), out.numpy()
+    hU_np = hU.numpy().reshape(batch, 4, H).transpose(1, 0, 2)  # h U seen gate-major
+    tmp = np.empty((batch, H), dtype=g_np.dtype)
+    out_t = out.unbind(0)
+    mul, add, tanh = np.multiply, np.add, np.tanh
+    h = h0.detach()
+    for t in range(steps):
+        torch.mm(h, U_half, out=hU)  # one recurrent product for all gates
+        step = g_np[t]
+        add(step, hU_np, out=step)
+        tanh(step, out=step)
+        sig = step[:3]
+        mul(sig, 0.5, out=sig)
+        add(sig, 0.5, out=sig)  # o, i, f = sigmoid
+        o, i, f, g = step
+        c = c_np[t + 1]
+        mul(f, c_np[t], out=c)  # c_t = f * c_{t-1} + i * c~
+        mul(i, g, out=tmp)
+        add(c, tmp, out=c)
+        tanh(c, out=tc_np[t])
+        mul(o, tc_np[t], out=out_np[t])  # h_t = o * tanh(c_t)
+        h = out_t[t]
+    ctx.save_for_backward(x_tm, h0, out, W_packed, U_packed, gates, cs, tc)
+    ctx.shape = (batch, steps, inputs)
+    return out.transpose(0, 1), out[-1].clone(), cs[-1].clone()
+
+
+def _lstm_backward(ctx, grad_out, grad_hT, grad_cT):
+    x_tm, h0, out, W_packed, U_packed, gates, cs, tc = ctx.saved_tensors
+    batch, steps, inputs = ctx.shape
+    H, G = ctx.hidden, 4 * ctx.hidden
+    need_x, need_h0, need_c0 = ctx.needs_input_grad[2], ctx.needs_input_grad[3], ctx.needs_input_grad[4]
+    # With dc_t = carry_t + dh_t K_t (carry_t = f_{t+1} dc_{t+1} comes from the future), everything a
+    # step produces is carry_t or dh_t times a factor that does not depend on the recurrence:
+    #   [dpre_o, dpre_i, dpre_f, dpre_c~, carry_{t-1}] = carry_t [0, AF_t] + dh_t [Bo_t, K_t AF_t]
+    # with AF = [c~ i(1-i), c_{t-1} f(1-f), i(1-c~^2), f], Bo = tanh(c) o(1-o), K = o(1-tanh(c)^2).
+    # The factors M [time, (carry, dh), 5, batch, hidden] are computed for all steps at once.
+    M = gates.new_empty(steps, 2, 5, batch, H)
+    o, i, f, g = gates.numpy().transpose(1, 0, 2, 3)  # [time, batch, hidden] each
+    c_prev, tanh_c, M_np = cs[:-1].numpy(), tc.numpy(), M.numpy()
+    AF = M_np[:, 0, 1:]
+    M_np[:, 0, 0] = 0
+    buf = np.empty_like(o)
+    np.subtract(1, i, out=buf)
+    buf *= i
+    np.multiply(g, buf, out=AF[:, 0])
+    np.subtract(1, f, out=buf)
+    buf *= f
+    np.multiply(c_prev, buf, out=AF[:, 1])
+    np.multiply(g, g, out=buf)
+    np.subtract(1, buf, out=buf)
+    np.multiply(i, buf, out=AF[:, 2])
+    AF[:, 3] = f
+    np.subtract(1, o, out=buf)
+    buf *= o
+    np.multiply(tanh_c, buf, out=M_np[:, 1, 0])
+    np.multiply(tanh_c, tanh_c, out=buf)
+    np.subtract(1, buf, out=buf)
+    buf *= o
+    np.multiply(buf[:, None], AF, out=M_np[:, 1, 1:])
+    # Z[t] = [dpre_t (o, i, f, c~), carry_{t-1}, dh_{t-1}]: a step reads (carry_t, dh_t) from
+    # Z[t + 1], writes Z[t] with one product and one sum, then the recurrent product gives dh_{t-1}.
+    Z = gates.new_empty(steps + 1, 6, batch, H)
+    go_t = grad_out.transpose(0, 1).unbind(0)  # [batch, hidden] each
+    Z[steps, 4] = grad_cT
+    torch.add(go_t[-1], grad_hT, out=Z[steps, 5])
+    dh_t = Z[:, 5].unbind(0)
+    dpre_row = gates.new_empty(batch, G)  # one step's dpre, batch-major for the product
+    Z_np = Z.numpy()
+    row_np = dpre_row.numpy().reshape(batch, 4, H)
+    tmp = np.empty((2, 5, batch, H), dtype=Z_np.dtype)
+    mul, add, copy = np.multiply, np.add, np.copyto
+    for t in reversed(range(steps)):
+        mul(Z_np[t + 1, 4:, None], M_np[t], out=tmp)
+        add(tmp[0], tmp[1], out=Z_np[t, :5])
+        if t or need_h0:
+            copy(row_np, Z_np[t, :4].transpose(1, 0, 2))
+            if t:
+                torch.addmm(go_t[t - 1], dpre_row, U_packed, out=dh_t[t])
+            else:
+                torch.mm(dpre_row, U_packed, out=dh_t[0])
+    # dpre of every step as [(t, b), 4H], the row order of x_tm
+    dpre = Z[:steps, :4].permute(0, 2, 1, 3).reshape(steps * batch, G)
+    h_prev = torch.cat([h0.unsqueeze(0), out[:-1]]).reshape(steps * batch, H)
+    dU = dpre.t() @ h_prev
+    dW = dpre.t() @ x_tm
+    db = dpre.sum(0)
+    dx = (dpre @ W_packed).view(steps, batch, inputs).transpose(0, 1) if need_x else None
+    dh0 = Z[0, 5].clone() if need_h0 else None
+    dc0 = Z[0, 4].clone() if need_c0 else None
+    return None, None, dx, dh0, dc0, dW, dU, db

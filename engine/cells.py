@@ -172,7 +172,9 @@ class ScratchCell(nn.Module):
 
     def forward(self, x: torch.Tensor, state=None, record: bool = False):
         """x [batch, time, input] -> outputs [batch, time, hidden], final state (and per-step gates)."""
-        if not record:
+        # The LSTM's sequence runs its element-wise work in NumPy, so on another device it takes
+        # the equations step by step, with autograd.
+        if not record and (self.cell != "lstm" or x.device.type == "cpu"):
             h0, c0 = _split_state(self.cell, state, x.shape[0], self.hidden, x)
             output, h, c = Sequence.apply(self.cell, self.reset_after, x, h0, c0,
                                           self.weight_input, self.weight_hidden, self.bias)
@@ -193,6 +195,8 @@ class ScratchCell(nn.Module):
             recorded.append(gates)
         final = (h, c) if self.cell == "lstm" else h
         output = torch.stack(outputs, dim=1)
+        if not record:
+            return output, final
         return output, final, {key: torch.stack([g[key] for g in recorded], dim=1) for key in recorded[0]}
 
 
