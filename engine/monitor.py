@@ -29,21 +29,22 @@ def measure(gradients: dict[str, torch.Tensor | None], norm_type: str = "2") -> 
     grads = [gradients[name] for name in names]
     if not grads:
         return StepNorms({name: 0.0 for name in gradients}, 0.0)
-    values, total = _norms(grads, norm_type)
+    values, total = _norms(grads, grads, norm_type)
     per_parameter = dict.fromkeys(gradients, 0.0)
     per_parameter.update(zip(names, values))
     return StepNorms(per_parameter, total)
 
 
-def _norms(grads: list[torch.Tensor], norm_type: str) -> tuple[list[float], float]:
-    """Per-tensor L2 norms and the total norm in ``norm_type``: one batched computation per order,
-    one host transfer."""
-    norms = torch._foreach_norm(grads, 2.0)  # [parameters] 0-d tensors
+def _norms(views: list[torch.Tensor], grads: list[torch.Tensor], norm_type: str) -> tuple[list[float], float]:
+    """Per-view L2 norms and the total norm in ``norm_type``: one batched computation per order,
+    one host transfer. The views partition the parameters' gradients, so a total in another order
+    is taken over the (fewer) gradients themselves."""
+    norms = torch._foreach_norm(views, 2.0)  # [views] 0-d tensors
     if norm_type == "2":
         values = torch.stack(norms).tolist()  # the one sync point of the step
         return values, math.sqrt(sum(v * v for v in values))
     both = torch.stack(norms + torch._foreach_norm(grads, NORM_ORDERS[norm_type])).tolist()
-    values, other = both[: len(grads)], both[len(grads):]
+    values, other = both[: len(views)], both[len(views):]
     return values, (sum(other) if norm_type == "1" else max(other))
 
 
@@ -84,7 +85,7 @@ class GradientNorms:
             self._link()
         if not self.views:
             return StepNorms(dict.fromkeys(self.all_names, 0.0), 0.0)
-        values, total = _norms(self.views, norm_type)
+        values, total = _norms(self.views, self.grads, norm_type)
         if len(self.names) == len(self.all_names):
             return StepNorms(dict(zip(self.names, values)), total)
         per_parameter = dict.fromkeys(self.all_names, 0.0)
