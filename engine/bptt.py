@@ -29,6 +29,17 @@ import torch
 PACKED = {"srn": (0,), "lstm": (2, 0, 1, 3), "gru": (0, 1, 2)}
 
 
+def _through_z(out, dh, z_t, go_t, t: int, need_h0: bool) -> bool:
+    """The GRU's direct path, h_t = z h_{t-1} + ...: out = go_{t-1} + dh_t z_t (dh_0 z_0 at the first
+    step). False when the first step is reached and dL/dh_0 is not needed."""
+    if t:
+        torch.addcmul(go_t[t - 1], dh, z_t[t], out=out)
+    elif need_h0:
+        torch.mul(dh, z_t[0], out=out)
+    else:
+        return False
+    return True
+
 class Sequence(torch.autograd.Function):
     """outputs [batch, time, hidden], h_T, c_T = Sequence.apply(cell, reset_after, x, h0, c0, W, U, b)
 
@@ -130,11 +141,7 @@ class Sequence(torch.autograd.Function):
                 for t in reversed(range(steps)):
                     torch.mul(dh1, F_t[t], out=dpre3_t[t])
                     torch.mul(dh1, F2_t[t], out=E3_t[t])
-                    if t:
-                        torch.addcmul(go_t[t - 1], dh, z_t[t], out=tmp)
-                    elif need_h0:
-                        torch.mul(dh, z_t[0], out=tmp)
-                    else:
+                    if not _through_z(tmp, dh, z_t, go_t, t, need_h0):
                         break
                     torch.addmm(tmp, E_t[t], U_T, out=dh)
                 dU = E.view(-1, G).t() @ h_prev.reshape(-1, H)
@@ -151,11 +158,7 @@ class Sequence(torch.autograd.Function):
                     torch.mul(dh1, F_t[t], out=dzn_t[t])
                     torch.mm(dn_t[t], U_h_T, out=drh)  # dL/d(r * h)
                     torch.mul(drh, R_t[t], out=dr_t[t])
-                    if t:
-                        torch.addcmul(go_t[t - 1], dh, z_t[t], out=tmp)
-                    elif need_h0:
-                        torch.mul(dh, z_t[0], out=tmp)
-                    else:
+                    if not _through_z(tmp, dh, z_t, go_t, t, need_h0):
                         break
                     tmp.addcmul_(drh, r_t[t])
                     torch.addmm(tmp, drz_t[t], U_rz_T, out=dh)

@@ -105,3 +105,22 @@ def test_the_explosion_chapter_initialises_w_u_b_to_zero():
     params = model.textbook_parameters()
     assert all(params[name].abs().sum() == 0 for name in ("W", "U", "b"))
     assert params["embedding"].abs().sum() > 0
+
+
+def test_the_step_by_step_equations_give_the_fast_paths_gradients():
+    # Off the CPU the scratch LSTM takes the equations step by step with autograd (record=True
+    # runs the same loop); its outputs and gradients must be the hand-written BPTT's.
+    torch.manual_seed(0)
+    model = Recurrent("lstm", "scratch", 5, 7)
+    cell = model.cells[0]
+    x = torch.randn(3, 6, 5)
+    weights = torch.randn(3, 6, 7)
+    results = []
+    for record in (False, True):
+        model.zero_grad()
+        inputs = x.clone().requires_grad_()
+        outputs = cell(inputs, None, record=record)[0]
+        (outputs * weights).sum().backward()
+        results.append([outputs.detach(), inputs.grad] + [g.clone() for g in model.textbook_gradients().values()])
+    for fast, stepwise in zip(*results):
+        torch.testing.assert_close(fast, stepwise, atol=1e-5, rtol=1e-5)
