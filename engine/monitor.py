@@ -8,13 +8,15 @@ path (views built once); ``measure`` does the same for any dict of gradients.
 from __future__ import annotations
 
 import math
-from bisect import bisect_left, insort
+import operator
 from collections import deque
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 NORM_ORDERS = {"2": 2.0, "1": 1.0, "inf": math.inf}
+_GRAD = operator.attrgetter("grad")
 
 
 @dataclass
@@ -48,14 +50,128 @@ def _norms(views: list[torch.Tensor], grads: list[torch.Tensor], norm_type: str)
     return values, (sum(other) if norm_type == "1" else max(other))
 
 
+class _FlatGradients:
+    """Every gradient of a CPU model in one flat buffer, and the textbook views as blocks of it.
+
+    Each parameter's ``.grad`` becomes a view into the buffer (backward accumulates into it in place,
+    ``zero_grad(set_to_none=False)`` zeroes it in place), and every textbook view is a contiguous
+    block of one packed gradient (a gate's rows, maybe transposed). The squares of the whole buffer
+    and one ``np.add.reduceat`` (which sums each block pairwise, so float32 loses no more than a
+    norm kernel does) then give the sum of squares of every view at once: three NumPy calls a step
+    instead of one norm kernel per view.
+    """
+
+    RING_BYTES = 1 << 20  # the most memory the kept steps' gradients may take
+
+    def __init__(self, flat: torch.Tensor):
+        self.flat = flat
+        self.values = flat.numpy()
+        self.scratch = np.empty_like(self.values)
+        self.starts = np.zeros(1, dtype=np.intp)  # the first element of every block, in order
+        self.view_blocks: list[int] = []  # the block of each view
+        # the ring of kept steps' gradients (``keep``), whose norms are read together (``read_kept``)
+        self.capacity = max(1, min(32, self.RING_BYTES // max(1, self.values.nbytes)))
+        self.ring = np.empty((self.capacity, self.values.size), dtype=self.values.dtype) if self.capacity > 1 else None
+        self.rows = list(self.ring) if self.ring is not None else []
+        self.kept = 0
+
+    @classmethod
+    def attach(cls, parameters: list[torch.nn.Parameter]) -> "_FlatGradients | None":
+        """Move the parameters' gradients into one buffer; None where that cannot be done."""
+        grads = [p.grad for p in parameters if p.grad is not None]
+        if not grads or any(g.device.type != "cpu" or g.is_sparse or g.dtype not in (torch.float32, torch.float64)
+                            or g.dtype != grads[0].dtype for g in grads):
+            return None
+        flat = torch.empty(sum(g.numel() for g in grads), dtype=grads[0].dtype)
+        offset = 0
+        with torch.no_grad():
+            for parameter in parameters:
+                if parameter.grad is None:
+                    continue
+                size = parameter.grad.numel()
+                part = flat[offset:offset + size].view_as(parameter)
+                part.copy_(parameter.grad)
+                parameter.grad = part
+                offset += size
+        return cls(flat)
+
+    def locate(self, views: list[torch.Tensor]) -> bool:
+        """Find every view as a block of the buffer; False if one is not a contiguous block or two overlap."""
+        base, size, total = self.flat.data_ptr(), self.flat.element_size(), self.flat.numel()
+        blocks = []
+        for view in views:
+            dense = view.is_contiguous() or (view.dim() == 2 and view.t().is_contiguous())
+            start = (view.data_ptr() - base) // size
+            if not dense or view.numel() == 0 or start < 0 or start + view.numel() > total:
+                return False
+            blocks.append((start, start + view.numel()))
+        ordered = sorted(blocks)
+        if any(previous[1] > following[0] for previous, following in zip(ordered, ordered[1:])):
+            return False
+        bounds = sorted({0} | {edge for block in blocks for edge in block if edge < total})
+        self.starts = np.array(bounds, dtype=np.intp)
+        position = {edge: index for index, edge in enumerate(bounds)}
+        self.view_blocks = [position[start] for start, _ in blocks]
+        return True
+
+    def norms(self, norm_type: str) -> tuple[list[float], float]:
+        values, scratch = self.values, self.scratch
+        with np.errstate(over="ignore"):  # a square beyond float32's range is handled below
+            np.multiply(values, values, out=scratch)
+        sums = np.add.reduceat(scratch, self.starts).tolist()  # NumPy sums each block pairwise
+        squared = sum(sums)
+        if not math.isfinite(squared) and np.isfinite(values).all():  # squares beyond float32's range
+            sums = np.add.reduceat(np.square(values, dtype=np.float64), self.starts).tolist()
+            squared = sum(sums)
+        sqrt = math.sqrt
+        per_view = [sqrt(sums[block]) for block in self.view_blocks]
+        if norm_type == "2":
+            return per_view, sqrt(squared)
+        np.abs(values, out=scratch)
+        return per_view, float(scratch.sum() if norm_type == "1" else scratch.max())
+
+    def keep(self, norm_type: str) -> float | None:
+        """Keep this step's gradients in the ring and return the total norm in ``norm_type``; None
+        when their squares are beyond float32's range (``norms`` then gives the step's norms).
+        The caller reads the ring before it is full."""
+        values = self.values
+        np.copyto(self.rows[self.kept], values)
+        with np.errstate(over="ignore"):  # a square beyond float32's range is handled below
+            squared = float(np.dot(values, values))
+        if not math.isfinite(squared) and np.isfinite(values).all():
+            return None
+        self.kept += 1
+        if norm_type == "2":
+            return math.sqrt(squared)
+        np.abs(values, out=self.scratch)
+        return float(self.scratch.sum() if norm_type == "1" else self.scratch.max())
+
+    def read_kept(self) -> list[list[float]]:
+        """Per-view L2 norms of every kept step, oldest first, from one reduceat over the ring."""
+        rows = self.ring[: self.kept]
+        with np.errstate(over="ignore"):  # no square of a kept step is beyond float32's range
+            np.multiply(rows, rows, out=rows)
+        sums = np.add.reduceat(rows, self.starts, axis=1).tolist()
+        self.kept = 0
+        sqrt, blocks = math.sqrt, self.view_blocks
+        return [[sqrt(row[block]) for block in blocks] for row in sums]
+
+    def scale(self, factor: float) -> None:
+        self.values *= factor
+
+
 class GradientNorms:
     """Every step's norms for one model, as cheaply as one batched computation can give them.
 
     Building the textbook-named gradient views (slices of PyTorch's packed ``weight_ih_l0`` and
     friends) costs more than the norms themselves, so the views are built once and reused while
     every parameter keeps the same ``.grad`` tensor (``zero_grad(set_to_none=False)`` and backward
-    write into it in place); a ``.grad`` that is replaced or set to None rebuilds them. The norms are
-    one ``torch._foreach_norm`` over the views and one host transfer; clipping is one
+    write into it in place); a ``.grad`` that is replaced or set to None rebuilds them.
+
+    On the CPU the gradients are gathered into one flat buffer (``_FlatGradients``): the norms of all
+    views are then three NumPy calls (for many steps at once when the loop uses ``capture`` and
+    ``collect``) and clipping is one multiplication. Elsewhere the norms are one
+    ``torch._foreach_norm`` over the views and one host transfer, and clipping is one
     ``torch._foreach_mul_`` over the parameters' gradients.
     """
 
@@ -67,36 +183,94 @@ class GradientNorms:
         self.names: list[str] = []  # the names that have a gradient
         self.views: list[torch.Tensor] = []
         self.grads: list[torch.Tensor] = []  # the parameters' own gradients, for clipping
+        self.flat: _FlatGradients | None = None
+        self.captured: list[dict[str, float]] = []  # captured steps' norms not yet collected
 
     def _current(self) -> bool:
         linked = self.linked
-        return linked is not None and all(p.grad is g for p, g in zip(self.parameters, linked))
+        return linked is not None and all(map(operator.is_, map(_GRAD, self.parameters), linked))
 
     def _link(self) -> None:
+        self._read_ring()  # steps kept in the old layout are read in it
+        flat = _FlatGradients.attach(self.parameters)
         gradients = self.model.textbook_gradients()
         self.all_names = list(gradients)
         self.names = [name for name, grad in gradients.items() if grad is not None]
         self.views = [gradients[name] for name in self.names]
         self.linked = [p.grad for p in self.parameters]
         self.grads = [g for g in self.linked if g is not None]
+        self.flat = flat if flat is not None and self.views and flat.locate(self.views) else None
 
-    def measure(self, norm_type: str = "2") -> StepNorms:
-        if not self._current():
-            self._link()
-        if not self.views:
-            return StepNorms(dict.fromkeys(self.all_names, 0.0), 0.0)
-        values, total = _norms(self.views, self.grads, norm_type)
+    def _named(self, values: list[float]) -> dict[str, float]:
         if len(self.names) == len(self.all_names):
-            return StepNorms(dict(zip(self.names, values)), total)
+            return dict(zip(self.names, values))
         per_parameter = dict.fromkeys(self.all_names, 0.0)
         per_parameter.update(zip(self.names, values))
-        return StepNorms(per_parameter, total)
+        return per_parameter
+
+    def _now(self, norm_type: str) -> tuple[list[float], float]:
+        if not self.views:
+            return [], 0.0
+        if self.flat is not None:
+            return self.flat.norms(norm_type)
+        return _norms(self.views, self.grads, norm_type)
+
+    def measure(self, norm_type: str = "2") -> StepNorms:
+        """This step's per-view norms and total, now."""
+        if not self._current():
+            self._link()
+        values, total = self._now(norm_type)
+        return StepNorms(self._named(values), total)
+
+    # -- the training loop's path: capture every step, collect every few steps --
+
+    def capture(self, norm_type: str = "2") -> float:
+        """Keep this step's per-view norms for ``collect`` and return the total norm (``norm_type``) now.
+
+        On the CPU the step's gradients are copied into a ring and the per-view norms of all kept
+        steps come from one computation when they are collected: a step costs one copy and one
+        norm kernel, and the NumPy work is paid once for many steps instead of once for each.
+        """
+        if not self._current():
+            self._link()
+        flat = self.flat
+        if flat is None or flat.ring is None:
+            values, total = self._now(norm_type)
+            self.captured.append(self._named(values))
+            return total
+        if flat.kept == flat.capacity:
+            self._read_ring()
+        total = flat.keep(norm_type)
+        if total is None:  # squares beyond float32's range: this step's norms in float64, now
+            self._read_ring()
+            values, total = flat.norms(norm_type)
+            self.captured.append(self._named(values))
+        return total
+
+    @property
+    def ring_full(self) -> bool:
+        """The ring holds as many steps as it can: collect them now."""
+        flat = self.flat
+        return flat is None or flat.ring is None or flat.kept == flat.capacity
+
+    def collect(self) -> list[dict[str, float]]:
+        """The per-view norms of every step captured since the last call, oldest first."""
+        self._read_ring()
+        captured, self.captured = self.captured, []
+        return captured
+
+    def _read_ring(self) -> None:
+        flat = self.flat
+        if flat is not None and flat.kept:
+            self.captured.extend(self._named(values) for values in flat.read_kept())
 
     def scale(self, factor: float) -> None:
         """Multiply every gradient by ``factor`` (what clipping does) in one batched operation."""
         if not self._current():
             self._link()
-        if self.grads:
+        if self.flat is not None:
+            self.flat.scale(factor)
+        elif self.grads:
             torch._foreach_mul_(self.grads, factor)
 
 
@@ -130,47 +304,16 @@ class AlarmReport:
     message: str
 
 
-class RecentNorms:
-    """The last ``size`` norms of one parameter; the positive ones are also kept sorted, so the running
-    median costs a lookup instead of a sort every step."""
-
-    __slots__ = ("values", "positive", "size")
-
-    def __init__(self, size: int):
-        self.values: deque = deque()  # in arrival order
-        self.positive: list[float] = []  # the positive values among them, sorted
-        self.size = size
-
-    def push(self, value: float) -> None:
-        values = self.values
-        if len(values) == self.size:
-            old = values.popleft()
-            if old > 0.0:
-                del self.positive[bisect_left(self.positive, old)]
-        values.append(value)
-        if value > 0.0:
-            insort(self.positive, value)
-
-    def median(self) -> float:
-        """Median of the positive recent norms (as statistics.median; the window holds at least one)."""
-        positive = self.positive
-        middle = len(positive) // 2
-        if len(positive) % 2:
-            return positive[middle]
-        return (positive[middle - 1] + positive[middle]) / 2
-
-    def __iter__(self):
-        return iter(self.values)
-
-    def __len__(self) -> int:
-        return len(self.values)
-
-
 @dataclass
 class AlarmWatch:
     """Raises an alarm when a gradient norm jumps far above its recent running median (explosion),
     when the loss or a gradient is non-finite, or when norms collapse to ~0 after having been large
-    while the loss stays high (saturation). Says ``healthy`` once a raised alarm has cleared."""
+    while the loss stays high (saturation). Says ``healthy`` once a raised alarm has cleared.
+
+    A step costs one pass over the norms: an explosion also needs the norm to be ``peak_factor``
+    times the largest it has been, so the running median (of the last ``window`` steps' norms, kept
+    as they came) is only taken for a parameter that has just passed that bound.
+    """
 
     ratio_threshold: float = 100.0  # explosion: norm / running median of the last `window` norms
     window: int = 50
@@ -179,7 +322,7 @@ class AlarmWatch:
     collapse_ratio: float = 1e-4  # saturation: norm below this fraction of its peak ...
     collapse_steps: int = 5  # ... for this many steps in a row
     healthy_steps: int = 20  # steps without trouble before an alarm is declared over
-    history: dict = field(default_factory=dict)
+    recent: deque = field(default_factory=deque)  # the last `window` steps' norms (dicts), oldest first
     peaks: dict = field(default_factory=dict)
     collapsed: dict = field(default_factory=dict)
     active: str = ""  # kind of the latest alarm in force, "" when healthy
@@ -190,11 +333,19 @@ class AlarmWatch:
 
     def reset(self) -> None:
         """Forget everything (after a rewind the old history describes other weights)."""
-        self.history.clear()
+        self.recent.clear()
         self.peaks.clear()
         self.collapsed.clear()
         self.active, self.quiet, self.last_value = "", 0, 0.0
         self.raised.clear()
+
+    def median(self, name: str) -> float:
+        """Median of the positive norms of ``name`` over the recent window (0 when there is none)."""
+        positive = sorted(value for norms in self.recent if (value := norms.get(name, 0.0)) > 0.0)
+        if not positive:
+            return 0.0
+        middle = len(positive) // 2
+        return positive[middle] if len(positive) % 2 else (positive[middle - 1] + positive[middle]) / 2
 
     def _raise(self, report: AlarmReport, reports: list[AlarmReport]) -> None:
         reports.append(report)
@@ -202,22 +353,41 @@ class AlarmWatch:
         self.raised.add(report.kind)
 
     def observe(self, loss: float, norms: dict[str, float]) -> list[AlarmReport]:
+        """Look at one step's loss and norms (the dict is kept, unchanged, for the running median)."""
         reports: list[AlarmReport] = []
-        trouble = False
         bad = [name for name, value in norms.items() if not math.isfinite(value)]
         if not math.isfinite(loss) or bad:
-            trouble = True
             if "non_finite" not in self.raised:
                 parameter = bad[0] if bad else "loss"
                 value = norms[parameter] if bad else loss
                 self._raise(AlarmReport("non_finite", parameter, value, math.inf, 0.0,
                                         f"{parameter} is {value}: the update was skipped"), reports)
-            return self._settle(reports, trouble)
+            return self._settle(reports, True)
         if self.first_loss is None:
             self.first_loss = loss
-        explosion = self._worst_jump(norms)
+        loss_high = loss >= 0.5 * self.first_loss
+        if not loss_high:
+            self.collapsed.clear()
+        peaks, collapsed, recent = self.peaks, self.collapsed, self.recent
+        jump_factor, minimum, collapse_ratio = self.peak_factor, self.minimum_norm, self.collapse_ratio
+        explosion = saturated = None
+        for name, value in norms.items():
+            peak = peaks.get(name, 0.0)
+            if value >= jump_factor * peak and value >= minimum and recent:
+                median = self.median(name)
+                if median > 0.0 and value / median >= self.ratio_threshold:
+                    if explosion is None or value / median > explosion[3]:
+                        explosion = (name, value, median, value / median)
+            if loss_high:
+                if peak > 1.0 and value < collapse_ratio * peak:
+                    count = collapsed[name] = collapsed.get(name, 0) + 1
+                    if count >= self.collapse_steps and saturated is None:
+                        saturated = (name, value, peak)
+                else:
+                    collapsed[name] = 0
+            if value > peak:
+                peaks[name] = value
         if explosion is not None:
-            trouble = True
             name, value, median, ratio = explosion
             # once raised, an explosion is announced again only if it grows another tenfold
             if "explosion" not in self.raised or value > 10 * self.last_value:
@@ -225,23 +395,15 @@ class AlarmWatch:
                                         f"{name} gradient norm {value:.3g} is {ratio:.3g}x its recent median"),
                             reports)
                 self.last_value = value
-        saturated = self._collapsed(loss, norms)
-        if saturated is not None:
-            trouble = True
+        if saturated is not None and "saturation" not in self.raised:
             name, value, peak = saturated
-            if "saturation" not in self.raised:
-                self._raise(AlarmReport("saturation", name, value, value / peak if peak else 0.0, peak,
-                                        f"{name} gradient norm fell to {value:.3g} from a peak of {peak:.3g} "
-                                        "while the loss stays high: the units are saturated"), reports)
-        history, peaks = self.history, self.peaks
-        for name, value in norms.items():
-            window = history.get(name)
-            if window is None:
-                window = history[name] = RecentNorms(self.window)
-            window.push(value)
-            if value > peaks.get(name, 0.0):
-                peaks[name] = value
-        return self._settle(reports, trouble)
+            self._raise(AlarmReport("saturation", name, value, value / peak if peak else 0.0, peak,
+                                    f"{name} gradient norm fell to {value:.3g} from a peak of {peak:.3g} "
+                                    "while the loss stays high: the units are saturated"), reports)
+        recent.append(norms)
+        if len(recent) > self.window:
+            recent.popleft()
+        return self._settle(reports, explosion is not None or saturated is not None)
 
     def _settle(self, reports: list[AlarmReport], trouble: bool) -> list[AlarmReport]:
         if trouble:
@@ -254,34 +416,3 @@ class AlarmWatch:
                 self.active, self.quiet = "", 0
                 self.raised.clear()
         return reports
-
-    def _worst_jump(self, norms: dict[str, float]):
-        worst = None
-        history, minimum = self.history, self.minimum_norm
-        for name, value in norms.items():
-            window = history.get(name)
-            if window is None or value < minimum or not window.positive:
-                continue
-            median = window.median()
-            ratio = value / median
-            # A spike over a tiny median late in healthy training is no explosion: the norm must
-            # also dwarf the largest it has ever been.
-            beyond_peak = value >= self.peak_factor * self.peaks.get(name, 0.0)
-            if ratio >= self.ratio_threshold and beyond_peak and (worst is None or ratio > worst[3]):
-                worst = (name, value, median, ratio)
-        return worst
-
-    def _collapsed(self, loss: float, norms: dict[str, float]):
-        if self.first_loss is None or loss < 0.5 * self.first_loss:
-            self.collapsed.clear()
-            return None
-        found = None
-        for name, value in norms.items():
-            peak = self.peaks.get(name, 0.0)
-            if peak > 1.0 and value < self.collapse_ratio * peak:
-                self.collapsed[name] = self.collapsed.get(name, 0) + 1
-                if self.collapsed[name] >= self.collapse_steps and found is None:
-                    found = (name, value, peak)
-            else:
-                self.collapsed[name] = 0
-        return found

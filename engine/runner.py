@@ -21,6 +21,8 @@ from .models import build_model
 from .monitor import AlarmWatch, GradientNorms, clip_factor, copy_state
 from .tasks import make_task
 
+FRAME_S = 0.04  # the longest a step's event waits to leave with the next ones (seconds)
+
 
 def new_run_id(config: TrainConfig) -> str:
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -73,6 +75,7 @@ class Runner:
         self.alarms = AlarmWatch()
         self.gradient_norms = GradientNorms(self.model)
         self.last_alarm_step = -1
+        self.pending: list[tuple] = []  # steps run whose Step events are not out yet
         self.snapshots: deque = deque(maxlen=5)
         self.snapshot_every = 25
         self.started = time.monotonic()
@@ -83,6 +86,8 @@ class Runner:
     # --- events ---------------------------------------------------------
 
     def emit(self, cls, **fields) -> None:
+        if self.pending:  # the steps run so far come first
+            self._emit_steps()
         self.emit_event(cls(run=self.run_id, step=self.step, t=round(time.monotonic() - self.started, 4), **fields))
 
     def notice(self, message: str, level: str = "info") -> None:
@@ -144,6 +149,9 @@ class Runner:
                 self.epoch, self.start_batch = epoch + 1, 0
         except _Stop:
             reason = "stopped"
+        except KeyboardInterrupt:  # interrupted at once: the steps already run still reach the log
+            self._emit_steps()
+            raise
         except Exception as error:  # the run failed: say so, keep the log and the last weights
             self.emit(ev.Status, state="failed", message=f"{type(error).__name__}: {error}", speed=self.speed)
             self._save_last()
@@ -164,31 +172,49 @@ class Runner:
                                                norm_type=float(self.clip_norm_type))
             self.optimizer.step()
             return
-        # all norms of the step from one batched computation and one host transfer
-        norms = self.gradient_norms.measure(self.clip_norm_type)
+        # the total norm now (for clipping and the finiteness check); the per-parameter norms of
+        # the step are kept and read with those of the next few steps
+        total = self.gradient_norms.capture(self.clip_norm_type)
         loss_value = loss.item()
-        reports = self.alarms.observe(loss_value, norms.per_parameter)
-        skipped = not (math.isfinite(loss_value) and math.isfinite(norms.total))
+        skipped = not (math.isfinite(loss_value) and math.isfinite(total))
         factor = 1.0
         if skipped:
             self.optimizer.zero_grad(set_to_none=False)  # a non-finite update would ruin the weights
         else:
-            if self.clip_on:  # reuse the norms measured above instead of measuring again
-                factor = clip_factor(norms.total, self.clip_max_norm)
+            if self.clip_on:  # reuse the norm measured above instead of measuring again
+                factor = clip_factor(total, self.clip_max_norm)
                 if factor < 1.0:
                     self.gradient_norms.scale(factor)
             self.optimizer.step()
-        self.emit(ev.Step, epoch=epoch, epochs=config.epochs, loss=loss_value, grad_norms=norms.per_parameter,
-                  total_norm=norms.total, clip_on=self.clip_on, clip_max_norm=self.clip_max_norm,
-                  clip_norm_type=self.clip_norm_type, clip_factor=factor, skipped=skipped,
-                  lr=self.optimizer.param_groups[0]["lr"], steps_per_s=round(self.steps_per_s, 2))
-        for report in reports:
-            if report.kind != "healthy":
-                self.last_alarm_step = self.step
-            self.emit(ev.Alarm, kind=report.kind, parameter=report.parameter, value=report.value,
-                      ratio=report.ratio, median=report.median, message=report.message)
+        t = time.monotonic() - self.started
+        self.pending.append((self.step, t, epoch, loss_value, total, self.clip_on, self.clip_max_norm,
+                             self.clip_norm_type, factor, skipped, self.lr, self.steps_per_s))
+        # Step events leave in small batches; at once when something needs them now: a skipped
+        # update, a speed cap (someone is watching step by step), or a batch a frame old.
+        if skipped or self.speed > 0 or self.gradient_norms.ring_full or t - self.pending[0][1] > FRAME_S:
+            self._emit_steps()
         if not self.alarms.active and self.step % self.snapshot_every == 0:
             self._take_snapshot()
+
+    def _emit_steps(self) -> None:
+        """The Step events of the steps run since the last call, each followed by its alarms."""
+        pending, self.pending = self.pending, []
+        epochs = self.config.epochs
+        for record, norms in zip(pending, self.gradient_norms.collect()):
+            (step, t, epoch, loss, total, clip_on, clip_max_norm, clip_norm_type, factor, skipped, lr,
+             steps_per_s) = record
+            reports = self.alarms.observe(loss, norms)
+            t = round(t, 4)
+            self.emit_event(ev.Step(run=self.run_id, step=step, t=t, epoch=epoch, epochs=epochs, loss=loss,
+                                    grad_norms=norms, total_norm=total, clip_on=clip_on,
+                                    clip_max_norm=clip_max_norm, clip_norm_type=clip_norm_type,
+                                    clip_factor=factor, skipped=skipped, lr=lr, steps_per_s=round(steps_per_s, 2)))
+            for report in reports:
+                if report.kind != "healthy":
+                    self.last_alarm_step = step
+                self.emit_event(ev.Alarm(run=self.run_id, step=step, t=t, kind=report.kind,
+                                         parameter=report.parameter, value=report.value, ratio=report.ratio,
+                                         median=report.median, message=report.message))
 
     def _evaluate(self) -> None:
         score, loss = self.task.evaluate(self.model, "dev")
@@ -236,6 +262,8 @@ class Runner:
         self.model.load_textbook_parameters(payload["parameters"])
         if payload.get("impl") == self.config.impl and payload.get("optimizer"):
             self.optimizer.load_state_dict(payload["optimizer"])
+            for group in self.optimizer.param_groups:  # the run's lr (the checkpoint's, or --lr)
+                group["lr"] = self.lr
         self.step = int(payload.get("step", 0))
         self.epoch = int(payload.get("epoch", 1))
         self.start_batch = int(payload.get("batch", 0))
@@ -244,17 +272,22 @@ class Runner:
         self.best_score = payload.get("best")
 
     def _take_snapshot(self) -> None:
-        self.snapshots.append((self.step, ckpt.snapshot_parameters(self.model),
+        # the parameters themselves (a few packed tensors), not the textbook views of them
+        self.snapshots.append((self.step, [p.detach().clone() for p in self.model.parameters()],
                                copy_state(self.optimizer.state_dict())))
 
     def _rewind(self) -> None:
+        if self.pending:  # the alarms of the steps run so far decide which snapshot is healthy
+            self._emit_steps()
         healthy = [s for s in self.snapshots if s[0] < self.last_alarm_step] if self.last_alarm_step >= 0 else []
         chosen = healthy[-1] if healthy else (self.snapshots[-1] if self.snapshots else None)
         if chosen is None:
             self.notice("nothing to rewind to yet", "warning")
             return
         step, parameters, optimizer_state = chosen
-        self.model.load_textbook_parameters(parameters)
+        with torch.no_grad():
+            for parameter, value in zip(self.model.parameters(), parameters):
+                parameter.copy_(value)
         self.optimizer.load_state_dict(optimizer_state)  # copies the values in; the snapshot stays intact
         for group in self.optimizer.param_groups:
             group["lr"] = self.lr

@@ -104,21 +104,51 @@ def test_a_non_finite_loss_skips_the_update_and_raises_an_alarm(tmp_path):
 
         runner.task.train_loss = loss
 
-    weights = {}
+    weights = {}  # steps done -> the weights after them
 
     def keep_weights(runner):
         poison(runner)
-        runner.emit_event = lambda event, emit=runner.emit_event: (
-            weights.setdefault(event.step, {k: v.clone() for k, v in runner.model.textbook_parameters().items()})
-            if event.type == "step" else None, emit(event))
+        loss = runner.task.train_loss
+
+        def recorded(model, batch):
+            weights[runner.step] = {k: v.clone() for k, v in runner.model.textbook_parameters().items()}
+            return loss(model, batch)
+
+        runner.task.train_loss = recorded
 
     runner, events = train(tmp_path, hook=keep_weights, preset="explode", epochs=1)
     skipped = [s for s in of(events, "step") if s.skipped]
     assert [s.step for s in skipped] == [3]
     assert [a.kind for a in of(events, "alarm") if a.step == 3][0] == "non_finite"
+    assert any(not torch.equal(weights[2][name], weights[1][name]) for name in weights[1])  # a real update
     for name, tensor in weights[3].items():
-        assert torch.equal(tensor, weights[2][name]), name  # the weights did not move
+        assert torch.equal(tensor, weights[2][name]), name  # the skipped one did not move the weights
     assert all(torch.isfinite(t).all() for t in runner.model.textbook_parameters().values())
+
+
+def test_every_step_event_comes_once_in_order_before_what_follows_it(tmp_path):
+    runner, events = train(tmp_path, preset="memory", epochs=3)
+    steps = [e.step for e in events if e.type == "step"]
+    assert steps == list(range(1, runner.step + 1))
+    last_step = 0
+    for event in events:
+        if event.type == "step":
+            last_step = event.step
+        elif event.type in ("eval", "checkpoint", "status", "run_finished") and event.step > 0:
+            assert last_step == event.step, event  # the steps run so far are all out before it
+    for step_event, alarm in ((s, a) for a in of(events, "alarm") for s in of(events, "step") if s.step == a.step):
+        assert events.index(step_event) < events.index(alarm)
+
+
+def test_a_speed_cap_sends_each_step_event_during_its_step(tmp_path):
+    seen = []
+
+    def hook(runner):
+        runner.emit_event = lambda event, emit=runner.emit_event: (
+            seen.append((event.step, runner.step)) if event.type == "step" else None, emit(event))
+
+    train(tmp_path, hook=hook, preset="explode", epochs=1, speed=1000.0)
+    assert seen and all(step == current for step, current in seen)
 
 
 def test_commands_act_at_the_next_step_boundary(tmp_path):

@@ -11,7 +11,7 @@ import torch
 from engine import events as ev
 from engine.config import build_config
 from engine.models import build_model
-from engine.monitor import AlarmWatch, GradientNorms, RecentNorms, copy_state, measure
+from engine.monitor import AlarmWatch, GradientNorms, copy_state, measure
 from engine.stream import EventWriter, encode
 
 
@@ -49,6 +49,74 @@ def test_cached_view_norms_equal_measure(cell, impl):
         optimizer.step()
 
 
+@pytest.mark.parametrize("impl", ["torch", "scratch"])
+@pytest.mark.parametrize("preset", ["explode", "memory"])
+def test_gradients_stay_in_one_buffer_across_steps(preset, impl):
+    """Backward and zero_grad keep writing into the flat buffer: the views are built once, not every step."""
+    model = build_model(build_config(preset, impl=impl))
+    norms = GradientNorms(model)
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+    _backward(model)
+    norms.measure()
+    flat, linked = norms.flat, list(norms.linked)
+    assert flat is not None and len(flat.view_blocks) == len(model.textbook_gradients())
+    for step in range(1, 4):
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=False)
+        _backward(model, step)
+        assert norms._current() and all(a is b for a, b in zip(norms.linked, linked))
+        fast, plain = norms.measure("1"), measure(model.textbook_gradients(), "1")
+        assert norms.flat is flat
+        assert math.isclose(fast.total, plain.total, rel_tol=1e-5)
+    for parameter in (p for p in model.parameters() if p.requires_grad):
+        start = (parameter.grad.data_ptr() - flat.flat.data_ptr()) // 4
+        assert 0 <= start < flat.flat.numel()
+
+
+@pytest.mark.parametrize("impl", ["torch", "scratch"])
+@pytest.mark.parametrize("norm_type", ["2", "1", "inf"])
+def test_captured_steps_collect_the_norms_each_step_had(impl, norm_type):
+    """Norms kept in the ring and read later are the ones measured at the step, across a full ring
+    and a replaced .grad."""
+    model = build_model(build_config("memory", impl=impl))
+    norms = GradientNorms(model)
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    expected, totals = [], []
+    for step in range(70):
+        optimizer.zero_grad(set_to_none=step == 5)  # step 5 replaces every .grad
+        _backward(model, step)
+        plain = measure(model.textbook_gradients(), norm_type)
+        expected.append(plain.per_parameter)
+        totals.append((norms.capture(norm_type), plain.total))
+        optimizer.step()
+        if step == 10:
+            assert len(norms.collect()) == 11
+            expected = expected[11:]
+    assert norms.flat is not None and norms.flat.capacity < 59  # the last 59 steps overflow the ring
+    collected = norms.collect()
+    assert len(collected) == len(expected) == 59 and norms.collect() == []
+    for got, want in zip(collected, expected):
+        assert list(got) == list(want)
+        for name, value in want.items():
+            assert math.isclose(got[name], value, rel_tol=1e-5, abs_tol=1e-9), name
+    for got, want in totals:
+        assert math.isclose(got, want, rel_tol=1e-5)
+
+
+def test_gradients_beyond_the_square_range_of_float32_keep_finite_norms():
+    model = build_model(build_config("explode"))
+    norms = GradientNorms(model)
+    _backward(model)
+    norms.measure()
+    with torch.no_grad():
+        model.rnn.net.weight_hh_l0.grad[0, 0] = 3e20  # its square is beyond float32's range
+    result = norms.measure()
+    assert math.isclose(result.per_parameter["U"], 3e20, rel_tol=1e-6)
+    assert math.isclose(result.total, 3e20, rel_tol=1e-6)
+    assert math.isclose(norms.capture(), 3e20, rel_tol=1e-6)
+    assert math.isclose(norms.collect()[-1]["U"], 3e20, rel_tol=1e-6)
+
+
 def test_non_finite_gradients_show_as_non_finite_norms():
     model = build_model(build_config("explode"))
     norms = GradientNorms(model)
@@ -60,17 +128,16 @@ def test_non_finite_gradients_show_as_non_finite_norms():
     assert math.isnan(result.per_parameter["U"]) and math.isnan(result.total)
 
 
-def test_recent_norms_median_is_statistics_median_of_positive_values():
+def test_running_median_is_statistics_median_of_the_window_positive_values():
     generator = random.Random(0)
-    window = RecentNorms(50)
+    watch = AlarmWatch(ratio_threshold=math.inf)  # no alarms: only the window is exercised
     history = []
     for _ in range(500):
         value = generator.choice([0.0, generator.random(), generator.random() * 1e3])
-        window.push(value)
+        watch.observe(1.0, {"U": value})
         history = (history + [value])[-50:]
         positive = [v for v in history if v > 0]
-        if positive:
-            assert window.median() == statistics.median(positive)
+        assert watch.median("U") == (statistics.median(positive) if positive else 0.0)
 
 
 def test_alarm_watch_still_sees_an_explosion():
