@@ -4,7 +4,8 @@
   cells on the same inputs and the same weights, for SRN, LSTM and GRU at (batch 8, T 20, H 32) and
   (batch 64, T 20, H 32), with the largest scratch-vs-torch difference seen (outputs and gradients);
 * monitoring: training steps/s of the ``explode`` and ``memory`` presets with full monitoring (norms,
-  alarms, step events written to a log by the event writer) and with the bare loop (``monitor=False``);
+  alarms, step events written to a log by the event writer) and with the bare loop (``monitor=False``),
+  from steps of one run interleaved in blocks and from whole runs in pairs;
 * ingest: the TUI's event ingest (``tui.bench.measure_ingest``, run in a child process so the engine
   never loads textual), and generation speed (``engine.generate.measure_generation_speed``), when
   those are installed.
@@ -124,23 +125,71 @@ def _scratch_folder() -> str | None:
     return "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
 
 
-def time_monitoring(preset: str, epochs: int, repeats: int) -> dict:
-    """Monitored vs bare training steps/s: paired, interleaved runs (ABBA), medians."""
+def time_interleaved(preset: str, rounds: int, block: int) -> dict:
+    """Monitored vs bare steps of one run, in alternating blocks of ``block`` steps (random order in
+    each round), so that both loops see the same machine from moment to moment.
+
+    The run is the preset's, with its event writer; ``Runner.monitor`` switches between the monitored
+    loop and the bare one at block boundaries. The writer thread's CPU time is added, all of it, to the
+    monitored side: a bound from above on what serialising the events costs the loop.
+    """
+    import itertools
+    import random
+
+    from .config import build_config
+    from .runner import Runner
+    from .stream import EventWriter
+
+    with tempfile.TemporaryDirectory(prefix="rnnlab-bench-", dir=_scratch_folder()) as folder:
+        config = build_config(preset, checkpoint_dir=folder, runs_dir=folder, run_id="bench-interleaved")
+        writer = EventWriter(os.path.join(folder, "bench-interleaved.jsonl"))
+        runner = Runner(config, writer.emit, monitor=True)
+        runner.task.start_epoch()
+        batches = itertools.cycle(list(runner.task.batches(1)))
+        for _ in range(2 * block):  # warm-up
+            runner._train_step(next(batches), 1)
+        order, seconds = [True, False], {True: 0.0, False: 0.0}
+        shuffle = random.Random(0).shuffle
+        for _ in range(rounds):
+            shuffle(order)
+            for monitor in order:
+                runner.monitor = monitor
+                started = time.perf_counter()
+                for _ in range(block):
+                    runner._train_step(next(batches), 1)
+                seconds[monitor] += time.perf_counter() - started
+        runner.monitor = True
+        runner._emit_steps()
+        writer.close()
+        writer_s = writer.cpu_s  # warm-up included
+    steps = rounds * block
+    monitored = seconds[True] + writer_s
+    return {"steps_each": steps, "block": block, "monitored_us_per_step": round(monitored / steps * 1e6, 1),
+            "bare_us_per_step": round(seconds[False] / steps * 1e6, 1),
+            "writer_us_per_step": round(writer_s / steps * 1e6, 1),
+            "ratio": round(seconds[False] / monitored, 3)}
+
+
+def time_monitoring(preset: str, epochs: int, repeats: int, rounds: int) -> dict:
+    """Monitored vs bare training steps/s, two ways: steps of one run interleaved in blocks (the
+    figure; see ``time_interleaved``), and whole runs of the preset (evaluation and checkpoints
+    included) in pairs, ABBA, medians, which the machine's changing speed blurs more."""
+    interleaved = time_interleaved(preset, rounds, 16)
     with tempfile.TemporaryDirectory(prefix="rnnlab-bench-", dir=_scratch_folder()) as folder:
         _train(preset, 1, True, folder)  # warm-up
-        on, off, ratios, step_ratios = [], [], [], []
+        on, off, ratios = [], [], []
         for index in range(repeats):
             order = (True, False) if index % 2 == 0 else (False, True)
             pair = {monitor: _train(preset, epochs, monitor, folder) for monitor in order}
             on.append(pair[True]["steps"] / pair[True]["wall_s"])
             off.append(pair[False]["steps"] / pair[False]["wall_s"])
             ratios.append(on[-1] / off[-1])
-            step_ratios.append(pair[False]["step_s"] / pair[True]["step_s"])
         steps = pair[True]["steps"]
-    return {"preset": preset, "epochs": epochs, "steps_per_run": steps, "repeats": repeats,
-            "monitored_steps_per_s": round(_median(on), 1), "unmonitored_steps_per_s": round(_median(off), 1),
-            "ratio": round(_median(ratios), 3), "ratio_median_step": round(_median(step_ratios), 3),
-            "pair_ratios": [round(r, 3) for r in ratios]}
+    return {"preset": preset, "ratio": interleaved["ratio"], "interleaved": interleaved,
+            "whole_runs": {"epochs": epochs, "steps_per_run": steps, "repeats": repeats,
+                           "monitored_steps_per_s": round(_median(on), 1),
+                           "unmonitored_steps_per_s": round(_median(off), 1),
+                           "ratio": round(_median(ratios), 3), "pair_ratios": [round(r, 3) for r in ratios]}}
 
 
 # --- figures from the other parts of the product ---------------------------------
@@ -198,7 +247,7 @@ def collect(quick: bool = False, progress=None) -> dict:
     for preset in PRESETS:
         say(f"monitoring: {preset}")
         epochs = {"explode": 2 if quick else 40, "memory": 1 if quick else 8}[preset]
-        report["monitoring"][preset] = time_monitoring(preset, epochs, 2 if quick else 9)
+        report["monitoring"][preset] = time_monitoring(preset, epochs, 2 if quick else 15, 4 if quick else 300)
     say("event ingest")
     report["ingest"] = measure_ingest(1_000 if quick else 100_000)
     say("generation")
@@ -218,13 +267,13 @@ def print_tables(report: dict, console) -> None:
                       f"{row['naive_ms']:.3f}", f"{row['scratch_over_torch']:.2f}", f"{row['naive_over_torch']:.2f}",
                       f"{row['max_abs_difference']:.1e}")
     console.print(cells)
-    monitoring = Table(title="training steps/s: full monitoring vs the bare loop (median of paired runs)")
-    for column in ("preset", "steps/run", "monitored", "bare", "ratio", "ratio (median step)"):
+    monitoring = Table(title="training steps/s: full monitoring vs the bare loop")
+    for column in ("preset", "monitored us/step", "bare us/step", "ratio (interleaved)", "ratio (whole runs)"):
         monitoring.add_column(column, justify="left" if column == "preset" else "right")
     for name, row in report["monitoring"].items():
-        monitoring.add_row(name, str(row["steps_per_run"]), f"{row['monitored_steps_per_s']:.0f}",
-                           f"{row['unmonitored_steps_per_s']:.0f}", f"{row['ratio']:.3f}",
-                           f"{row['ratio_median_step']:.3f}")
+        steps, runs = row["interleaved"], row["whole_runs"]
+        monitoring.add_row(name, f"{steps['monitored_us_per_step']:.0f}", f"{steps['bare_us_per_step']:.0f}",
+                           f"{row['ratio']:.3f}", f"{runs['ratio']:.3f}")
     console.print(monitoring)
     for title, key in (("event ingest (TUI)", "ingest"), ("generation", "generation")):
         figures = report.get(key) or {}

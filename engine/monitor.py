@@ -71,7 +71,7 @@ class _FlatGradients:
         self.view_blocks: list[int] = []  # the block of each view
         # the ring of kept steps' gradients (``keep``), whose norms are read together (``read_kept``)
         self.capacity = max(1, min(32, self.RING_BYTES // max(1, self.values.nbytes)))
-        self.ring = np.empty((self.capacity, self.values.size), dtype=self.values.dtype) if self.capacity > 1 else None
+        self.ring = torch.empty((self.capacity, flat.numel()), dtype=flat.dtype) if self.capacity > 1 else None
         self.rows = list(self.ring) if self.ring is not None else []
         self.kept = 0
 
@@ -133,28 +133,26 @@ class _FlatGradients:
     def keep(self, norm_type: str) -> float | None:
         """Keep this step's gradients in the ring and return the total norm in ``norm_type``; None
         when their squares are beyond float32's range (``norms`` then gives the step's norms).
-        The caller reads the ring before it is full."""
-        values = self.values
-        np.copyto(self.rows[self.kept], values)
-        with np.errstate(over="ignore"):  # a square beyond float32's range is handled below
-            squared = float(np.dot(values, values))
-        if not math.isfinite(squared) and np.isfinite(values).all():
+        The caller reads the ring before it is full. Two PyTorch calls: in the middle of a training
+        step, PyTorch's code is already in the CPU's caches and NumPy's is not."""
+        flat = self.flat
+        self.rows[self.kept].copy_(flat)
+        squared = torch.dot(flat, flat).item()
+        if not math.isfinite(squared) and np.isfinite(self.values).all():
             return None
         self.kept += 1
         if norm_type == "2":
             return math.sqrt(squared)
-        np.abs(values, out=self.scratch)
-        return float(self.scratch.sum() if norm_type == "1" else self.scratch.max())
+        return torch.linalg.vector_norm(flat, NORM_ORDERS[norm_type]).item()
 
     def read_kept(self) -> list[list[float]]:
         """Per-view L2 norms of every kept step, oldest first, from one reduceat over the ring."""
-        rows = self.ring[: self.kept]
+        rows = self.ring.numpy()[: self.kept]
         with np.errstate(over="ignore"):  # no square of a kept step is beyond float32's range
             np.multiply(rows, rows, out=rows)
-        sums = np.add.reduceat(rows, self.starts, axis=1).tolist()
+        sums = np.add.reduceat(rows, self.starts, axis=1)  # [kept, blocks]
         self.kept = 0
-        sqrt, blocks = math.sqrt, self.view_blocks
-        return [[sqrt(row[block]) for block in blocks] for row in sums]
+        return np.sqrt(sums[:, self.view_blocks], dtype=np.float64).tolist()  # [kept, views]
 
     def scale(self, factor: float) -> None:
         self.values *= factor

@@ -199,22 +199,22 @@ class Runner:
     def _emit_steps(self) -> None:
         """The Step events of the steps run since the last call, each followed by its alarms."""
         pending, self.pending = self.pending, []
-        epochs = self.config.epochs
+        epochs, emit = self.config.epochs, self.emit_event
         for record, norms in zip(pending, self.gradient_norms.collect()):
             (step, t, epoch, loss, total, clip_on, clip_max_norm, clip_norm_type, factor, skipped, lr,
              steps_per_s) = record
             reports = self.alarms.observe(loss, norms)
             t = round(t, 4)
-            self.emit_event(ev.Step(run=self.run_id, step=step, t=t, epoch=epoch, epochs=epochs, loss=loss,
-                                    grad_norms=norms, total_norm=total, clip_on=clip_on,
-                                    clip_max_norm=clip_max_norm, clip_norm_type=clip_norm_type,
-                                    clip_factor=factor, skipped=skipped, lr=lr, steps_per_s=round(steps_per_s, 2)))
+            emit(ev.Step(run=self.run_id, step=step, t=t, epoch=epoch, epochs=epochs, loss=loss,
+                         grad_norms=norms, total_norm=total, clip_on=clip_on, clip_max_norm=clip_max_norm,
+                         clip_norm_type=clip_norm_type, clip_factor=factor, skipped=skipped, lr=lr,
+                         steps_per_s=round(steps_per_s, 2)))
             for report in reports:
                 if report.kind != "healthy":
                     self.last_alarm_step = step
-                self.emit_event(ev.Alarm(run=self.run_id, step=step, t=t, kind=report.kind,
-                                         parameter=report.parameter, value=report.value, ratio=report.ratio,
-                                         median=report.median, message=report.message))
+                emit(ev.Alarm(run=self.run_id, step=step, t=t, kind=report.kind, parameter=report.parameter,
+                              value=report.value, ratio=report.ratio, median=report.median,
+                              message=report.message))
 
     def _evaluate(self) -> None:
         score, loss = self.task.evaluate(self.model, "dev")

@@ -162,6 +162,29 @@ def test_copy_state_is_a_deep_copy():
             assert copied["state"][key][name].data_ptr() != tensor.data_ptr()
 
 
+def test_the_step_encoder_writes_exactly_what_to_json_writes():
+    generator = random.Random(1)
+    odd_names = ["W", "U_i", 'b"%s\\', "单元 %d", "linear.weight"]
+    values = [0.0, 1e-300, 3.5, 7621075.5, 1 / 3, -2.0, float("nan"), float("inf"), 5, True]
+    for index in range(500):
+        names = generator.sample(odd_names, generator.randint(0, len(odd_names)))
+        if index % 3 == 0:  # the values the general encoder must handle: NaN, infinity, ints, bools
+
+            def pick():
+                return generator.choice(values)
+        else:
+
+            def pick():
+                return generator.random() * 10 ** generator.randint(-8, 8)
+        step = ev.Step(run=generator.choice(["r", "srn-digits-1", "run %d \"x\""]), step=index, t=pick(),
+                       epoch=generator.randint(1, 9), epochs=50, loss=pick(), grad_norms={n: pick() for n in names},
+                       total_norm=pick(), clip_on=generator.random() < 0.5, clip_max_norm=pick(),
+                       clip_norm_type=generator.choice(["1", "2", "inf"]), clip_factor=pick(),
+                       skipped=generator.random() < 0.5, lr=pick(), steps_per_s=pick())
+        assert encode(step) == step.to_json()
+        assert ev.from_json(encode(step)).grad_norms.keys() == step.grad_norms.keys()
+
+
 def test_encode_is_to_json_with_and_without_non_finite_values(tmp_path):
     fine = ev.Step(run="r", step=3, t=0.5, loss=1.25, grad_norms={"W": 0.1, "U": 2.0})
     broken = ev.Step(run="r", step=4, t=0.6, loss=float("nan"), grad_norms={"W": float("inf")})
