@@ -205,10 +205,10 @@ class Runner:
              steps_per_s) = record
             reports = self.alarms.observe(loss, norms)
             t = round(t, 4)
-            emit(ev.Step(run=self.run_id, step=step, t=t, epoch=epoch, epochs=epochs, loss=loss,
-                         grad_norms=norms, total_norm=total, clip_on=clip_on, clip_max_norm=clip_max_norm,
-                         clip_norm_type=clip_norm_type, clip_factor=factor, skipped=skipped, lr=lr,
-                         steps_per_s=round(steps_per_s, 2)))
+            emit(ev.build(ev.Step, run=self.run_id, step=step, t=t, epoch=epoch, epochs=epochs, loss=loss,
+                          grad_norms=norms, total_norm=total, clip_on=clip_on, clip_max_norm=clip_max_norm,
+                          clip_norm_type=clip_norm_type, clip_factor=factor, skipped=skipped, lr=lr,
+                          steps_per_s=round(steps_per_s, 2)))
             for report in reports:
                 if report.kind != "healthy":
                     self.last_alarm_step = step

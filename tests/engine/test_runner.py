@@ -1,3 +1,4 @@
+import dataclasses
 import math
 import queue
 
@@ -128,6 +129,9 @@ def test_a_non_finite_loss_skips_the_update_and_raises_an_alarm(tmp_path):
 
 def test_every_step_event_comes_once_in_order_before_what_follows_it(tmp_path):
     runner, events = train(tmp_path, preset="memory", epochs=3)
+    for event in of(events, "step"):  # built without __init__, yet a whole Step
+        assert event == ev.Step(**{f.name: getattr(event, f.name) for f in dataclasses.fields(ev.Step)})
+        assert ev.from_json(event.to_json()) == event
     steps = [e.step for e in events if e.type == "step"]
     assert steps == list(range(1, runner.step + 1))
     last_step = 0
