@@ -194,7 +194,13 @@ def _lstm_forward(ctx, x, h0, c0, W_packed, U_packed, b):
     batch, steps, inputs = x.shape
     H = h0.shape[-1]
     scale = _half_sigmoid_columns(x, H)
-    x_tm = x.transpose(0, 1).reshape(steps * batch, inputs)  # rows (t, b)
+    # What the weight gradients multiply dpre by, side by side: [x_t | h_{t-1} | 1], rows (t, b), so
+    # that dW, dU and db come from one product. The h_{t-1} columns are filled after the loop.
+    xh1 = x.new_empty(steps, batch, inputs + H + 1)
+    xh1[:, :, :inputs] = x.transpose(0, 1)
+    xh1[0, :, inputs:-1] = h0
+    xh1[:, :, -1] = 1
+    x_tm = xh1.view(steps * batch, -1)[:, :inputs]  # rows (t, b)
     # The input projections of all time steps in one product, then gate-major within each step.
     pre = torch.addmm(b * scale, x_tm, W_packed.t() * scale)  # [time * batch, 4H]
     gates = pre.view(steps, batch, 4, H).transpose(1, 2).contiguous()  # [time, 4, batch, hidden]
@@ -226,13 +232,14 @@ def _lstm_forward(ctx, x, h0, c0, W_packed, U_packed, b):
         tanh(c, out=tc_np[t])
         mul(o, tc_np[t], out=out_np[t])  # h_t = o * tanh(c_t)
         h = out_t[t]
-    ctx.save_for_backward(x_tm, h0, out, W_packed, U_packed, gates, cs, tc)
+    xh1[1:, :, inputs:-1] = out[:-1]
+    ctx.save_for_backward(xh1, W_packed, U_packed, gates, cs, tc)
     ctx.shape = (batch, steps, inputs)
     return out.transpose(0, 1), out[-1].clone(), cs[-1].clone()
 
 
 def _lstm_backward(ctx, grad_out, grad_hT, grad_cT):
-    x_tm, h0, out, W_packed, U_packed, gates, cs, tc = ctx.saved_tensors
+    xh1, W_packed, U_packed, gates, cs, tc = ctx.saved_tensors
     batch, steps, inputs = ctx.shape
     H, G = ctx.hidden, 4 * ctx.hidden
     need_x, need_h0, need_c0 = ctx.needs_input_grad[2], ctx.needs_input_grad[3], ctx.needs_input_grad[4]
@@ -242,28 +249,18 @@ def _lstm_backward(ctx, grad_out, grad_hT, grad_cT):
     # with AF = [c~ i(1-i), c_{t-1} f(1-f), i(1-c~^2), f], Bo = tanh(c) o(1-o), K = o(1-tanh(c)^2).
     # The factors M [time, (carry, dh), 5, batch, hidden] are computed for all steps at once.
     M = gates.new_empty(steps, 2, 5, batch, H)
-    o, i, f, g = gates.numpy().transpose(1, 0, 2, 3)  # [time, batch, hidden] each
-    c_prev, tanh_c, M_np = cs[:-1].numpy(), tc.numpy(), M.numpy()
-    AF = M_np[:, 0, 1:]
-    M_np[:, 0, 0] = 0
-    buf = np.empty_like(o)
-    np.subtract(1, i, out=buf)
-    buf *= i
-    np.multiply(g, buf, out=AF[:, 0])
-    np.subtract(1, f, out=buf)
-    buf *= f
-    np.multiply(c_prev, buf, out=AF[:, 1])
-    np.multiply(g, g, out=buf)
-    np.subtract(1, buf, out=buf)
-    np.multiply(i, buf, out=AF[:, 2])
+    o, i, f, g = gates.unbind(1)  # [time, batch, hidden] each
+    c_prev, AF, buf = cs[:-1], M[:, 0, 1:], torch.empty_like(tc)
+    M[:, 0, 0] = 0
+    # x(1 - x) is one addcmul, x - x y y a mul and an addcmul: a pass over memory saved each time
+    torch.mul(torch.addcmul(i, i, i, value=-1, out=buf), g, out=AF[:, 0])  # c~ i(1-i)
+    torch.mul(torch.addcmul(f, f, f, value=-1, out=buf), c_prev, out=AF[:, 1])  # c_{t-1} f(1-f)
+    torch.addcmul(i, torch.mul(i, g, out=buf), g, value=-1, out=AF[:, 2])  # i(1-c~^2)
     AF[:, 3] = f
-    np.subtract(1, o, out=buf)
-    buf *= o
-    np.multiply(tanh_c, buf, out=M_np[:, 1, 0])
-    np.multiply(tanh_c, tanh_c, out=buf)
-    np.subtract(1, buf, out=buf)
-    buf *= o
-    np.multiply(buf[:, None], AF, out=M_np[:, 1, 1:])
+    torch.mul(torch.addcmul(o, o, o, value=-1, out=buf), tc, out=M[:, 1, 0])  # Bo = tanh(c) o(1-o)
+    torch.addcmul(o, torch.mul(o, tc, out=buf), tc, value=-1, out=buf)  # K = o(1-tanh(c)^2)
+    torch.mul(buf.unsqueeze(1), AF, out=M[:, 1, 1:])
+    M_np = M.numpy()
     # Z[t] = [dpre_t (o, i, f, c~), carry_{t-1}, dh_{t-1}]: a step reads (carry_t, dh_t) from
     # Z[t + 1], writes Z[t] with one product and one sum, then the recurrent product gives dh_{t-1}.
     Z = gates.new_empty(steps + 1, 6, batch, H)
@@ -271,26 +268,23 @@ def _lstm_backward(ctx, grad_out, grad_hT, grad_cT):
     Z[steps, 4] = grad_cT
     torch.add(go_t[-1], grad_hT, out=Z[steps, 5])
     dh_t = Z[:, 5].unbind(0)
-    dpre_row = gates.new_empty(batch, G)  # one step's dpre, batch-major for the product
-    Z_np = Z.numpy()
-    row_np = dpre_row.numpy().reshape(batch, 4, H)
+    dpre = gates.new_empty(steps, batch, G)  # each step's dpre, batch-major: rows (t, b) as in xh1
+    dpre_t = dpre.unbind(0)
+    Z_np, dpre_np = Z.numpy(), dpre.numpy().reshape(steps, batch, 4, H)
     tmp = np.empty((2, 5, batch, H), dtype=Z_np.dtype)
     mul, add, copy = np.multiply, np.add, np.copyto
     for t in reversed(range(steps)):
         mul(Z_np[t + 1, 4:, None], M_np[t], out=tmp)
         add(tmp[0], tmp[1], out=Z_np[t, :5])
-        if t or need_h0:
-            copy(row_np, Z_np[t, :4].transpose(1, 0, 2))
-            if t:
-                torch.addmm(go_t[t - 1], dpre_row, U_packed, out=dh_t[t])
-            else:
-                torch.mm(dpre_row, U_packed, out=dh_t[0])
-    # dpre of every step as [(t, b), 4H], the row order of x_tm
-    dpre = Z[:steps, :4].permute(0, 2, 1, 3).reshape(steps * batch, G)
-    h_prev = torch.cat([h0.unsqueeze(0), out[:-1]]).reshape(steps * batch, H)
-    dU = dpre.t() @ h_prev
-    dW = dpre.t() @ x_tm
-    db = dpre.sum(0)
+        copy(dpre_np[t], Z_np[t, :4].transpose(1, 0, 2))
+        if t:
+            torch.addmm(go_t[t - 1], dpre_t[t], U_packed, out=dh_t[t])
+        elif need_h0:
+            torch.mm(dpre_t[0], U_packed, out=dh_t[0])
+    dpre = dpre.view(steps * batch, G)
+    # [input + hidden + 1, G]: dW^T, dU^T, db (this orientation of the product is the faster one)
+    dWUb = xh1.view(steps * batch, -1).t() @ dpre
+    dW, dU, db = dWUb[:inputs].t(), dWUb[inputs:-1].t(), dWUb[-1]
     dx = (dpre @ W_packed).view(steps, batch, inputs).transpose(0, 1) if need_x else None
     dh0 = Z[0, 5].clone() if need_h0 else None
     dc0 = Z[0, 4].clone() if need_c0 else None

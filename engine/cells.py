@@ -204,9 +204,14 @@ def _attr(name: str) -> str:
     return name.replace(".", "_")
 
 
+def _stacked(finals: list[torch.Tensor]) -> torch.Tensor:
+    """[layers * directions, batch, hidden]; one cell's state needs no copy."""
+    return finals[0].unsqueeze(0) if len(finals) == 1 else torch.stack(finals)
+
+
 def _split_state(cell, state, batch, hidden, like):
-    zeros = like.new_zeros(batch, hidden)
     if state is None:
+        zeros = like.new_zeros(batch, hidden)
         return zeros, (zeros if cell == "lstm" else None)
     if cell == "lstm":
         return state
@@ -316,9 +321,6 @@ class Recurrent(nn.Module):
         return self._scratch_forward(x, state)
 
     def _scratch_forward(self, x, state):
-        batch = x.shape[0]
-        if state is None:
-            state = self.initial_state(batch, x)
         finals_h, finals_c = [], []
         layer_input = x
         for layer in range(self.layers):
@@ -326,7 +328,10 @@ class Recurrent(nn.Module):
             for direction in range(self.directions):
                 index = layer * self.directions + direction
                 cell = self.cells[index]
-                cell_state = (state[0][index], state[1][index]) if self.cell == "lstm" else state[index]
+                if state is None:  # each cell starts from zeros of its own
+                    cell_state = None
+                else:
+                    cell_state = (state[0][index], state[1][index]) if self.cell == "lstm" else state[index]
                 sequence = layer_input.flip(1) if direction else layer_input
                 output, final = cell(sequence, cell_state)
                 outputs.append(output.flip(1) if direction else output)
@@ -336,8 +341,8 @@ class Recurrent(nn.Module):
                 else:
                     finals_h.append(final)
             layer_input = outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=-1)
-        h = torch.stack(finals_h)
-        return layer_input, ((h, torch.stack(finals_c)) if self.cell == "lstm" else h)
+        h = _stacked(finals_h)
+        return layer_input, ((h, _stacked(finals_c)) if self.cell == "lstm" else h)
 
     @torch.no_grad()
     def record(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
