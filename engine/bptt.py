@@ -8,9 +8,10 @@ implementation arranges it:
   [hidden, G], written in place into that step's slice of the projections, then activated in place;
 * the whole sequence is one autograd node (``Sequence``), so no per-step graph is built; its backward
   runs BPTT by hand, with every derivative that does not depend on the recurrence (sigmoid', tanh',
-  the gate products) computed for all time steps at once before the loop, leaving 2 (SRN), 3 (LSTM)
+  the gate products) computed for all time steps at once before the loop, leaving 2 (SRN), 4 (LSTM)
   or 4-6 (GRU) small operations per step;
-* the weight gradients are one matrix product each over all time steps after the loop.
+* the weight gradients are one matrix product each over all time steps after the loop (for the LSTM
+  one product gives W, U and b together).
 
 The weights arrive packed as the scratch cells store them: ``W`` [G, input], ``U`` [G, hidden],
 ``b`` [G], one block of rows per gate (the layout of PyTorch's ``weight_ih_l0``), so each textbook
@@ -261,22 +262,23 @@ def _lstm_backward(ctx, grad_out, grad_hT, grad_cT):
     torch.addcmul(o, torch.mul(o, tc, out=buf), tc, value=-1, out=buf)  # K = o(1-tanh(c)^2)
     torch.mul(buf.unsqueeze(1), AF, out=M[:, 1, 1:])
     M_np = M.numpy()
-    # Z[t] = [dpre_t (o, i, f, c~), carry_{t-1}, dh_{t-1}]: a step reads (carry_t, dh_t) from
-    # Z[t + 1], writes Z[t] with one product and one sum, then the recurrent product gives dh_{t-1}.
-    Z = gates.new_empty(steps + 1, 6, batch, H)
+    # Z[t] = (carry_{t-1}, dh_{t-1}). A step reads (carry_t, dh_t) from Z[t + 1]: one product and two
+    # sums give dpre_t (written batch-major, the rows of xh1, for the products) and carry_{t-1}, then
+    # the recurrent product gives dh_{t-1}.
+    Z = gates.new_empty(steps + 1, 2, batch, H)
     go_t = grad_out.transpose(0, 1).unbind(0)  # [batch, hidden] each
-    Z[steps, 4] = grad_cT
-    torch.add(go_t[-1], grad_hT, out=Z[steps, 5])
-    dh_t = Z[:, 5].unbind(0)
-    dpre = gates.new_empty(steps, batch, G)  # each step's dpre, batch-major: rows (t, b) as in xh1
+    Z[steps, 0] = grad_cT
+    torch.add(go_t[-1], grad_hT, out=Z[steps, 1])
+    dh_t = Z[:, 1].unbind(0)
+    dpre = gates.new_empty(steps, batch, G)  # rows (t, b) as in xh1
     dpre_t = dpre.unbind(0)
     Z_np, dpre_np = Z.numpy(), dpre.numpy().reshape(steps, batch, 4, H)
     tmp = np.empty((2, 5, batch, H), dtype=Z_np.dtype)
-    mul, add, copy = np.multiply, np.add, np.copyto
+    mul, add = np.multiply, np.add
     for t in reversed(range(steps)):
-        mul(Z_np[t + 1, 4:, None], M_np[t], out=tmp)
-        add(tmp[0], tmp[1], out=Z_np[t, :5])
-        copy(dpre_np[t], Z_np[t, :4].transpose(1, 0, 2))
+        mul(Z_np[t + 1, :, None], M_np[t], out=tmp)
+        add(tmp[0, :4], tmp[1, :4], out=dpre_np[t].transpose(1, 0, 2))  # dpre_t (o, i, f, c~)
+        add(tmp[0, 4], tmp[1, 4], out=Z_np[t, 0])  # carry_{t-1}
         if t:
             torch.addmm(go_t[t - 1], dpre_t[t], U_packed, out=dh_t[t])
         elif need_h0:
@@ -286,6 +288,6 @@ def _lstm_backward(ctx, grad_out, grad_hT, grad_cT):
     dWUb = xh1.view(steps * batch, -1).t() @ dpre
     dW, dU, db = dWUb[:inputs].t(), dWUb[inputs:-1].t(), dWUb[-1]
     dx = (dpre @ W_packed).view(steps, batch, inputs).transpose(0, 1) if need_x else None
-    dh0 = Z[0, 5].clone() if need_h0 else None
-    dc0 = Z[0, 4].clone() if need_c0 else None
+    dh0 = Z[0, 1].clone() if need_h0 else None
+    dc0 = Z[0, 0].clone() if need_c0 else None
     return None, None, dx, dh0, dc0, dW, dU, db
