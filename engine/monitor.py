@@ -2,7 +2,9 @@
 
 The norms of all parameters come from one batched computation and one device->host transfer;
 clipping reuses them instead of measuring the gradients again. ``GradientNorms`` is the runner's fast
-path (views built once); ``measure`` does the same for any dict of gradients.
+path: each step ``capture`` keeps the step's squared gradients and returns the total norm at once (for
+clipping and the finiteness check), and ``collect`` reads the per-parameter norms of all the steps kept
+since, together. ``measure`` gives one step's norms for any dict of gradients.
 """
 
 from __future__ import annotations
@@ -57,8 +59,8 @@ class _FlatGradients:
     ``zero_grad(set_to_none=False)`` zeroes it in place), and every textbook view is a contiguous
     block of one packed gradient (a gate's rows, maybe transposed). The squares of the whole buffer
     and one ``np.add.reduceat`` (which sums each block pairwise, so float32 loses no more than a
-    norm kernel does) then give the sum of squares of every view at once: three NumPy calls a step
-    instead of one norm kernel per view.
+    norm kernel does) then give the sum of squares of every view at once, instead of one norm kernel
+    per view; with a ring of kept steps' squares, one ``reduceat`` serves many steps.
     """
 
     RING_BYTES = 1 << 20  # the most memory the kept steps' squared gradients may take
@@ -164,9 +166,9 @@ class GradientNorms:
     every parameter keeps the same ``.grad`` tensor (``zero_grad(set_to_none=False)`` and backward
     write into it in place); a ``.grad`` that is replaced or set to None rebuilds them.
 
-    On the CPU the gradients are gathered into one flat buffer (``_FlatGradients``): the norms of all
-    views are then three NumPy calls (for many steps at once when the loop uses ``capture`` and
-    ``collect``) and clipping is one multiplication. Elsewhere the norms are one
+    On the CPU the gradients are gathered into one flat buffer (``_FlatGradients``): a captured step
+    costs two PyTorch calls, the norms of all views of many steps one ``reduceat``, and clipping one
+    multiplication. Elsewhere the norms are one
     ``torch._foreach_norm`` over the views and one host transfer, and clipping is one
     ``torch._foreach_mul_`` over the parameters' gradients.
     """
