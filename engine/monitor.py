@@ -168,9 +168,8 @@ class GradientNorms:
 
     On the CPU the gradients are gathered into one flat buffer (``_FlatGradients``): a captured step
     costs two PyTorch calls, the norms of all views of many steps one ``reduceat``, and clipping one
-    multiplication. Elsewhere the norms are one
-    ``torch._foreach_norm`` over the views and one host transfer, and clipping is one
-    ``torch._foreach_mul_`` over the parameters' gradients.
+    multiplication. Elsewhere the norms are one ``torch._foreach_norm`` over the views and one host
+    transfer, and clipping is one ``torch._foreach_mul_`` over the parameters' gradients.
     """
 
     def __init__(self, model: torch.nn.Module):
@@ -225,9 +224,9 @@ class GradientNorms:
     def capture(self, norm_type: str = "2") -> float:
         """Keep this step's per-view norms for ``collect`` and return the total norm (``norm_type``) now.
 
-        On the CPU the step's gradients are copied into a ring and the per-view norms of all kept
-        steps come from one computation when they are collected: a step costs one copy and one
-        norm kernel, and the NumPy work is paid once for many steps instead of once for each.
+        On the CPU the step's squared gradients go into a ring (one product, whose sum is the total)
+        and the per-view norms of all kept steps come from one ``reduceat`` when they are collected:
+        the NumPy work is paid once for many steps instead of once for each.
         """
         if not self._current():
             self._link()

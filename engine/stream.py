@@ -51,12 +51,17 @@ _FLOAT, _STR = {float}, {str}
 _JSON_BOOL = {True: "true", False: "false"}
 
 
+def _spelled(text: str) -> str:
+    """``text`` as JSON writes it, safe inside a %-format."""
+    return json.dumps(text, ensure_ascii=False).replace("%", "%%")
+
+
 def _step_line(key: tuple) -> str:
     line = _STEP_LINES.get(key)
     if line is None:
-        names = key[2]
-        run, norm_type = (json.dumps(text, ensure_ascii=False).replace("%", "%%") for text in key[:2])
-        norms = ",".join(json.dumps(name, ensure_ascii=False).replace("%", "%%") + ":%r" for name in names)
+        run, norm_type, names = key
+        run, norm_type = _spelled(run), _spelled(norm_type)
+        norms = ",".join(_spelled(name) + ":%r" for name in names)
         line = _STEP_LINES[key] = (
             '{"type":"step","run":' + run + ',"step":%d,"t":%r,"epoch":%d,"epochs":%d,"loss":%r,"grad_norms":{'
             + norms + '},"total_norm":%r,"clip_on":%s,"clip_max_norm":%r,"clip_norm_type":' + norm_type

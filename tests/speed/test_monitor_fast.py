@@ -103,13 +103,19 @@ def test_captured_steps_collect_the_norms_each_step_had(impl, norm_type):
         assert math.isclose(got, want, rel_tol=1e-5)
 
 
-def test_gradients_beyond_the_square_range_of_float32_keep_finite_norms():
+def _norms_with_one_gradient(value: float) -> GradientNorms:
+    """The explode model's norms after a backward, with one element of U's gradient set to ``value``."""
     model = build_model(build_config("explode"))
     norms = GradientNorms(model)
     _backward(model)
     norms.measure()
     with torch.no_grad():
-        model.rnn.net.weight_hh_l0.grad[0, 0] = 3e20  # its square is beyond float32's range
+        model.rnn.net.weight_hh_l0.grad[0, 0] = value
+    return norms
+
+
+def test_gradients_beyond_the_square_range_of_float32_keep_finite_norms():
+    norms = _norms_with_one_gradient(3e20)  # its square is beyond float32's range
     result = norms.measure()
     assert math.isclose(result.per_parameter["U"], 3e20, rel_tol=1e-6)
     assert math.isclose(result.total, 3e20, rel_tol=1e-6)
@@ -118,13 +124,7 @@ def test_gradients_beyond_the_square_range_of_float32_keep_finite_norms():
 
 
 def test_non_finite_gradients_show_as_non_finite_norms():
-    model = build_model(build_config("explode"))
-    norms = GradientNorms(model)
-    _backward(model)
-    norms.measure()
-    with torch.no_grad():
-        model.rnn.net.weight_hh_l0.grad[0, 0] = float("nan")
-    result = norms.measure()
+    result = _norms_with_one_gradient(float("nan")).measure()
     assert math.isnan(result.per_parameter["U"]) and math.isnan(result.total)
 
 
