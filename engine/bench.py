@@ -102,7 +102,7 @@ def _train(preset: str, epochs: int, monitor: bool, folder: str) -> dict:
     run_id = f"bench-{preset}-{'on' if monitor else 'off'}-{time.monotonic_ns()}"
     config = build_config(preset, epochs=epochs, checkpoint_dir=folder, runs_dir=folder, run_id=run_id)
     writer = EventWriter(os.path.join(folder, f"{run_id}.jsonl"))
-    runner = Runner(config, writer.emit, monitor=monitor)
+    runner = Runner(config, writer.emit, monitor=monitor, emit_steps=writer.emit_steps)
     step_times = []
     train_step = runner._train_step
 
@@ -143,7 +143,7 @@ def time_interleaved(preset: str, rounds: int, block: int) -> dict:
     with tempfile.TemporaryDirectory(prefix="rnnlab-bench-", dir=_scratch_folder()) as folder:
         config = build_config(preset, checkpoint_dir=folder, runs_dir=folder, run_id="bench-interleaved")
         writer = EventWriter(os.path.join(folder, "bench-interleaved.jsonl"))
-        runner = Runner(config, writer.emit, monitor=True)
+        runner = Runner(config, writer.emit, monitor=True, emit_steps=writer.emit_steps)
         runner.task.start_epoch()
         batches = itertools.cycle(list(runner.task.batches(1)))
         for _ in range(2 * block):  # warm-up

@@ -176,12 +176,12 @@ class GradientNorms:
         self.model = model
         self.parameters = [p for p in model.parameters() if p.requires_grad]
         self.linked: list | None = None  # each parameter's .grad when the views were built
-        self.all_names: list[str] = []
+        self.all_names: tuple[str, ...] = ()
         self.names: list[str] = []  # the names that have a gradient
         self.views: list[torch.Tensor] = []
         self.grads: list[torch.Tensor] = []  # the parameters' own gradients, for clipping
         self.flat: _FlatGradients | None = None
-        self.captured: list[dict[str, float]] = []  # captured steps' norms not yet collected
+        self.captured: list[list[float]] = []  # captured steps' norms (``all_names`` order), not yet collected
 
     def _current(self) -> bool:
         linked = self.linked
@@ -191,19 +191,20 @@ class GradientNorms:
         self._read_ring()  # steps kept in the old layout are read in it
         flat = _FlatGradients.attach(self.parameters)
         gradients = self.model.textbook_gradients()
-        self.all_names = list(gradients)
+        self.all_names = tuple(gradients)
         self.names = [name for name, grad in gradients.items() if grad is not None]
         self.views = [gradients[name] for name in self.names]
         self.linked = [p.grad for p in self.parameters]
         self.grads = [g for g in self.linked if g is not None]
         self.flat = flat if flat is not None and self.views and flat.locate(self.views) else None
 
-    def _named(self, values: list[float]) -> dict[str, float]:
+    def _aligned(self, values: list[float]) -> list[float]:
+        """Norms of the views with a gradient, as norms of all names (0 for those without one)."""
         if len(self.names) == len(self.all_names):
-            return dict(zip(self.names, values))
+            return values
         per_parameter = dict.fromkeys(self.all_names, 0.0)
         per_parameter.update(zip(self.names, values))
-        return per_parameter
+        return list(per_parameter.values())
 
     def _now(self, norm_type: str) -> tuple[list[float], float]:
         if not self.views:
@@ -217,7 +218,7 @@ class GradientNorms:
         if not self._current():
             self._link()
         values, total = self._now(norm_type)
-        return StepNorms(self._named(values), total)
+        return StepNorms(dict(zip(self.all_names, self._aligned(values))), total)
 
     # -- the training loop's path: capture every step, collect every few steps --
 
@@ -233,7 +234,7 @@ class GradientNorms:
         flat = self.flat
         if flat is None or flat.ring is None:
             values, total = self._now(norm_type)
-            self.captured.append(self._named(values))
+            self.captured.append(self._aligned(values))
             return total
         if flat.kept == flat.capacity:
             self._read_ring()
@@ -241,7 +242,7 @@ class GradientNorms:
         if total is None:  # squares beyond float32's range: this step's norms in float64, now
             self._read_ring()
             values, total = flat.norms(norm_type)
-            self.captured.append(self._named(values))
+            self.captured.append(self._aligned(values))
         return total
 
     @property
@@ -252,14 +253,20 @@ class GradientNorms:
 
     def collect(self) -> list[dict[str, float]]:
         """The per-view norms of every step captured since the last call, oldest first."""
+        names, rows = self.collect_values()
+        return [dict(zip(names, values)) for values in rows]
+
+    def collect_values(self) -> tuple[tuple[str, ...], list[list[float]]]:
+        """``collect`` without the dicts: the names, and each step's norms in their order."""
         self._read_ring()
         captured, self.captured = self.captured, []
-        return captured
+        return self.all_names, captured
 
     def _read_ring(self) -> None:
         flat = self.flat
         if flat is not None and flat.kept:
-            self.captured.extend(self._named(values) for values in flat.read_kept())
+            rows = flat.read_kept()
+            self.captured.extend(rows if len(self.names) == len(self.all_names) else map(self._aligned, rows))
 
     def scale(self, factor: float) -> None:
         """Multiply every gradient by ``factor`` (what clipping does) in one batched operation."""
@@ -309,7 +316,8 @@ class AlarmWatch:
 
     A step costs one pass over the norms: an explosion also needs the norm to be ``peak_factor``
     times the largest it has been, so the running median (of the last ``window`` steps' norms, kept
-    as they came) is only taken for a parameter that has just passed that bound.
+    as they came) is only taken for a parameter that has just passed that bound. The state is kept
+    per position in ``names``, the parameters of the steps seen so far.
     """
 
     ratio_threshold: float = 100.0  # explosion: norm / running median of the last `window` norms
@@ -319,9 +327,10 @@ class AlarmWatch:
     collapse_ratio: float = 1e-4  # saturation: norm below this fraction of its peak ...
     collapse_steps: int = 5  # ... for this many steps in a row
     healthy_steps: int = 20  # steps without trouble before an alarm is declared over
-    recent: deque = field(default_factory=deque)  # the last `window` steps' norms (dicts), oldest first
-    peaks: dict = field(default_factory=dict)
-    collapsed: dict = field(default_factory=dict)
+    names: tuple = ()  # the parameters, in the order of the norms below
+    recent: deque = field(default_factory=deque)  # the last `window` steps' norms (lists), oldest first
+    peaks: list = field(default_factory=list)
+    collapsed: list = field(default_factory=list)  # steps in a row each norm has been collapsed
     active: str = ""  # kind of the latest alarm in force, "" when healthy
     raised: set = field(default_factory=set)  # kinds raised since the run was last healthy
     last_value: float = 0.0
@@ -331,14 +340,28 @@ class AlarmWatch:
     def reset(self) -> None:
         """Forget everything (after a rewind the old history describes other weights)."""
         self.recent.clear()
-        self.peaks.clear()
-        self.collapsed.clear()
+        self.peaks = [0.0] * len(self.names)
+        self.collapsed = [0] * len(self.names)
         self.active, self.quiet, self.last_value = "", 0, 0.0
         self.raised.clear()
 
+    def _adopt(self, names: tuple) -> None:
+        """Carry the state over, by name, to steps with other parameters (a new one starts afresh)."""
+        position = {name: index for index, name in enumerate(self.names)}
+
+        def by_name(values, default):
+            return [values[position[name]] if name in position else default for name in names]
+
+        self.peaks, self.collapsed = by_name(self.peaks, 0.0), by_name(self.collapsed, 0)
+        self.recent = deque(by_name(values, 0.0) for values in self.recent)
+        self.names = names
+
     def median(self, name: str) -> float:
         """Median of the positive norms of ``name`` over the recent window (0 when there is none)."""
-        positive = sorted(value for norms in self.recent if (value := norms.get(name, 0.0)) > 0.0)
+        return self._median(self.names.index(name)) if name in self.names else 0.0
+
+    def _median(self, index: int) -> float:
+        positive = sorted(value for values in self.recent if (value := values[index]) > 0.0)
         if not positive:
             return 0.0
         middle = len(positive) // 2
@@ -350,40 +373,47 @@ class AlarmWatch:
         self.raised.add(report.kind)
 
     def observe(self, loss: float, norms: dict[str, float]) -> list[AlarmReport]:
-        """Look at one step's loss and norms (the dict is kept, unchanged, for the running median)."""
+        """Look at one step's loss and norms (name -> norm)."""
+        return self.observe_values(loss, tuple(norms), list(norms.values()))
+
+    def observe_values(self, loss: float, names: tuple, values: list[float]) -> list[AlarmReport]:
+        """``observe`` with the norms as a list in the order of ``names`` (the list is kept, unchanged,
+        for the running median)."""
+        if names is not self.names and names != self.names:
+            self._adopt(names)
         reports: list[AlarmReport] = []
-        bad = [name for name, value in norms.items() if not math.isfinite(value)]
-        if not math.isfinite(loss) or bad:
+        bad = () if math.isfinite(sum(values)) else [i for i, value in enumerate(values) if not math.isfinite(value)]
+        if bad or not math.isfinite(loss):
             if "non_finite" not in self.raised:
-                parameter = bad[0] if bad else "loss"
-                value = norms[parameter] if bad else loss
+                parameter = names[bad[0]] if bad else "loss"
+                value = values[bad[0]] if bad else loss
                 self._raise(AlarmReport("non_finite", parameter, value, math.inf, 0.0,
                                         f"{parameter} is {value}: the update was skipped"), reports)
             return self._settle(reports, True)
         if self.first_loss is None:
             self.first_loss = loss
         loss_high = loss >= 0.5 * self.first_loss
-        if not loss_high:
-            self.collapsed.clear()
         peaks, collapsed, recent = self.peaks, self.collapsed, self.recent
+        if not loss_high and any(collapsed):
+            collapsed[:] = [0] * len(collapsed)
         jump_factor, minimum, collapse_ratio = self.peak_factor, self.minimum_norm, self.collapse_ratio
         explosion = saturated = None
-        for name, value in norms.items():
-            peak = peaks.get(name, 0.0)
+        for index, value in enumerate(values):
+            peak = peaks[index]
             if value >= jump_factor * peak and value >= minimum and recent:
-                median = self.median(name)
+                median = self._median(index)
                 if median > 0.0 and value / median >= self.ratio_threshold:
                     if explosion is None or value / median > explosion[3]:
-                        explosion = (name, value, median, value / median)
+                        explosion = (names[index], value, median, value / median)
             if loss_high:
                 if peak > 1.0 and value < collapse_ratio * peak:
-                    count = collapsed[name] = collapsed.get(name, 0) + 1
+                    count = collapsed[index] = collapsed[index] + 1
                     if count >= self.collapse_steps and saturated is None:
-                        saturated = (name, value, peak)
+                        saturated = (names[index], value, peak)
                 else:
-                    collapsed[name] = 0
+                    collapsed[index] = 0
             if value > peak:
-                peaks[name] = value
+                peaks[index] = value
         if explosion is not None:
             name, value, median, ratio = explosion
             # once raised, an explosion is announced again only if it grows another tenfold
@@ -397,7 +427,7 @@ class AlarmWatch:
             self._raise(AlarmReport("saturation", name, value, value / peak if peak else 0.0, peak,
                                     f"{name} gradient norm fell to {value:.3g} from a peak of {peak:.3g} "
                                     "while the loss stays high: the units are saturated"), reports)
-        recent.append(norms)
+        recent.append(values)
         if len(recent) > self.window:
             recent.popleft()
         return self._settle(reports, explosion is not None or saturated is not None)

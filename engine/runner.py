@@ -19,6 +19,7 @@ from . import events as ev
 from .config import TrainConfig
 from .models import build_model
 from .monitor import AlarmWatch, GradientNorms, clip_factor, copy_state
+from .stream import StepRows
 from .tasks import make_task
 
 FRAME_S = 0.04  # the longest a step's event waits to leave with the next ones (seconds)
@@ -38,9 +39,12 @@ def make_optimizer(config: TrainConfig, model: torch.nn.Module):
 
 class Runner:
     def __init__(self, config: TrainConfig, emit, commands=None, resume: dict | None = None,
-                 monitor: bool = True):
+                 monitor: bool = True, emit_steps=None):
         self.config = config
         self.emit_event = emit
+        # the Step events of a few steps at a time, as StepRows (EventWriter.emit_steps makes the
+        # events in its own thread); by default they are made here and go to ``emit``
+        self.emit_steps = emit_steps or self._emit_step_events
         self.commands = commands  # a CommandReader, or None when nobody steers the run
         self.monitor = monitor  # False: the bare loop, for measuring what monitoring costs
         self.run_id = config.run_id or new_run_id(config)
@@ -199,22 +203,23 @@ class Runner:
     def _emit_steps(self) -> None:
         """The Step events of the steps run since the last call, each followed by its alarms."""
         pending, self.pending = self.pending, []
-        epochs, emit = self.config.epochs, self.emit_event
-        for record, norms in zip(pending, self.gradient_norms.collect()):
-            (step, t, epoch, loss, total, clip_on, clip_max_norm, clip_norm_type, factor, skipped, lr,
-             steps_per_s) = record
-            reports = self.alarms.observe(loss, norms)
-            t = round(t, 4)
-            emit(ev.build(ev.Step, run=self.run_id, step=step, t=t, epoch=epoch, epochs=epochs, loss=loss,
-                          grad_norms=norms, total_norm=total, clip_on=clip_on, clip_max_norm=clip_max_norm,
-                          clip_norm_type=clip_norm_type, clip_factor=factor, skipped=skipped, lr=lr,
-                          steps_per_s=round(steps_per_s, 2)))
-            for report in reports:
-                if report.kind != "healthy":
-                    self.last_alarm_step = step
-                emit(ev.Alarm(run=self.run_id, step=step, t=t, kind=report.kind, parameter=report.parameter,
-                              value=report.value, ratio=report.ratio, median=report.median,
-                              message=report.message))
+        names, norms = self.gradient_norms.collect_values()
+        observe, alarms = self.alarms.observe_values, {}
+        for index, (record, values) in enumerate(zip(pending, norms)):
+            reports = observe(record[3], names, values)
+            if reports:
+                step, t = record[0], round(record[1], 4)
+                for report in reports:
+                    if report.kind != "healthy":
+                        self.last_alarm_step = step
+                alarms[index] = [ev.Alarm(run=self.run_id, step=step, t=t, kind=report.kind,
+                                          parameter=report.parameter, value=report.value, ratio=report.ratio,
+                                          median=report.median, message=report.message) for report in reports]
+        self.emit_steps(StepRows(self.run_id, self.config.epochs, names, pending, norms, alarms))
+
+    def _emit_step_events(self, rows: StepRows) -> None:
+        for event in rows.events():
+            self.emit_event(event)
 
     def _evaluate(self) -> None:
         score, loss = self.task.evaluate(self.model, "dev")

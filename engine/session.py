@@ -59,7 +59,7 @@ def run_session(config: TrainConfig, *, events_path: str | None = None, stream: 
                 writer.emit(ev.Notice(run=config.run_id, level="error", message=message))
 
             commands = CommandReader(command_stream, on_error=malformed)
-        runner = Runner(config, writer.emit, commands, resume=resume)
+        runner = Runner(config, writer.emit, commands, resume=resume, emit_steps=writer.emit_steps)
         reason = runner.run()
     except KeyboardInterrupt:
         if runner is not None:

@@ -22,7 +22,7 @@ import threading
 import time
 from typing import Callable, IO
 
-from .events import Command, DecodeError, Event, Step, Stop, _field_names, command_from_json
+from .events import Command, DecodeError, Event, Step, Stop, _field_names, build, command_from_json
 
 _CLOSE = object()
 
@@ -74,21 +74,78 @@ def _encode_step(event: Step) -> str | None:
     of the plain type this expects (finite floats, ints, bools, strings), and ``encode`` then takes the
     general way."""
     norms = event.grad_norms
-    if not _STEP_FAST or type(norms) is not dict:
+    if type(norms) is not dict:
         return None
-    values = tuple(norms.values())
-    floats = (event.t, event.loss, event.total_norm, event.clip_max_norm, event.clip_factor, event.lr,
-              event.steps_per_s)
-    if (set(map(type, floats + values)) != _FLOAT or not math.isfinite(sum(floats + values))
-            or not (type(event.step) is int and type(event.epoch) is int and type(event.epochs) is int)
-            or not (type(event.clip_on) is bool and type(event.skipped) is bool)
-            or not (type(event.run) is str and type(event.clip_norm_type) is str)
-            or not set(map(type, norms)) <= _STR):
+    return _step_text(event.run, event.epochs, tuple(norms), tuple(norms.values()),
+                      (event.step, event.t, event.epoch, event.loss, event.total_norm, event.clip_on,
+                       event.clip_max_norm, event.clip_norm_type, event.clip_factor, event.skipped, event.lr,
+                       event.steps_per_s))
+
+
+def _step_text(run, epochs, names: tuple, values, record: tuple) -> str | None:
+    """A Step event's line from its parts (``record`` as in ``StepRows``), or None when one is not of
+    the plain type the line's format expects."""
+    step, t, epoch, loss, total, clip_on, clip_max_norm, norm_type, factor, skipped, lr, steps_per_s = record
+    floats = (t, loss, total, clip_max_norm, factor, lr, steps_per_s, *values)
+    if (not _STEP_FAST or set(map(type, floats)) != _FLOAT or not math.isfinite(sum(floats))
+            or not (type(step) is int and type(epoch) is int and type(epochs) is int)
+            or not (type(clip_on) is bool and type(skipped) is bool)
+            or not (type(run) is str and type(norm_type) is str)
+            or not set(map(type, names)) <= _STR):
         return None
-    line = _step_line((event.run, event.clip_norm_type, tuple(norms)))
-    return line % (event.step, event.t, event.epoch, event.epochs, event.loss, *values, event.total_norm,
-                   _JSON_BOOL[event.clip_on], event.clip_max_norm, event.clip_factor,
-                   _JSON_BOOL[event.skipped], event.lr, event.steps_per_s)
+    return _step_line((run, norm_type, names)) % (
+        step, t, epoch, epochs, loss, *values, total, _JSON_BOOL[clip_on], clip_max_norm, factor,
+        _JSON_BOOL[skipped], lr, steps_per_s)
+
+
+class StepRows:
+    """The Step events of a few training steps, each followed by its alarms, as the loop recorded them.
+
+    The loop hands these over instead of events: the writer thread makes the lines (and, for its
+    callbacks, the events), so the loop builds no event object and no dict for a step. ``records``
+    holds one tuple per step: (step, t, epoch, loss, total_norm, clip_on, clip_max_norm,
+    clip_norm_type, clip_factor, skipped, lr, steps_per_s), with ``t`` and ``steps_per_s`` not yet
+    rounded; ``norms`` one list per step, in the order of ``names``; ``alarms`` maps a step's index
+    to the Alarm events that follow it.
+    """
+
+    __slots__ = ("run", "epochs", "names", "records", "norms", "alarms")
+
+    def __init__(self, run: str, epochs: int, names: tuple, records: list[tuple], norms: list[list[float]],
+                 alarms: dict[int, list[Event]]):
+        self.run, self.epochs, self.names = run, epochs, names
+        self.records, self.norms, self.alarms = records, norms, alarms
+
+    @staticmethod
+    def _rounded(record: tuple) -> tuple:
+        return (record[0], round(record[1], 4), *record[2:11], round(record[11], 2))
+
+    def _event(self, record: tuple, values) -> Step:
+        (step, t, epoch, loss, total, clip_on, clip_max_norm, norm_type, factor, skipped, lr,
+         steps_per_s) = record
+        return build(Step, run=self.run, step=step, t=t, epoch=epoch, epochs=self.epochs, loss=loss,
+                     grad_norms=dict(zip(self.names, values)), total_norm=total, clip_on=clip_on,
+                     clip_max_norm=clip_max_norm, clip_norm_type=norm_type, clip_factor=factor,
+                     skipped=skipped, lr=lr, steps_per_s=steps_per_s)
+
+    def events(self) -> list[Event]:
+        events, alarms = [], self.alarms
+        for index, (record, values) in enumerate(zip(self.records, self.norms)):
+            events.append(self._event(self._rounded(record), values))
+            events.extend(alarms.get(index, ()))
+        return events
+
+    def lines(self) -> list[str]:
+        """Each event's JSON line, newline included: what ``encode`` gives for ``events()``."""
+        lines, alarms = [], self.alarms
+        run, epochs, names = self.run, self.epochs, self.names
+        for index, (record, values) in enumerate(zip(self.records, self.norms)):
+            record = self._rounded(record)
+            text = _step_text(run, epochs, names, values, record)
+            lines.append((text if text is not None else encode(self._event(record, values))) + "\n")
+            if alarms and index in alarms:
+                lines.extend(encode(alarm) + "\n" for alarm in alarms[index])
+        return lines
 
 
 class EventWriter:
@@ -113,9 +170,18 @@ class EventWriter:
     def emit(self, event: Event) -> None:
         self.queue.put(event)
 
-    def _write(self, events: list[Event]) -> None:
-        """Encode a burst of events and write it with one call per sink."""
-        lines = [encode(event) + "\n" for event in events]
+    def emit_steps(self, rows: StepRows) -> None:
+        """Queue the Step events (and their alarms) of a few steps, to be made in the writer thread."""
+        self.queue.put(rows)
+
+    def _write(self, items: list) -> None:
+        """Encode a burst of events (and StepRows) and write it with one call per sink."""
+        lines = []
+        for item in items:
+            if type(item) is StepRows:
+                lines.extend(item.lines())
+            else:
+                lines.append(encode(item) + "\n")
         text = "".join(lines)
         if self.log is not None:
             self.log.write(text)
@@ -124,9 +190,11 @@ class EventWriter:
                 self.stream.write(text)
             except (BrokenPipeError, ValueError, OSError):
                 self.stream_broken = True  # the reader went away; the log still gets everything
-        for event in events:
-            for callback in self.callbacks:
-                callback(event)
+        if self.callbacks:
+            for item in items:
+                for event in item.events() if type(item) is StepRows else (item,):
+                    for callback in self.callbacks:
+                        callback(event)
 
     def _flush(self) -> None:
         if self.log is not None:
