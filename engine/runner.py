@@ -23,6 +23,8 @@ from .stream import StepRows
 from .tasks import make_task
 
 FRAME_S = 0.04  # the longest a step's event waits to leave with the next ones (seconds)
+# events of the running loop that may wait for the Step events before them (they leave together)
+_RIDE_ALONG = (ev.Eval, ev.Gates, ev.Checkpoint)
 
 
 def new_run_id(config: TrainConfig) -> str:
@@ -80,6 +82,7 @@ class Runner:
         self.gradient_norms = GradientNorms(self.model)
         self.last_alarm_step = -1
         self.pending: list[tuple] = []  # steps run whose Step events are not out yet
+        self.after: dict[int, list] = {}  # events that follow the pending step of that index
         self.snapshots: deque = deque(maxlen=5)
         self.snapshot_every = 25
         self.started = time.monotonic()
@@ -90,9 +93,13 @@ class Runner:
     # --- events ---------------------------------------------------------
 
     def emit(self, cls, **fields) -> None:
+        event = cls(run=self.run_id, step=self.step, t=round(time.monotonic() - self.started, 4), **fields)
         if self.pending:  # the steps run so far come first
+            if cls in _RIDE_ALONG:  # an evaluation or a checkpoint leaves with them, a frame later at most
+                self.after.setdefault(len(self.pending) - 1, []).append(event)
+                return
             self._emit_steps()
-        self.emit_event(cls(run=self.run_id, step=self.step, t=round(time.monotonic() - self.started, 4), **fields))
+        self.emit_event(event)
 
     def notice(self, message: str, level: str = "info") -> None:
         self.emit(ev.Notice, level=level, message=message)
@@ -201,10 +208,12 @@ class Runner:
             self._take_snapshot()
 
     def _emit_steps(self) -> None:
-        """The Step events of the steps run since the last call, each followed by its alarms."""
+        """The Step events of the steps run since the last call, each followed by its alarms and the
+        events that waited for it."""
         pending, self.pending = self.pending, []
+        after, self.after = self.after, {}
         names, norms = self.gradient_norms.collect_values()
-        observe, alarms = self.alarms.observe_values, {}
+        observe = self.alarms.observe_values
         for index, (record, values) in enumerate(zip(pending, norms)):
             reports = observe(record[3], names, values)
             if reports:
@@ -212,10 +221,11 @@ class Runner:
                 for report in reports:
                     if report.kind != "healthy":
                         self.last_alarm_step = step
-                alarms[index] = [ev.Alarm(run=self.run_id, step=step, t=t, kind=report.kind,
-                                          parameter=report.parameter, value=report.value, ratio=report.ratio,
-                                          median=report.median, message=report.message) for report in reports]
-        self.emit_steps(StepRows(self.run_id, self.config.epochs, names, pending, norms, alarms))
+                after[index] = [ev.Alarm(run=self.run_id, step=step, t=t, kind=report.kind,
+                                         parameter=report.parameter, value=report.value, ratio=report.ratio,
+                                         median=report.median, message=report.message)
+                                for report in reports] + after.get(index, [])
+        self.emit_steps(StepRows(self.run_id, self.config.epochs, names, pending, norms, after))
 
     def _emit_step_events(self, rows: StepRows) -> None:
         for event in rows.events():

@@ -99,22 +99,23 @@ def _step_text(run, epochs, names: tuple, values, record: tuple) -> str | None:
 
 
 class StepRows:
-    """The Step events of a few training steps, each followed by its alarms, as the loop recorded them.
+    """The Step events of a few training steps, each followed by the events of its step (its alarms, an
+    evaluation, a checkpoint), as the loop recorded them.
 
     The loop hands these over instead of events: the writer thread makes the lines (and, for its
     callbacks, the events), so the loop builds no event object and no dict for a step. ``records``
     holds one tuple per step: (step, t, epoch, loss, total_norm, clip_on, clip_max_norm,
     clip_norm_type, clip_factor, skipped, lr, steps_per_s), with ``t`` and ``steps_per_s`` not yet
-    rounded; ``norms`` one list per step, in the order of ``names``; ``alarms`` maps a step's index
-    to the Alarm events that follow it.
+    rounded; ``norms`` one list per step, in the order of ``names``; ``after`` maps a step's index to
+    the events that follow its Step event.
     """
 
-    __slots__ = ("run", "epochs", "names", "records", "norms", "alarms")
+    __slots__ = ("run", "epochs", "names", "records", "norms", "after")
 
     def __init__(self, run: str, epochs: int, names: tuple, records: list[tuple], norms: list[list[float]],
-                 alarms: dict[int, list[Event]]):
+                 after: dict[int, list[Event]]):
         self.run, self.epochs, self.names = run, epochs, names
-        self.records, self.norms, self.alarms = records, norms, alarms
+        self.records, self.norms, self.after = records, norms, after
 
     @staticmethod
     def _rounded(record: tuple) -> tuple:
@@ -129,22 +130,22 @@ class StepRows:
                      skipped=skipped, lr=lr, steps_per_s=steps_per_s)
 
     def events(self) -> list[Event]:
-        events, alarms = [], self.alarms
+        events, after = [], self.after
         for index, (record, values) in enumerate(zip(self.records, self.norms)):
             events.append(self._event(self._rounded(record), values))
-            events.extend(alarms.get(index, ()))
+            events.extend(after.get(index, ()))
         return events
 
     def lines(self) -> list[str]:
         """Each event's JSON line, newline included: what ``encode`` gives for ``events()``."""
-        lines, alarms = [], self.alarms
+        lines, after = [], self.after
         run, epochs, names = self.run, self.epochs, self.names
         for index, (record, values) in enumerate(zip(self.records, self.norms)):
             record = self._rounded(record)
             text = _step_text(run, epochs, names, values, record)
             lines.append((text if text is not None else encode(self._event(record, values))) + "\n")
-            if alarms and index in alarms:
-                lines.extend(encode(alarm) + "\n" for alarm in alarms[index])
+            if after and index in after:
+                lines.extend(encode(event) + "\n" for event in after[index])
         return lines
 
 
