@@ -46,9 +46,13 @@ def encode(event: Event) -> str:
 _STEP_FIELDS = ("run", "step", "t", "epoch", "epochs", "loss", "grad_norms", "total_norm", "clip_on",
                 "clip_max_norm", "clip_norm_type", "clip_factor", "skipped", "lr", "steps_per_s")
 _STEP_FAST = _field_names(Step) == _STEP_FIELDS  # if Step changes, the general encoder stays right
-_STEP_LINES: dict[tuple, str] = {}  # (run, clip_norm_type, parameter names) -> the line to fill in
-_FLOAT, _STR = {float}, {str}
+_STEP_LINES: dict[tuple, str | None] = {}  # (run, clip_norm_type, parameter names) -> the line to fill in
+_FLOAT = {float}
 _JSON_BOOL = {True: "true", False: "false"}
+# The loss and the norms come from float32 sums, and Python's shortest repr of such a number is some
+# 17 digits found by a search that takes twice as long as printing 17 digits outright. Printed with
+# 17 significant digits (and always a decimal point) they read back as exactly the same floats.
+_EXACT = "%#.17g"
 
 
 def _spelled(text: str) -> str:
@@ -56,46 +60,51 @@ def _spelled(text: str) -> str:
     return json.dumps(text, ensure_ascii=False).replace("%", "%%")
 
 
-def _step_line(key: tuple) -> str:
-    line = _STEP_LINES.get(key)
-    if line is None:
-        run, norm_type, names = key
-        run, norm_type = _spelled(run), _spelled(norm_type)
-        norms = ",".join(_spelled(name) + ":%r" for name in names)
-        line = _STEP_LINES[key] = (
-            '{"type":"step","run":' + run + ',"step":%d,"t":%r,"epoch":%d,"epochs":%d,"loss":%r,"grad_norms":{'
-            + norms + '},"total_norm":%r,"clip_on":%s,"clip_max_norm":%r,"clip_norm_type":' + norm_type
-            + ',"clip_factor":%r,"skipped":%s,"lr":%r,"steps_per_s":%r}')
+def _step_line(key: tuple) -> str | None:
+    """The format of a Step event's line for (run, clip_norm_type, names); None unless all are strings."""
+    try:
+        return _STEP_LINES[key]
+    except KeyError:
+        pass
+    run, norm_type, names = key
+    line = None
+    if _STEP_FAST and type(run) is str and type(norm_type) is str and all(type(name) is str for name in names):
+        norms = ",".join(_spelled(name) + ":" + _EXACT for name in names)
+        line = ('{"type":"step","run":' + _spelled(run) + ',"step":%d,"t":%r,"epoch":%d,"epochs":%d,"loss":'
+                + _EXACT + ',"grad_norms":{' + norms + '},"total_norm":' + _EXACT + ',"clip_on":%s,'
+                '"clip_max_norm":%r,"clip_norm_type":' + _spelled(norm_type) + ',"clip_factor":%r,'
+                '"skipped":%s,"lr":%r,"steps_per_s":%r}')
+    _STEP_LINES[key] = line
     return line
 
 
 def _encode_step(event: Step) -> str | None:
-    """The line ``to_json`` writes for a Step event, built without its dict; None when a field is not
-    of the plain type this expects (finite floats, ints, bools, strings), and ``encode`` then takes the
-    general way."""
+    """The line of a Step event, built without its dict; None when a field is not of the plain type
+    this expects (finite floats, ints, bools, strings), and ``encode`` then takes the general way."""
     norms = event.grad_norms
     if type(norms) is not dict:
         return None
-    return _step_text(event.run, event.epochs, tuple(norms), tuple(norms.values()),
-                      (event.step, event.t, event.epoch, event.loss, event.total_norm, event.clip_on,
-                       event.clip_max_norm, event.clip_norm_type, event.clip_factor, event.skipped, event.lr,
-                       event.steps_per_s))
+    return _step_text(event.run, event.epochs, tuple(norms), tuple(norms.values()), event.step, event.t,
+                      event.epoch, event.loss, event.total_norm, event.clip_on, event.clip_max_norm,
+                      event.clip_norm_type, event.clip_factor, event.skipped, event.lr, event.steps_per_s)
 
 
-def _step_text(run, epochs, names: tuple, values, record: tuple) -> str | None:
-    """A Step event's line from its parts (``record`` as in ``StepRows``), or None when one is not of
-    the plain type the line's format expects."""
-    step, t, epoch, loss, total, clip_on, clip_max_norm, norm_type, factor, skipped, lr, steps_per_s = record
-    floats = (t, loss, total, clip_max_norm, factor, lr, steps_per_s, *values)
-    if (not _STEP_FAST or set(map(type, floats)) != _FLOAT or not math.isfinite(sum(floats))
-            or not (type(step) is int and type(epoch) is int and type(epochs) is int)
-            or not (type(clip_on) is bool and type(skipped) is bool)
-            or not (type(run) is str and type(norm_type) is str)
-            or not set(map(type, names)) <= _STR):
+def _step_text(run, epochs, names: tuple, values, step, t, epoch, loss, total, clip_on, clip_max_norm,
+               norm_type, factor, skipped, lr, steps_per_s) -> str | None:
+    """A Step event's line from its fields, or None when one is not of the plain type the line's format
+    expects. The line reads back as the event's values, exactly; the loss, the norms and the total are
+    spelled with 17 digits (``_EXACT``), not as ``to_json`` does."""
+    if not (type(step) is int and type(epoch) is int and type(epochs) is int
+            and type(clip_on) is bool and type(skipped) is bool
+            and type(t) is type(loss) is type(total) is type(clip_max_norm) is type(factor) is type(lr)
+            is type(steps_per_s) is float and set(map(type, values)) <= _FLOAT
+            and math.isfinite(t + loss + total + clip_max_norm + factor + lr + steps_per_s + sum(values))):
         return None
-    return _step_line((run, norm_type, names)) % (
-        step, t, epoch, epochs, loss, *values, total, _JSON_BOOL[clip_on], clip_max_norm, factor,
-        _JSON_BOOL[skipped], lr, steps_per_s)
+    line = _step_line((run, norm_type, names))
+    if line is None:
+        return None
+    return line % (step, t, epoch, epochs, loss, *values, total, _JSON_BOOL[clip_on], clip_max_norm, factor,
+                   _JSON_BOOL[skipped], lr, steps_per_s)
 
 
 class StepRows:
@@ -117,32 +126,29 @@ class StepRows:
         self.run, self.epochs, self.names = run, epochs, names
         self.records, self.norms, self.after = records, norms, after
 
-    @staticmethod
-    def _rounded(record: tuple) -> tuple:
-        return (record[0], round(record[1], 4), *record[2:11], round(record[11], 2))
-
     def _event(self, record: tuple, values) -> Step:
         (step, t, epoch, loss, total, clip_on, clip_max_norm, norm_type, factor, skipped, lr,
          steps_per_s) = record
-        return build(Step, run=self.run, step=step, t=t, epoch=epoch, epochs=self.epochs, loss=loss,
+        return build(Step, run=self.run, step=step, t=round(t, 4), epoch=epoch, epochs=self.epochs, loss=loss,
                      grad_norms=dict(zip(self.names, values)), total_norm=total, clip_on=clip_on,
                      clip_max_norm=clip_max_norm, clip_norm_type=norm_type, clip_factor=factor,
-                     skipped=skipped, lr=lr, steps_per_s=steps_per_s)
+                     skipped=skipped, lr=lr, steps_per_s=round(steps_per_s, 2))
 
     def events(self) -> list[Event]:
         events, after = [], self.after
         for index, (record, values) in enumerate(zip(self.records, self.norms)):
-            events.append(self._event(self._rounded(record), values))
+            events.append(self._event(record, values))
             events.extend(after.get(index, ()))
         return events
 
     def lines(self) -> list[str]:
-        """Each event's JSON line, newline included: what ``encode`` gives for ``events()``."""
+        """Each event's JSON line, newline included: ``events()``, as ``encode`` writes them."""
         lines, after = [], self.after
         run, epochs, names = self.run, self.epochs, self.names
         for index, (record, values) in enumerate(zip(self.records, self.norms)):
-            record = self._rounded(record)
-            text = _step_text(run, epochs, names, values, record)
+            step, t, epoch, loss, total, clip_on, clip_max_norm, norm_type, factor, skipped, lr, steps_per_s = record
+            text = _step_text(run, epochs, names, values, step, round(t, 4), epoch, loss, total, clip_on,
+                              clip_max_norm, norm_type, factor, skipped, lr, round(steps_per_s, 2))
             lines.append((text if text is not None else encode(self._event(record, values))) + "\n")
             if after and index in after:
                 lines.extend(encode(event) + "\n" for event in after[index])

@@ -162,7 +162,17 @@ def test_copy_state_is_a_deep_copy():
             assert copied["state"][key][name].data_ptr() != tensor.data_ptr()
 
 
-def test_the_step_encoder_writes_exactly_what_to_json_writes():
+def _typed(value):
+    """A decoded JSON value with the type of every number kept, for comparing two lines exactly."""
+    if isinstance(value, dict):
+        return {key: _typed(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_typed(item) for item in value]
+    return (type(value).__name__, value)
+
+
+def test_the_step_encoder_writes_what_to_json_writes():
+    """The same keys in the same order, the same values of the same types, to the last bit."""
     generator = random.Random(1)
     odd_names = ["W", "U_i", 'b"%s\\', "单元 %d", "linear.weight"]
     values = [0.0, 1e-300, 3.5, 7621075.5, 1 / 3, -2.0, float("nan"), float("inf"), 5, True]
@@ -181,14 +191,16 @@ def test_the_step_encoder_writes_exactly_what_to_json_writes():
                        total_norm=pick(), clip_on=generator.random() < 0.5, clip_max_norm=pick(),
                        clip_norm_type=generator.choice(["1", "2", "inf"]), clip_factor=pick(),
                        skipped=generator.random() < 0.5, lr=pick(), steps_per_s=pick())
-        assert encode(step) == step.to_json()
-        assert ev.from_json(encode(step)).grad_norms.keys() == step.grad_norms.keys()
+        line, plain = encode(step), step.to_json()
+        assert list(json.loads(line)) == list(json.loads(plain))
+        assert _typed(json.loads(line)) == _typed(json.loads(plain))
+        assert ev.from_json(line).grad_norms.keys() == step.grad_norms.keys()
 
 
 def test_encode_is_to_json_with_and_without_non_finite_values(tmp_path):
     fine = ev.Step(run="r", step=3, t=0.5, loss=1.25, grad_norms={"W": 0.1, "U": 2.0})
     broken = ev.Step(run="r", step=4, t=0.6, loss=float("nan"), grad_norms={"W": float("inf")})
-    assert encode(fine) == fine.to_json()
+    assert json.loads(encode(fine)) == json.loads(fine.to_json())
     assert encode(broken) == broken.to_json()
     path = tmp_path / "log.jsonl"
     writer = EventWriter(str(path))
@@ -200,3 +212,37 @@ def test_encode_is_to_json_with_and_without_non_finite_values(tmp_path):
     lines = path.read_text().splitlines()
     assert [json.loads(line)["step"] for line in lines] == list(range(1000))
     assert [event.step for event in seen] == list(range(1000))
+
+
+def test_step_rows_are_written_as_the_events_they_stand_for(tmp_path):
+    """Rows handed to the writer come out as Step events (each followed by its own events), in order,
+    in the log and to callbacks alike; a row with a non-finite value takes the general encoder."""
+    from engine.stream import StepRows
+
+    names = ("W", "U", "b")
+    records = [(step, step * 0.001234567, 1, 2.0 + step / 3, 10.0 * step, step % 2 == 0, 20.0, "2",
+                1.0, False, 0.2, 812.34567) for step in range(1, 6)]
+    records[2] = records[2][:3] + (float("nan"),) + records[2][4:9] + (True,) + records[2][10:]
+    norms = [[step / 7, 0.0, 1e-30 * step] for step in range(1, 6)]
+    alarm = ev.Alarm(run="r", step=3, kind="non_finite", parameter="loss", message="loss is nan")
+    rows = StepRows("r", 50, names, records, norms, {2: [alarm]})
+    events = rows.events()
+    assert [type(event).__name__ for event in events] == ["Step"] * 3 + ["Alarm"] + ["Step"] * 2
+    assert [event.step for event in events] == [1, 2, 3, 3, 4, 5]
+    assert events[0] == ev.Step(run="r", step=1, t=0.0012, epoch=1, epochs=50, loss=2.0 + 1 / 3,
+                                grad_norms={"W": 1 / 7, "U": 0.0, "b": 1e-30}, total_norm=10.0, clip_on=False,
+                                clip_max_norm=20.0, clip_norm_type="2", clip_factor=1.0, skipped=False, lr=0.2,
+                                steps_per_s=812.35)
+    assert [_typed(json.loads(line)) for line in rows.lines()] == [_typed(json.loads(e.to_json())) for e in events]
+
+    path = tmp_path / "log.jsonl"
+    writer = EventWriter(str(path))
+    seen = []
+    writer.callbacks.append(seen.append)
+    writer.emit(ev.Status(run="r", state="running"))
+    writer.emit_steps(rows)
+    writer.close()
+    lines = path.read_text().splitlines()
+    assert [json.loads(line)["type"] for line in lines] == ["status", "step", "step", "step", "alarm", "step", "step"]
+    assert seen[1:4] == events[:3] and seen[5:] == events[4:]
+    assert seen[4] == alarm
