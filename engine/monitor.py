@@ -71,6 +71,7 @@ class _FlatGradients:
         self.scratch = np.empty_like(self.values)
         self.starts = np.zeros(1, dtype=np.intp)  # the first element of every block, in order
         self.view_blocks: list[int] = []  # the block of each view
+        self.pick = None  # a row of every block's value -> the views' values (None: the same)
         # the ring of kept steps' squared gradients (``keep``), whose sums are read together (``read_kept``)
         self.capacity = max(1, min(32, self.RING_BYTES // max(1, self.values.nbytes)))
         self.ring = torch.empty((self.capacity, flat.numel()), dtype=flat.dtype) if self.capacity > 1 else None
@@ -114,6 +115,13 @@ class _FlatGradients:
         self.starts = np.array(bounds, dtype=np.intp)
         position = {edge: index for index, edge in enumerate(bounds)}
         self.view_blocks = [position[start] for start, _ in blocks]
+        if self.view_blocks == list(range(len(bounds))):
+            self.pick = None  # every block is a view, in order
+        elif len(self.view_blocks) == 1:
+            only = self.view_blocks[0]
+            self.pick = lambda row: (row[only],)
+        else:
+            self.pick = operator.itemgetter(*self.view_blocks)
         return True
 
     def norms(self, norm_type: str) -> tuple[list[float], float]:
@@ -148,11 +156,13 @@ class _FlatGradients:
             return math.sqrt(squared)
         return torch.linalg.vector_norm(flat, NORM_ORDERS[norm_type]).item()
 
-    def read_kept(self) -> list[list[float]]:
-        """Per-view L2 norms of every kept step, oldest first, from one reduceat over the ring."""
+    def read_kept(self) -> list:
+        """Per-view L2 norms of every kept step, oldest first, from one reduceat over the ring (the
+        square roots in float32, correctly rounded, like the sums they are taken of)."""
         sums = np.add.reduceat(self.ring.numpy()[: self.kept], self.starts, axis=1)  # [kept, blocks]
         self.kept = 0
-        return np.sqrt(sums[:, self.view_blocks], dtype=np.float64).tolist()  # [kept, views]
+        rows = np.sqrt(sums, out=sums).tolist()
+        return rows if self.pick is None else list(map(self.pick, rows))  # [kept, views]
 
     def scale(self, factor: float) -> None:
         self.values *= factor
@@ -374,63 +384,72 @@ class AlarmWatch:
 
     def observe(self, loss: float, norms: dict[str, float]) -> list[AlarmReport]:
         """Look at one step's loss and norms (name -> norm)."""
-        return self.observe_values(loss, tuple(norms), list(norms.values()))
+        return self.observe_steps([loss], tuple(norms), [list(norms.values())]).get(0, [])
 
-    def observe_values(self, loss: float, names: tuple, values: list[float]) -> list[AlarmReport]:
-        """``observe`` with the norms as a list in the order of ``names`` (the list is kept, unchanged,
-        for the running median)."""
+    def observe_steps(self, losses: list[float], names: tuple, rows: list) -> dict[int, list[AlarmReport]]:
+        """``observe`` for a few steps in a row, each step's norms in the order of ``names`` (a row is
+        kept, unchanged, for the running median); returns the reports of the steps that have some,
+        by index."""
         if names is not self.names and names != self.names:
             self._adopt(names)
-        reports: list[AlarmReport] = []
-        bad = () if math.isfinite(sum(values)) else [i for i, value in enumerate(values) if not math.isfinite(value)]
-        if bad or not math.isfinite(loss):
-            if "non_finite" not in self.raised:
-                parameter = names[bad[0]] if bad else "loss"
-                value = values[bad[0]] if bad else loss
-                self._raise(AlarmReport("non_finite", parameter, value, math.inf, 0.0,
-                                        f"{parameter} is {value}: the update was skipped"), reports)
-            return self._settle(reports, True)
-        if self.first_loss is None:
-            self.first_loss = loss
-        loss_high = loss >= 0.5 * self.first_loss
-        peaks, collapsed, recent = self.peaks, self.collapsed, self.recent
-        if not loss_high and any(collapsed):
-            collapsed[:] = [0] * len(collapsed)
+        found: dict[int, list[AlarmReport]] = {}
+        isfinite = math.isfinite
+        peaks, collapsed, recent, window = self.peaks, self.collapsed, self.recent, self.window
         jump_factor, minimum, collapse_ratio = self.peak_factor, self.minimum_norm, self.collapse_ratio
-        explosion = saturated = None
-        for index, value in enumerate(values):
-            peak = peaks[index]
-            if value >= jump_factor * peak and value >= minimum and recent:
-                median = self._median(index)
-                if median > 0.0 and value / median >= self.ratio_threshold:
-                    if explosion is None or value / median > explosion[3]:
-                        explosion = (names[index], value, median, value / median)
-            if loss_high:
-                if peak > 1.0 and value < collapse_ratio * peak:
-                    count = collapsed[index] = collapsed[index] + 1
-                    if count >= self.collapse_steps and saturated is None:
-                        saturated = (names[index], value, peak)
-                else:
-                    collapsed[index] = 0
-            if value > peak:
-                peaks[index] = value
-        if explosion is not None:
-            name, value, median, ratio = explosion
-            # once raised, an explosion is announced again only if it grows another tenfold
-            if "explosion" not in self.raised or value > 10 * self.last_value:
-                self._raise(AlarmReport("explosion", name, value, ratio, median,
-                                        f"{name} gradient norm {value:.3g} is {ratio:.3g}x its recent median"),
-                            reports)
-                self.last_value = value
-        if saturated is not None and "saturation" not in self.raised:
-            name, value, peak = saturated
-            self._raise(AlarmReport("saturation", name, value, value / peak if peak else 0.0, peak,
-                                    f"{name} gradient norm fell to {value:.3g} from a peak of {peak:.3g} "
-                                    "while the loss stays high: the units are saturated"), reports)
-        recent.append(values)
-        if len(recent) > self.window:
-            recent.popleft()
-        return self._settle(reports, explosion is not None or saturated is not None)
+        for step, (loss, values) in enumerate(zip(losses, rows)):
+            reports: list[AlarmReport] = []
+            bad = () if isfinite(sum(values)) else [i for i, value in enumerate(values) if not isfinite(value)]
+            if bad or not isfinite(loss):
+                if "non_finite" not in self.raised:
+                    parameter = names[bad[0]] if bad else "loss"
+                    value = values[bad[0]] if bad else loss
+                    self._raise(AlarmReport("non_finite", parameter, value, math.inf, 0.0,
+                                            f"{parameter} is {value}: the update was skipped"), reports)
+                if self._settle(reports, True):
+                    found[step] = reports
+                continue
+            if self.first_loss is None:
+                self.first_loss = loss
+            loss_high = loss >= 0.5 * self.first_loss
+            if not loss_high and any(collapsed):
+                collapsed[:] = [0] * len(collapsed)
+            explosion = saturated = None
+            for index, value in enumerate(values):
+                peak = peaks[index]
+                if value >= jump_factor * peak and value >= minimum and recent:
+                    median = self._median(index)
+                    if median > 0.0 and value / median >= self.ratio_threshold:
+                        if explosion is None or value / median > explosion[3]:
+                            explosion = (names[index], value, median, value / median)
+                if loss_high:
+                    if peak > 1.0 and value < collapse_ratio * peak:
+                        count = collapsed[index] = collapsed[index] + 1
+                        if count >= self.collapse_steps and saturated is None:
+                            saturated = (names[index], value, peak)
+                    else:
+                        collapsed[index] = 0
+                if value > peak:
+                    peaks[index] = value
+            if explosion is not None:
+                name, value, median, ratio = explosion
+                # once raised, an explosion is announced again only if it grows another tenfold
+                if "explosion" not in self.raised or value > 10 * self.last_value:
+                    self._raise(AlarmReport("explosion", name, value, ratio, median,
+                                            f"{name} gradient norm {value:.3g} is {ratio:.3g}x its recent median"),
+                                reports)
+                    self.last_value = value
+            if saturated is not None and "saturation" not in self.raised:
+                name, value, peak = saturated
+                self._raise(AlarmReport("saturation", name, value, value / peak if peak else 0.0, peak,
+                                        f"{name} gradient norm fell to {value:.3g} from a peak of {peak:.3g} "
+                                        "while the loss stays high: the units are saturated"), reports)
+            recent.append(values)
+            if len(recent) > window:
+                recent.popleft()
+            trouble = explosion is not None or saturated is not None
+            if (trouble or self.active) and self._settle(reports, trouble):  # otherwise nothing to say
+                found[step] = reports
+        return found
 
     def _settle(self, reports: list[AlarmReport], trouble: bool) -> list[AlarmReport]:
         if trouble:

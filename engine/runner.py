@@ -213,18 +213,15 @@ class Runner:
         pending, self.pending = self.pending, []
         after, self.after = self.after, {}
         names, norms = self.gradient_norms.collect_values()
-        observe = self.alarms.observe_values
-        for index, (record, values) in enumerate(zip(pending, norms)):
-            reports = observe(record[3], names, values)
-            if reports:
-                step, t = record[0], round(record[1], 4)
-                for report in reports:
-                    if report.kind != "healthy":
-                        self.last_alarm_step = step
-                after[index] = [ev.Alarm(run=self.run_id, step=step, t=t, kind=report.kind,
-                                         parameter=report.parameter, value=report.value, ratio=report.ratio,
-                                         median=report.median, message=report.message)
-                                for report in reports] + after.get(index, [])
+        found = self.alarms.observe_steps([record[3] for record in pending], names, norms)
+        for index, reports in found.items():
+            step, t = pending[index][0], round(pending[index][1], 4)
+            for report in reports:
+                if report.kind != "healthy":
+                    self.last_alarm_step = step
+            after[index] = [ev.Alarm(run=self.run_id, step=step, t=t, kind=report.kind, parameter=report.parameter,
+                                     value=report.value, ratio=report.ratio, median=report.median,
+                                     message=report.message) for report in reports] + after.get(index, [])
         self.emit_steps(StepRows(self.run_id, self.config.epochs, names, pending, norms, after))
 
     def _emit_step_events(self, rows: StepRows) -> None:
