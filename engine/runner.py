@@ -202,14 +202,16 @@ class Runner:
                              self.clip_norm_type, factor, skipped, self.lr, self.steps_per_s))
         # Step events leave in small batches; at once when something needs them now: a skipped
         # update, a speed cap (someone is watching step by step), or a batch a frame old.
-        if skipped or self.speed > 0 or self.gradient_norms.ring_full or t - self.pending[0][1] > FRAME_S:
+        if skipped or self.speed > 0:
+            self._emit_steps(prompt=True)
+        elif self.gradient_norms.ring_full or t - self.pending[0][1] > FRAME_S:
             self._emit_steps()
         if not self.alarms.active and self.step % self.snapshot_every == 0:
             self._take_snapshot()
 
-    def _emit_steps(self) -> None:
+    def _emit_steps(self, prompt: bool = False) -> None:
         """The Step events of the steps run since the last call, each followed by its alarms and the
-        events that waited for it."""
+        events that waited for it; ``prompt``: to be written at once, not with the writer's next burst."""
         pending, self.pending = self.pending, []
         after, self.after = self.after, {}
         names, norms = self.gradient_norms.collect_values()
@@ -222,7 +224,7 @@ class Runner:
             after[index] = [ev.Alarm(run=self.run_id, step=step, t=t, kind=report.kind, parameter=report.parameter,
                                      value=report.value, ratio=report.ratio, median=report.median,
                                      message=report.message) for report in reports] + after.get(index, [])
-        self.emit_steps(StepRows(self.run_id, self.config.epochs, names, pending, norms, after))
+        self.emit_steps(StepRows(self.run_id, self.config.epochs, names, pending, norms, after, prompt))
 
     def _emit_step_events(self, rows: StepRows) -> None:
         for event in rows.events():

@@ -1,15 +1,18 @@
 """Moving events out of the training loop and commands into it.
 
-The loop only hands an event object to ``EventWriter.emit`` (a queue put); a writer thread encodes it
-as JSON, appends it to the run's log and to any other sink, and flushes once per burst. ``close()``
-drains the queue, flushes and fsyncs, so a run stopped by Ctrl-C keeps every event it made.
+The loop hands events to ``EventWriter.emit`` (a queue put) and the Step events of a few steps at a
+time to ``EventWriter.emit_steps`` (``StepRows``: the numbers as the loop recorded them); a writer
+thread encodes them as JSON, appends them to the run's log and to any other sink, and flushes once per
+burst. ``close()`` drains the queue, flushes and fsyncs, so a run stopped by Ctrl-C keeps every event
+it made.
 
-The writer works in bursts: after writing what was queued it waits ``interval`` seconds (10 bursts a
-second by default) before it looks again. Encoding holds the GIL, and each time the writer wakes it
-must take the GIL from the busy training loop (a forced switch that costs both threads a few hundred
-microseconds), so a writer woken by every event would slow the loop; in bursts it wakes a few times a
-second, and watchers still see events within a tenth of a second. The Step events, most of the stream,
-have their own encoder (the same JSON as ``to_json``, a third faster).
+The writer works in bursts: after writing what was queued it waits ``interval`` seconds (four bursts a
+second by default) before it looks again, unless something must go out at once: an event from
+outside the stream of training steps (a status, a notice, the answer to a command), or steps run under
+a speed cap. Encoding holds the GIL, and each time the writer wakes it must take the GIL from the busy
+training loop and start on caches gone cold; a burst of a quarter second's steps costs the writer about
+half as much per step as one of a tenth. The Step lines have their own encoder, about twice as fast as
+``to_json``, which reads back as exactly the same values.
 """
 
 from __future__ import annotations
@@ -119,12 +122,13 @@ class StepRows:
     the events that follow its Step event.
     """
 
-    __slots__ = ("run", "epochs", "names", "records", "norms", "after")
+    __slots__ = ("run", "epochs", "names", "records", "norms", "after", "prompt")
 
     def __init__(self, run: str, epochs: int, names: tuple, records: list[tuple], norms: list[list[float]],
-                 after: dict[int, list[Event]]):
+                 after: dict[int, list[Event]], prompt: bool = False):
         self.run, self.epochs, self.names = run, epochs, names
         self.records, self.norms, self.after = records, norms, after
+        self.prompt = prompt  # someone follows these steps one by one: write them at once
 
     def _event(self, record: tuple, values) -> Step:
         (step, t, epoch, loss, total, clip_on, clip_max_norm, norm_type, factor, skipped, lr,
@@ -157,7 +161,7 @@ class StepRows:
 
 class EventWriter:
     def __init__(self, log_path: str | None = None, stream: IO[str] | None = None,
-                 callbacks: list[Callable[[Event], None]] | None = None, interval: float = 0.1):
+                 callbacks: list[Callable[[Event], None]] | None = None, interval: float = 0.25):
         self.log_path = log_path
         self.log = None
         if log_path:
@@ -167,7 +171,7 @@ class EventWriter:
         self.callbacks = list(callbacks or [])
         self.queue: queue.SimpleQueue = queue.SimpleQueue()
         self.interval = interval  # seconds between two bursts of writing
-        self.closing = threading.Event()
+        self.wake = threading.Event()  # set: write what is queued now, without waiting out the interval
         self.thread = threading.Thread(target=self._drain, name="event-writer", daemon=True)
         self.thread.start()
         self.closed = False
@@ -175,11 +179,17 @@ class EventWriter:
         self.cpu_s = 0.0  # CPU seconds the writer thread used, known once it has finished
 
     def emit(self, event: Event) -> None:
+        """Queue an event and have it written at once: outside the training steps' stream, an event
+        answers someone or tells of a change in the run (a status, a notice, a prediction)."""
         self.queue.put(event)
+        self.wake.set()
 
     def emit_steps(self, rows: StepRows) -> None:
-        """Queue the Step events (and their alarms) of a few steps, to be made in the writer thread."""
+        """Queue the Step events (and what follows each) of a few steps, to be made in the writer
+        thread with the next burst, or at once if the rows say so (``StepRows.prompt``)."""
         self.queue.put(rows)
+        if rows.prompt:
+            self.wake.set()
 
     def _write(self, items: list) -> None:
         """Encode a burst of events (and StepRows) and write it with one call per sink."""
@@ -226,7 +236,8 @@ class EventWriter:
             if closing:
                 self.cpu_s = time.thread_time()
                 return
-            self.closing.wait(self.interval)  # let the next burst gather
+            self.wake.wait(self.interval)  # let the next burst gather
+            self.wake.clear()
 
     def close(self) -> None:
         """Write everything still queued, flush and fsync the log."""
@@ -234,7 +245,7 @@ class EventWriter:
             return
         self.closed = True
         self.queue.put(_CLOSE)
-        self.closing.set()
+        self.wake.set()
         self.thread.join()
         if self.log is not None:
             self.log.flush()
