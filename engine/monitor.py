@@ -64,6 +64,7 @@ class _FlatGradients:
     """
 
     RING_BYTES = 1 << 20  # the most memory the kept steps' squared gradients may take
+    RING_ROWS = 64  # the most steps kept
 
     def __init__(self, flat: torch.Tensor):
         self.flat = flat
@@ -73,7 +74,7 @@ class _FlatGradients:
         self.view_blocks: list[int] = []  # the block of each view
         self.pick = None  # a row of every block's value -> the views' values (None: the same)
         # the ring of kept steps' squared gradients (``keep``), whose sums are read together (``read_kept``)
-        self.capacity = max(1, min(32, self.RING_BYTES // max(1, self.values.nbytes)))
+        self.capacity = max(1, min(self.RING_ROWS, self.RING_BYTES // max(1, self.values.nbytes)))
         self.ring = torch.empty((self.capacity, flat.numel()), dtype=flat.dtype) if self.capacity > 1 else None
         self.rows = list(self.ring) if self.ring is not None else []
         self.kept = 0

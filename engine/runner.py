@@ -22,7 +22,7 @@ from .monitor import AlarmWatch, GradientNorms, clip_factor, copy_state
 from .stream import StepRows
 from .tasks import make_task
 
-FRAME_S = 0.04  # the longest a step's event waits to leave with the next ones (seconds)
+FRAME_S = 0.08  # the longest a step's event waits to leave with the next ones (seconds)
 # events of the running loop that may wait for the Step events before them (they leave together)
 _RIDE_ALONG = (ev.Eval, ev.Gates, ev.Checkpoint)
 
