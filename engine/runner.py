@@ -323,7 +323,7 @@ class Runner:
                 time.sleep(remaining)
                 return
             for command in self.commands.wait(min(remaining, 0.05)):
-                self._apply(command)
+                self._answer(command)
             if self.paused:
                 self._handle_commands()
                 return
@@ -332,10 +332,16 @@ class Runner:
         if self.commands is None:
             return
         for command in self.commands.poll():
-            self._apply(command)
+            self._answer(command)
         while self.paused and not self.stop_requested:
             for command in self.commands.wait(0.1):
-                self._apply(command)
+                self._answer(command)
+
+    def _answer(self, command) -> None:
+        """Apply a command; what it made (and the steps before) is written at once, not with the
+        writer's next burst: someone is waiting for it."""
+        self._apply(command)
+        self._emit_steps(prompt=True)
 
     def _set_paused(self, paused: bool) -> None:
         if paused != self.paused:

@@ -25,9 +25,11 @@ import threading
 import time
 from typing import Callable, IO
 
-from .events import Command, DecodeError, Event, Step, Stop, _field_names, build, command_from_json
+from .events import (Alarm, Checkpoint, Command, DecodeError, Eval, Event, Gates, Step, Stop, _field_names, build,
+                     command_from_json)
 
 _CLOSE = object()
+_STREAM = (Step, Eval, Gates, Checkpoint, Alarm)  # what training makes as it goes (not written at once)
 
 
 # The same encoding as Event.to_json, built once: json.dumps builds an encoder on every call.
@@ -179,10 +181,12 @@ class EventWriter:
         self.cpu_s = 0.0  # CPU seconds the writer thread used, known once it has finished
 
     def emit(self, event: Event) -> None:
-        """Queue an event and have it written at once: outside the training steps' stream, an event
-        answers someone or tells of a change in the run (a status, a notice, a prediction)."""
+        """Queue an event; one from outside the stream of training (a status, a notice, the answer to a
+        command) is written at once, the stream's own (steps, evaluations, heatmaps, checkpoints,
+        alarms) with the next burst."""
         self.queue.put(event)
-        self.wake.set()
+        if type(event) not in _STREAM:
+            self.wake.set()
 
     def emit_steps(self, rows: StepRows) -> None:
         """Queue the Step events (and what follows each) of a few steps, to be made in the writer
