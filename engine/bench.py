@@ -235,8 +235,12 @@ def collect(quick: bool = False, progress=None) -> dict:
     say = progress or (lambda message: None)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # the small models run fastest on one thread; steadier on a busy machine
+    from .memory import keep_freed_memory
+
+    kept = keep_freed_memory()  # as a training run does (engine/memory.py)
     report = {"quick": quick, "machine": {"cpus": os.cpu_count(), "torch": torch.__version__,
                                           "torch_threads": 1, "default_torch_threads": threads,
+                                          "heap_keeps_freed_memory": kept,
                                           "load_average": [round(v, 2) for v in os.getloadavg()]},
               "cells": [], "monitoring": {}}
     repeats, number = (2, 2) if quick else (15, 10)

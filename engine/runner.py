@@ -17,6 +17,7 @@ import torch
 from . import checkpoint as ckpt
 from . import events as ev
 from .config import TrainConfig
+from .memory import keep_freed_memory
 from .models import build_model
 from .monitor import AlarmWatch, GradientNorms, clip_factor, copy_state
 from .stream import StepRows
@@ -57,6 +58,7 @@ class Runner:
         # These networks are small: a second intra-op thread gains little, and when the other core
         # is busy (a TUI, a second run) its barrier waits make every step up to 100x slower.
         torch.set_num_threads(1)
+        keep_freed_memory()  # the same tensors every step: keep their pages mapped (engine/memory.py)
         torch.manual_seed(config.seed)
         self.task = make_task(config, self.device)
         self.model = build_model(config, len(self.task.vocabulary)).to(self.device)
