@@ -256,6 +256,15 @@ class GradientNorms:
             self.captured.append(self._aligned(values))
         return total
 
+    def zero_grad(self) -> bool:
+        """Zero every gradient with one operation, where they share the flat buffer; False where they
+        do not (the caller then zeroes them its own way)."""
+        flat = self.flat
+        if flat is None or not self._current():
+            return False
+        flat.flat.zero_()
+        return True
+
     @property
     def ring_full(self) -> bool:
         """The ring holds as many steps as it can: collect them now."""

@@ -175,7 +175,8 @@ class Runner:
     def _train_step(self, batch, epoch: int) -> None:
         config = self.config
         # forward and backward
-        self.optimizer.zero_grad(set_to_none=False)
+        if not (self.monitor and self.gradient_norms.zero_grad()):  # one buffer: one operation
+            self.optimizer.zero_grad(set_to_none=False)
         loss = self.task.train_loss(self.model, batch)
         loss.backward()
         self.step += 1

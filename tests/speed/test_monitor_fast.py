@@ -246,3 +246,25 @@ def test_step_rows_are_written_as_the_events_they_stand_for(tmp_path):
     assert [json.loads(line)["type"] for line in lines] == ["status", "step", "step", "step", "alarm", "step", "step"]
     assert seen[1:4] == events[:3] and seen[5:] == events[4:]
     assert seen[4] == alarm
+
+
+@pytest.mark.parametrize("preset", ["explode", "clip", "memory"])
+def test_the_monitored_loop_trains_as_the_bare_loop_does(tmp_path, preset):
+    """Watching changes nothing in training: the same weights after the same steps, bit for bit
+    without clipping; where clipping reuses the measured norm, its factor differs from torch's in
+    the last bits, which the exploding network amplifies a little over the steps."""
+    from engine.runner import Runner
+
+    weights = {}
+    for monitor in (True, False):
+        config = build_config(preset, epochs=1, checkpoint_dir=str(tmp_path / str(monitor)),
+                              runs_dir=str(tmp_path / str(monitor)), run_id=f"r{monitor}")
+        runner = Runner(config, [].append, monitor=monitor)
+        runner.run()
+        assert runner.step > 0
+        weights[monitor] = [p.detach().clone() for p in runner.model.parameters()]
+    for watched, bare in zip(weights[True], weights[False]):
+        if preset == "explode":
+            assert torch.equal(watched, bare)
+        else:
+            torch.testing.assert_close(watched, bare, rtol=1e-4, atol=1e-4 * bare.abs().max().item())
