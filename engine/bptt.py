@@ -11,7 +11,7 @@ implementation arranges it:
   the gate products) computed for all time steps at once before the loop, leaving 2 (SRN), 4 (LSTM)
   or 4-6 (GRU) small operations per step;
 * the weight gradients are one matrix product each over all time steps after the loop (for the LSTM
-  one product gives W, U and b together).
+  one product gives W and U together).
 
 The weights arrive packed as the scratch cells store them: ``W`` [G, input], ``U`` [G, hidden],
 ``b`` [G], one block of rows per gate (the layout of PyTorch's ``weight_ih_l0``), so each textbook
@@ -195,13 +195,12 @@ def _lstm_forward(ctx, x, h0, c0, W_packed, U_packed, b):
     batch, steps, inputs = x.shape
     H = h0.shape[-1]
     scale = _half_sigmoid_columns(x, H)
-    # What the weight gradients multiply dpre by, side by side: [x_t | h_{t-1} | 1], rows (t, b), so
-    # that dW, dU and db come from one product. The h_{t-1} columns are filled after the loop.
-    xh1 = x.new_empty(steps, batch, inputs + H + 1)
-    xh1[:, :, :inputs] = x.transpose(0, 1)
-    xh1[0, :, inputs:-1] = h0
-    xh1[:, :, -1] = 1
-    x_tm = xh1.view(steps * batch, -1)[:, :inputs]  # rows (t, b)
+    # What the weight gradients multiply dpre by, side by side: [x_t | h_{t-1}], rows (t, b), so that
+    # dW and dU come from one product. The h_{t-1} columns are filled after the loop.
+    xh = x.new_empty(steps, batch, inputs + H)
+    xh[:, :, :inputs] = x.transpose(0, 1)
+    xh[0, :, inputs:] = h0
+    x_tm = xh.view(steps * batch, -1)[:, :inputs]  # rows (t, b)
     # The input projections of all time steps in one product, then gate-major within each step.
     pre = torch.addmm(b * scale, x_tm, W_packed.t() * scale)  # [time * batch, 4H]
     gates = pre.view(steps, batch, 4, H).transpose(1, 2).contiguous()  # [time, 4, batch, hidden]
@@ -233,14 +232,14 @@ def _lstm_forward(ctx, x, h0, c0, W_packed, U_packed, b):
         tanh(c, out=tc_np[t])
         mul(o, tc_np[t], out=out_np[t])  # h_t = o * tanh(c_t)
         h = out_t[t]
-    xh1[1:, :, inputs:-1] = out[:-1]
-    ctx.save_for_backward(xh1, W_packed, U_packed, gates, cs, tc)
+    xh[1:, :, inputs:] = out[:-1]
+    ctx.save_for_backward(xh, W_packed, U_packed, gates, cs, tc)
     ctx.shape = (batch, steps, inputs)
     return out.transpose(0, 1), out[-1].clone(), cs[-1].clone()
 
 
 def _lstm_backward(ctx, grad_out, grad_hT, grad_cT):
-    xh1, W_packed, U_packed, gates, cs, tc = ctx.saved_tensors
+    xh, W_packed, U_packed, gates, cs, tc = ctx.saved_tensors
     batch, steps, inputs = ctx.shape
     H, G = ctx.hidden, 4 * ctx.hidden
     need_x, need_h0, need_c0 = ctx.needs_input_grad[2], ctx.needs_input_grad[3], ctx.needs_input_grad[4]
@@ -262,32 +261,32 @@ def _lstm_backward(ctx, grad_out, grad_hT, grad_cT):
     torch.addcmul(o, torch.mul(o, tc, out=buf), tc, value=-1, out=buf)  # K = o(1-tanh(c)^2)
     torch.mul(buf.unsqueeze(1), AF, out=M[:, 1, 1:])
     M_np = M.numpy()
-    # Z[t] = (carry_{t-1}, dh_{t-1}). A step reads (carry_t, dh_t) from Z[t + 1]: one product and two
-    # sums give dpre_t (written batch-major, the rows of xh1, for the products) and carry_{t-1}, then
+    # state = (carry_t, dh_t) of the step being processed. A step multiplies it by its factors: two
+    # sums give dpre_t (written batch-major, the rows of xh, for the products) and carry_{t-1}, then
     # the recurrent product gives dh_{t-1}.
-    Z = gates.new_empty(steps + 1, 2, batch, H)
+    state = gates.new_empty(2, batch, H)
     go_t = grad_out.transpose(0, 1).unbind(0)  # [batch, hidden] each
-    Z[steps, 0] = grad_cT
-    torch.add(go_t[-1], grad_hT, out=Z[steps, 1])
-    dh_t = Z[:, 1].unbind(0)
-    dpre = gates.new_empty(steps, batch, G)  # rows (t, b) as in xh1
+    state[0] = grad_cT
+    dh = torch.add(go_t[-1], grad_hT, out=state[1])
+    dpre = gates.new_empty(steps, batch, G)  # rows (t, b) as in xh
     dpre_t = dpre.unbind(0)
-    Z_np, dpre_np = Z.numpy(), dpre.numpy().reshape(steps, batch, 4, H)
-    tmp = np.empty((2, 5, batch, H), dtype=Z_np.dtype)
+    state_np, dpre_gm = state.numpy(), dpre.numpy().reshape(steps, batch, 4, H).transpose(0, 2, 1, 3)
+    tmp = np.empty((2, 5, batch, H), dtype=state_np.dtype)
+    both, gates_0, gates_1, carry_0, carry_1 = state_np[:, None], tmp[0, :4], tmp[1, :4], tmp[0, 4], tmp[1, 4]
     mul, add = np.multiply, np.add
     for t in reversed(range(steps)):
-        mul(Z_np[t + 1, :, None], M_np[t], out=tmp)
-        add(tmp[0, :4], tmp[1, :4], out=dpre_np[t].transpose(1, 0, 2))  # dpre_t (o, i, f, c~)
-        add(tmp[0, 4], tmp[1, 4], out=Z_np[t, 0])  # carry_{t-1}
+        mul(both, M_np[t], out=tmp)
+        add(gates_0, gates_1, out=dpre_gm[t])  # dpre_t (o, i, f, c~)
+        add(carry_0, carry_1, out=state_np[0])  # carry_{t-1}
         if t:
-            torch.addmm(go_t[t - 1], dpre_t[t], U_packed, out=dh_t[t])
+            torch.addmm(go_t[t - 1], dpre_t[t], U_packed, out=dh)
         elif need_h0:
-            torch.mm(dpre_t[0], U_packed, out=dh_t[0])
+            torch.mm(dpre_t[0], U_packed, out=dh)
     dpre = dpre.view(steps * batch, G)
-    # [input + hidden + 1, G]: dW^T, dU^T, db (this orientation of the product is the faster one)
-    dWUb = xh1.view(steps * batch, -1).t() @ dpre
-    dW, dU, db = dWUb[:inputs].t(), dWUb[inputs:-1].t(), dWUb[-1]
+    # [input + hidden, G]: dW^T and dU^T (this orientation of the product is the faster one)
+    dWU = xh.view(steps * batch, -1).t() @ dpre
+    dW, dU, db = dWU[:inputs].t(), dWU[inputs:].t(), dpre.sum(0)
     dx = (dpre @ W_packed).view(steps, batch, inputs).transpose(0, 1) if need_x else None
-    dh0 = Z[0, 1].clone() if need_h0 else None
-    dc0 = Z[0, 0].clone() if need_c0 else None
+    dh0 = state[1].clone() if need_h0 else None
+    dc0 = state[0].clone() if need_c0 else None
     return None, None, dx, dh0, dc0, dW, dU, db
