@@ -243,27 +243,21 @@ def _lstm_backward(ctx, grad_out, grad_hT, grad_cT):
     batch, steps, inputs = ctx.shape
     H, G = ctx.hidden, 4 * ctx.hidden
     need_x, need_h0, need_c0 = ctx.needs_input_grad[2], ctx.needs_input_grad[3], ctx.needs_input_grad[4]
-    # With dc_t = carry_t + dh_t K_t (carry_t = f_{t+1} dc_{t+1} comes from the future), everything a
-    # step produces is carry_t or dh_t times a factor that does not depend on the recurrence:
-    #   [dpre_o, dpre_i, dpre_f, dpre_c~, carry_{t-1}] = carry_t [0, AF_t] + dh_t [Bo_t, K_t AF_t]
-    # with AF = [c~ i(1-i), c_{t-1} f(1-f), i(1-c~^2), f], Bo = tanh(c) o(1-o), K = o(1-tanh(c)^2).
-    # The factors M [time, (carry, dh), 5, batch, hidden] are computed for all steps at once.
-    M = gates.new_empty(steps, 2, 5, batch, H)
+    # dc_t = carry_t + dh_t K_t, where carry_t = f_{t+1} dc_{t+1} comes from the future; then
+    #   [dpre_i, dpre_f, dpre_c~] = dc_t AF_t,  carry_{t-1} = dc_t f_t,  dpre_o = dh_t Bo_t
+    # with AF = [c~ i(1-i), c_{t-1} f(1-f), i(1-c~^2)], Bo = tanh(c) o(1-o), K = o(1-tanh(c)^2): factors
+    # that do not depend on the recurrence, computed for all steps at once.
     o, i, f, g = gates.unbind(1)  # [time, batch, hidden] each
-    c_prev, AF, buf = cs[:-1], M[:, 0, 1:], torch.empty_like(tc)
-    M[:, 0, 0] = 0
+    AF, buf = gates.new_empty(steps, 3, batch, H), torch.empty_like(tc)
     # x(1 - x) is one addcmul, x - x y y a mul and an addcmul: a pass over memory saved each time
     torch.mul(torch.addcmul(i, i, i, value=-1, out=buf), g, out=AF[:, 0])  # c~ i(1-i)
-    torch.mul(torch.addcmul(f, f, f, value=-1, out=buf), c_prev, out=AF[:, 1])  # c_{t-1} f(1-f)
+    torch.mul(torch.addcmul(f, f, f, value=-1, out=buf), cs[:-1], out=AF[:, 1])  # c_{t-1} f(1-f)
     torch.addcmul(i, torch.mul(i, g, out=buf), g, value=-1, out=AF[:, 2])  # i(1-c~^2)
-    AF[:, 3] = f
-    torch.mul(torch.addcmul(o, o, o, value=-1, out=buf), tc, out=M[:, 1, 0])  # Bo = tanh(c) o(1-o)
-    torch.addcmul(o, torch.mul(o, tc, out=buf), tc, value=-1, out=buf)  # K = o(1-tanh(c)^2)
-    torch.mul(buf.unsqueeze(1), AF, out=M[:, 1, 1:])
-    M_np = M.numpy()
-    # state = (carry_t, dh_t) of the step being processed. A step multiplies it by its factors: two
-    # sums give dpre_t (written batch-major, the rows of xh, for the products) and carry_{t-1}, then
-    # the recurrent product gives dh_{t-1}.
+    Bo = torch.mul(torch.addcmul(o, o, o, value=-1, out=buf), tc)  # tanh(c) o(1-o)
+    K = torch.addcmul(o, torch.mul(o, tc, out=buf), tc, value=-1, out=buf)  # o(1-tanh(c)^2)
+    AF_np, Bo_np, K_np, f_np = AF.numpy(), Bo.numpy(), K.numpy(), f.numpy()
+    # state = (carry_t, dh_t) of the step being processed; a step writes dpre_t batch-major (the rows
+    # of xh, for the products) and carry_{t-1}, then the recurrent product gives dh_{t-1}.
     state = gates.new_empty(2, batch, H)
     go_t = grad_out.transpose(0, 1).unbind(0)  # [batch, hidden] each
     state[0] = grad_cT
@@ -271,13 +265,16 @@ def _lstm_backward(ctx, grad_out, grad_hT, grad_cT):
     dpre = gates.new_empty(steps, batch, G)  # rows (t, b) as in xh
     dpre_t = dpre.unbind(0)
     state_np, dpre_gm = state.numpy(), dpre.numpy().reshape(steps, batch, 4, H).transpose(0, 2, 1, 3)
-    tmp = np.empty((2, 5, batch, H), dtype=state_np.dtype)
-    both, gates_0, gates_1, carry_0, carry_1 = state_np[:, None], tmp[0, :4], tmp[1, :4], tmp[0, 4], tmp[1, 4]
+    carry, dh_np = state_np
+    dc, tmp = np.empty_like(carry), np.empty_like(carry)
     mul, add = np.multiply, np.add
     for t in reversed(range(steps)):
-        mul(both, M_np[t], out=tmp)
-        add(gates_0, gates_1, out=dpre_gm[t])  # dpre_t (o, i, f, c~)
-        add(carry_0, carry_1, out=state_np[0])  # carry_{t-1}
+        mul(dh_np, K_np[t], out=tmp)
+        add(carry, tmp, out=dc)  # dc_t
+        gates_t = dpre_gm[t]  # dpre_t, gate-major view (o, i, f, c~)
+        mul(dc, AF_np[t], out=gates_t[1:])
+        mul(dh_np, Bo_np[t], out=gates_t[0])
+        mul(dc, f_np[t], out=carry)  # carry_{t-1}
         if t:
             torch.addmm(go_t[t - 1], dpre_t[t], U_packed, out=dh)
         elif need_h0:
