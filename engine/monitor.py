@@ -192,6 +192,9 @@ class GradientNorms:
         self.views: list[torch.Tensor] = []
         self.grads: list[torch.Tensor] = []  # the parameters' own gradients, for clipping
         self.flat: _FlatGradients | None = None
+        # zero_grad found the views current, and backward cannot have replaced a .grad since (every
+        # parameter had one, and backward accumulates into it in place): capture need not look again
+        self.checked = False
         self.captured: list[list[float]] = []  # captured steps' norms (``all_names`` order), not yet collected
 
     def _current(self) -> bool:
@@ -240,8 +243,9 @@ class GradientNorms:
         and the per-view norms of all kept steps come from one ``reduceat`` when they are collected:
         the NumPy work is paid once for many steps instead of once for each.
         """
-        if not self._current():
+        if not self.checked and not self._current():
             self._link()
+        self.checked = False
         flat = self.flat
         if flat is None or flat.ring is None:
             values, total = self._now(norm_type)
@@ -263,6 +267,7 @@ class GradientNorms:
         if flat is None or not self._current():
             return False
         flat.flat.zero_()
+        self.checked = len(self.grads) == len(self.parameters)
         return True
 
     @property
