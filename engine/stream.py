@@ -184,16 +184,16 @@ class EventWriter:
         """Queue an event; one from outside the stream of training (a status, a notice, the answer to a
         command) is written at once, the stream's own (steps, evaluations, heatmaps, checkpoints,
         alarms) with the next burst."""
-        self.queue.put(event)
         if type(event) not in _STREAM:
-            self.wake.set()
+            self.wake.set()  # before the put: the burst that takes the event clears it
+        self.queue.put(event)
 
     def emit_steps(self, rows: StepRows) -> None:
         """Queue the Step events (and what follows each) of a few steps, to be made in the writer
         thread with the next burst, or at once if the rows say so (``StepRows.prompt``)."""
-        self.queue.put(rows)
         if rows.prompt:
             self.wake.set()
+        self.queue.put(rows)
 
     def _write(self, items: list) -> None:
         """Encode a burst of events (and StepRows) and write it with one call per sink."""
@@ -229,6 +229,7 @@ class EventWriter:
     def _drain(self) -> None:
         while True:
             burst = [self.queue.get()]
+            self.wake.clear()  # what asked for this burst is in it
             while True:
                 try:
                     burst.append(self.queue.get_nowait())
@@ -241,15 +242,14 @@ class EventWriter:
                 self.cpu_s = time.thread_time()
                 return
             self.wake.wait(self.interval)  # let the next burst gather
-            self.wake.clear()
 
     def close(self) -> None:
         """Write everything still queued, flush and fsync the log."""
         if self.closed:
             return
         self.closed = True
-        self.queue.put(_CLOSE)
         self.wake.set()
+        self.queue.put(_CLOSE)
         self.thread.join()
         if self.log is not None:
             self.log.flush()

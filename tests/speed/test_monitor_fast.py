@@ -268,3 +268,40 @@ def test_the_monitored_loop_trains_as_the_bare_loop_does(tmp_path, preset):
             assert torch.equal(watched, bare)
         else:
             torch.testing.assert_close(watched, bare, rtol=1e-4, atol=1e-4 * bare.abs().max().item())
+
+
+def test_the_writer_writes_steps_in_bursts_and_answers_at_once(tmp_path):
+    """After a burst, step rows wait for the writer's next one; a status (what a key press is
+    answered with) and rows marked prompt (a speed cap) are written at once, with everything queued
+    before them."""
+    import time
+
+    from engine.stream import StepRows
+
+    def rows(step, prompt=False):
+        record = (step, 0.1, 1, 1.0, 1.0, False, 20.0, "2", 1.0, False, 0.2, 10.0)
+        return StepRows("r", 5, ("W",), [record], [[0.5]], {}, prompt)
+
+    def lines_within(count, seconds):
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            text = path.read_text()
+            if text.count("\n") >= count:
+                return [json.loads(line)["type"] for line in text.splitlines()]
+            time.sleep(0.01)
+        return [json.loads(line)["type"] for line in path.read_text().splitlines()]
+
+    path = tmp_path / "log.jsonl"
+    writer = EventWriter(str(path), interval=30.0)
+    try:
+        writer.emit(ev.Status(run="r", state="running"))
+        assert lines_within(1, 5.0) == ["status"]
+        writer.emit_steps(rows(1))
+        assert lines_within(2, 0.5) == ["status"]  # waits for the next burst, 30 s away
+        writer.emit(ev.Status(run="r", state="paused"))
+        assert lines_within(3, 5.0) == ["status", "step", "status"]
+        writer.emit_steps(rows(2))
+        writer.emit_steps(rows(3, prompt=True))
+        assert lines_within(5, 5.0) == ["status", "step", "status", "step", "step"]
+    finally:
+        writer.close()
