@@ -10,9 +10,9 @@ The writer works in bursts: after writing what was queued it waits ``interval`` 
 second by default) before it looks again, unless something must go out at once: an event from
 outside the stream of training steps (a status, a notice, the answer to a command), or steps run under
 a speed cap. Encoding holds the GIL, and each time the writer wakes it must take the GIL from the busy
-training loop and start on caches gone cold; a burst of a quarter second's steps costs the writer about
-half as much per step as one of a tenth. The Step lines have their own encoder, about twice as fast as
-``to_json``, which reads back as exactly the same values.
+training loop and start on caches gone cold; bursts a quarter second apart cost the writer about a
+quarter less per step than bursts a tenth apart. The Step lines have their own encoder, about twice as
+fast as ``to_json``, which reads back as exactly the same values.
 """
 
 from __future__ import annotations
