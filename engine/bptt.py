@@ -8,7 +8,7 @@ implementation arranges it:
   [hidden, G], written in place into that step's slice of the projections, then activated in place;
 * the whole sequence is one autograd node (``Sequence``), so no per-step graph is built; its backward
   runs BPTT by hand, with every derivative that does not depend on the recurrence (sigmoid', tanh',
-  the gate products) computed for all time steps at once before the loop, leaving 2 (SRN), 4 (LSTM)
+  the gate products) computed for all time steps at once before the loop, leaving 2 (SRN), 6 (LSTM)
   or 4-6 (GRU) small operations per step;
 * the weight gradients are one matrix product each over all time steps after the loop (for the LSTM
   one product gives W and U together).

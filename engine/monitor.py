@@ -290,8 +290,7 @@ class GradientNorms:
     def _read_ring(self) -> None:
         flat = self.flat
         if flat is not None and flat.kept:
-            rows = flat.read_kept()
-            self.captured.extend(rows if len(self.names) == len(self.all_names) else map(self._aligned, rows))
+            self.captured.extend(map(self._aligned, flat.read_kept()))
 
     def scale(self, factor: float) -> None:
         """Multiply every gradient by ``factor`` (what clipping does) in one batched operation."""
