@@ -18,8 +18,12 @@ SAMPLINGS = ("sequential", "random")
 DIGIT_LENGTHS = (5, 10, 15, 20, 25, 30, 35)
 CORPORA = ("timemachine", "tangshi300")
 
-# The repository root: data/, runs/ and checkpoints/ live beside engine/.
+# The repository root (the folder above engine/), for the tests and tools that work from a clone.
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The digit files and the corpora travel inside the package, so an installed wheel finds them.
+DATA_ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "datasets")
+# runs/ and checkpoints/ go under this folder when the variable is set, else under the current folder.
+HOME_VARIABLE = "RNNLAB_HOME"
 
 
 class ConfigError(ValueError):
@@ -63,9 +67,9 @@ class TrainConfig:
     device: str = "cpu"
     speed: float = 0.0  # steps/s cap, 0 = as fast as possible
     probe: str = "6 7 0 0 1"  # gate heatmap input, padded with zeros to the length
-    checkpoint_dir: str = "checkpoints"
+    checkpoint_dir: str = "checkpoints"  # build_config puts it under $RNNLAB_HOME when that is set
     runs_dir: str = "runs"
-    data_dir: str = ""  # "" = the repository's data/
+    data_dir: str = ""  # "" = the package's own data (engine/datasets: digits/ and corpus/)
     preset: str = ""
     run_id: str = ""
     resume: str = ""  # checkpoint to continue from ("" = a fresh run)
@@ -86,7 +90,7 @@ class TrainConfig:
 
     @property
     def data_root(self) -> str:
-        return self.data_dir or os.path.join(ROOT, "data")
+        return self.data_dir or DATA_ROOT
 
 
 # Each preset names an experiment of the source material.
@@ -122,9 +126,15 @@ PRESETS: dict[str, dict] = {
 }
 
 
+def home_dirs() -> dict[str, str]:
+    """Where runs/ and checkpoints/ go: under $RNNLAB_HOME when it is set, else the current folder."""
+    home = os.environ.get(HOME_VARIABLE, "")
+    return {"runs_dir": os.path.join(home, "runs"), "checkpoint_dir": os.path.join(home, "checkpoints")}
+
+
 def build_config(preset: str = "", **overrides) -> TrainConfig:
     """The defaults, then the preset, then the options the user gave (None = not given)."""
-    values: dict = {}
+    values: dict = home_dirs()
     if preset:
         if preset not in PRESETS:
             raise ConfigError(f"unknown preset {preset!r} (choose from {', '.join(PRESETS)})")

@@ -55,7 +55,7 @@ def format_examples(examples) -> str:
 
 
 def generate_all(root: str) -> list[str]:
-    """Write data/digits/{L}/{train,dev,test}.txt exactly as the textbook does; return the paths."""
+    """Write {root}/{L}/{train,dev,test}.txt exactly as the textbook does; return the paths."""
     np.random.seed(0)
     random.seed(0)
     written = []
@@ -76,7 +76,8 @@ def generate_all(root: str) -> list[str]:
 def load_split(path: str, length: int | None = None) -> list[tuple[list[int], int]]:
     """Read one split file; a malformed line raises DataError naming the file and the line number."""
     if not os.path.isfile(path):
-        raise DataError(f"{path}: no such data file (run `rnnlab-tui data` to regenerate data/digits)")
+        digits = os.path.dirname(os.path.dirname(path)) or "."
+        raise DataError(f"{path}: no such data file (`rnnlab-tui data --output {digits}` regenerates it)")
     examples = []
     try:
         with open(path, encoding="utf-8") as handle:

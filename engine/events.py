@@ -14,8 +14,10 @@ spelling for them, so they are written as ``{"$float": "nan"}``, ``"inf"`` or
 
 from __future__ import annotations
 
+import gzip
 import json
 import math
+import zlib
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
@@ -378,19 +380,29 @@ def command_from_json(line: str | bytes) -> Command:
     return _from_dict(_loads(line), COMMAND_TYPES)  # type: ignore[return-value]
 
 
+def open_log(path: str):
+    """A log file opened for reading bytes; a finished log, compressed with gzip, reads as its lines."""
+    with open(path, "rb") as handle:
+        compressed = handle.read(2) == b"\x1f\x8b"  # gzip's magic number, whatever the file is named
+    return gzip.open(path, "rb") if compressed else open(path, "rb")
+
+
 def read_log(path: str) -> tuple[list[Event], int]:
-    """All well-formed events of a log file, and how many lines could not be read.
+    """All well-formed events of a log file (plain or .gz), and how many lines could not be read.
 
     A run killed mid-write may leave a partial last line; it is counted, not fatal.
     """
     events: list[Event] = []
     bad = 0
-    with open(path, "rb") as handle:
-        for raw in handle:
-            if not raw.strip():
-                continue
-            try:
-                events.append(from_json(raw))
-            except DecodeError:
-                bad += 1
+    with open_log(path) as handle:
+        try:
+            for raw in handle:
+                if not raw.strip():
+                    continue
+                try:
+                    events.append(from_json(raw))
+                except DecodeError:
+                    bad += 1
+        except (EOFError, OSError, zlib.error):  # a .gz cut short or damaged: what came before it stands
+            bad += 1
     return events, bad

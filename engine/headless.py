@@ -7,6 +7,7 @@ exactly what the TUI would show.
 from __future__ import annotations
 
 import math
+import os
 import sys
 
 from rich.console import Console
@@ -28,8 +29,9 @@ def _fmt(value: float) -> str:
 class HeadlessPrinter:
     """Prints ``[Train] epoch: 3/50, step: 17/250, loss: 41.20`` and friends as events arrive."""
 
-    def __init__(self, stream=None, log_steps: int = 1):
+    def __init__(self, stream=None, log_steps: int = 1, log_path: str | None = None):
         self.console = Console(file=stream or sys.stdout, highlight=False, soft_wrap=True)
+        self.log_path = log_path  # None: the run's own log, runs/<run-id>.jsonl under its runs_dir
         self.log_steps = log_steps
         self.total_steps = 0
         self.task_name = "digits"
@@ -50,7 +52,8 @@ class HeadlessPrinter:
         clip = f"clip {config.get('clip')} (L{config.get('clip_type')})" if config.get("clip") else "no clipping"
         self.console.print(f"[Run] {event.run}: {config.get('cell')} ({config.get('impl')}), "
                            f"{config.get('optimizer')} lr {config.get('lr')}, batch {config.get('batch_size')}, "
-                           f"{clip}, {event.total_steps} steps; log runs/{event.run}.jsonl")
+                           f"{clip}, {event.total_steps} steps; log "
+                           f"{self.log_path or os.path.join(config.get('runs_dir', 'runs'), event.run + '.jsonl')}")
         self.progress.start()
         self.bar = self.progress.add_task("train", total=event.total_steps, completed=event.step, status="")
 

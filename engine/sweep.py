@@ -79,8 +79,9 @@ def _run_job(job: tuple[str, int, int], sweep_id: str, options: dict, report) ->
                 report("progress", test_accuracy=event.accuracy)
 
     started = time.monotonic()
-    reason, _ = run_session(config, callbacks=[on_event])
-    report("done", state="finished" if reason == "finished" else "stopped", wall_s=time.monotonic() - started)
+    reason, log = run_session(config, callbacks=[on_event])
+    report("done", state="finished" if reason == "finished" else "stopped", wall_s=time.monotonic() - started,
+           log=log)
     return reason
 
 
@@ -443,7 +444,8 @@ def main(args) -> int:
     try:
         with live:
             report = run_sweep(cells, lengths, seeds=args.seeds, workers=args.workers, epochs=args.epochs,
-                               impl=args.impl, sequential=args.sequential, on_update=update)
+                               impl=args.impl, sequential=args.sequential, runs_dir=args.runs_dir,
+                               checkpoint_dir=args.checkpoint_dir, on_update=update)
     except ConfigError as error:
         print(f"rnnlab-tui: {error}", file=sys.stderr)
         return 2

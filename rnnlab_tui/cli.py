@@ -11,6 +11,7 @@ from engine.config import (CELLS, CORPORA, HEADS, IMPLS, INITS, NORM_TYPES, OPTI
                            REDUCTIONS, SAMPLINGS, TASKS, ConfigError, build_config)
 
 EXIT_USAGE = 2
+HOME_HELP = "$RNNLAB_HOME/ if set, else ./"
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -70,14 +71,16 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--log-steps", type=int, help="a log line every N steps (headless)")
     run.add_argument("--speed", type=_positive_float, help="steps/s cap (0 = unlimited)")
     run.add_argument("--device", help="cpu (default), cuda, cuda:N or mps")
-    run.add_argument("--checkpoint-dir", help="where best and last checkpoints go (default checkpoints/)")
+    run.add_argument("--runs-dir", metavar="DIR", help=f"where the run's log goes (default {HOME_HELP}runs)")
+    run.add_argument("--checkpoint-dir", metavar="DIR",
+                     help=f"where best and last checkpoints go (default {HOME_HELP}checkpoints)")
     run.add_argument("--resume", metavar="CHECKPOINT", help="continue the run saved in this checkpoint")
 
 
 TRAIN_FIELDS = ("preset", "task", "cell", "impl", "head", "length", "hidden", "embed", "layers", "bidirectional",
                 "init", "corpus", "seq_len", "sampling", "lr", "optimizer", "loss_reduction", "batch_size",
                 "epochs", "shuffle", "clip", "clip_type", "seed", "eval_steps", "log_steps", "speed", "device",
-                "checkpoint_dir")
+                "runs_dir", "checkpoint_dir")
 
 # A run in the TUI is capped so the textbook's step-3 explosion can be watched; `+` and `-` change it.
 TUI_DEFAULT_SPEED = 20.0
@@ -112,7 +115,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from engine.session import run_session
 
     to_stdout = args.events == "-"
-    printer = HeadlessPrinter(sys.stderr if to_stdout else sys.stdout, config.log_steps)
+    printer = HeadlessPrinter(sys.stderr if to_stdout else sys.stdout, config.log_steps,
+                              log_path=None if to_stdout else args.events)
     try:
         reason, log_path = run_session(config, events_path=None if to_stdout else args.events,
                                        stream=sys.stdout if to_stdout else None, callbacks=[printer])
@@ -125,24 +129,35 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 1
     finally:
         printer.close()
+    printer.console.print(f"[Log] {log_path}")  # the finished log is gzipped: its name has changed
     return 130 if reason == "stopped" else 0
 
 
+def existing_log(path: str) -> str | None:
+    """``path``, or the compressed log its run left when it finished (``path.gz``); None if neither is a file."""
+    for candidate in (path, path + ".gz"):
+        if os.path.isfile(candidate):
+            return candidate
+    return None
+
+
 def cmd_watch(args: argparse.Namespace) -> int:
-    if args.log != "-" and not os.path.isfile(args.log):
+    path = args.log if args.log == "-" else existing_log(args.log)
+    if path is None:
         return fail(f"{args.log}: no such log file")
     from tui.main import watch
 
-    return watch(args.log)
+    return watch(path)
 
 
 def cmd_data(args: argparse.Namespace) -> int:
-    from engine.config import ROOT
     from engine.data import generate_all
 
-    root = args.output or os.path.join(ROOT, "data", "digits")
-    paths = generate_all(root)
-    print(f"wrote {len(paths)} files under {root}")
+    try:
+        paths = generate_all(args.output)
+    except OSError as error:
+        return fail(f"cannot write {error.filename or args.output}: {error.strerror or error}")
+    print(f"wrote {len(paths)} files under {args.output}")
     return 0
 
 
@@ -165,8 +180,12 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
+    from engine.config import home_dirs
     from engine.sweep import main as sweep_main
 
+    for name, folder in home_dirs().items():
+        if getattr(args, name) is None:
+            setattr(args, name, folder)
     return sweep_main(args)
 
 
@@ -187,7 +206,8 @@ def make_parser() -> argparse.ArgumentParser:
     add_train_options(train)
     train.set_defaults(func=cmd_train)
     watch = commands.add_parser("watch", help="replay a run log in the TUI, or follow a stream on stdin ('-')")
-    watch.add_argument("log", help="runs/<id>.jsonl, or - for standard input")
+    watch.add_argument("log", help="runs/<id>.jsonl.gz (a finished run), runs/<id>.jsonl (a running one), "
+                                   "or - for standard input")
     watch.set_defaults(func=cmd_watch)
     generate = commands.add_parser("generate", help="continue a prefix with a character language model")
     generate.add_argument("--checkpoint", required=True)
@@ -214,13 +234,18 @@ def make_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--seeds", type=int, default=1,
                        help="train each (cell, length) N times, seeds from the preset's on (default 1); "
                             "tables, chart and conclusion use the mean")
+    sweep.add_argument("--runs-dir", metavar="DIR", help=f"where logs and results go (default {HOME_HELP}runs)")
+    sweep.add_argument("--checkpoint-dir", metavar="DIR", help=f"where checkpoints go (default {HOME_HELP}checkpoints)")
     sweep.set_defaults(func=cmd_sweep)
     bench = commands.add_parser("bench", help="time the cells, the monitor, event ingest and generation")
     bench.add_argument("--json", action="store_true", help="print a machine-readable report")
     bench.add_argument("--quick", action="store_true", help="fewer repetitions")
     bench.set_defaults(func=cmd_bench)
-    data = commands.add_parser("data", help="regenerate data/digits exactly as the textbook does")
-    data.add_argument("--output", help="folder to write (default: the repository's data/digits)")
+    data = commands.add_parser("data", help="regenerate the digit-sum files exactly as the textbook does",
+                               description="Write digits/{L}/{train,dev,test}.txt, byte-identical to the "
+                               "textbook's files (and to the ones this package ships and trains on).")
+    data.add_argument("--output", metavar="DIR", default=os.path.join("data", "digits"),
+                      help="folder to write (default ./data/digits)")
     data.set_defaults(func=cmd_data)
     return parser
 

@@ -51,13 +51,15 @@ def _run(source: EventSource) -> int:
 
 def _unreadable(path: str) -> str:
     """Why ``path`` cannot be watched, or "" when its first line is a run_started event."""
-    from engine.events import DecodeError, RunStarted, from_json
+    import zlib
+
+    from engine.events import DecodeError, RunStarted, from_json, open_log
 
     try:
-        with open(path, "rb") as handle:
+        with open_log(path) as handle:
             first = handle.readline()
-    except OSError as error:
-        return f"cannot read log {path}: {error.strerror or error}"
+    except (OSError, EOFError, zlib.error) as error:
+        return f"cannot read log {path}: {getattr(error, 'strerror', None) or error}"
     if not first.strip():
         return f"{path} is empty: not an event log"
     try:

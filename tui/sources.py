@@ -18,9 +18,10 @@ import select
 import signal
 import subprocess
 import threading
+import zlib
 from typing import Iterator
 
-from engine.events import EVENT_TYPES, Command, DecodeError, Event, Stop, from_json
+from engine.events import EVENT_TYPES, Command, DecodeError, Event, Stop, from_json, open_log
 
 CHUNK_BYTES = 1 << 16  # one read: small enough that decoding it holds the GIL only a few ms
 MAX_BATCH = 1000  # events handed to the app at once: bounds the work of one message
@@ -193,14 +194,16 @@ class LogFileSource(EventSource):
         return True
 
     def _chunks(self) -> Iterator[bytes]:
-        fd = os.open(self.path, os.O_RDONLY)
-        try:
-            for chunk in _read_fd(fd):
-                if self._closed.is_set():
+        with open_log(self.path) as handle:  # a finished log is gzipped: it is decompressed chunk by chunk
+            while not self._closed.is_set():
+                try:
+                    chunk = handle.read(CHUNK_BYTES)
+                except (EOFError, OSError, zlib.error):  # a .gz cut short or damaged: keep what was read
+                    self.bad_lines += 1
+                    return
+                if not chunk:
                     return
                 yield chunk
-        finally:
-            os.close(fd)
 
     def terminate(self) -> None:
         self._closed.set()

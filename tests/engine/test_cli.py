@@ -1,5 +1,6 @@
 """The command line as a user meets it: subprocesses, exit codes, one-line errors."""
 
+import gzip
 import json
 import os
 import signal
@@ -151,5 +152,7 @@ def test_the_child_answers_commands_and_stops_when_its_steering_goes_away(tmp_pa
     assert ("notice", "error") in kinds  # the malformed line was answered, not fatal
     assert any(e["type"] == "notice" and "clipping ON: max_norm 20" in e["message"] for e in seen)
     assert seen[-1]["type"] == "run_finished" and seen[-1]["reason"] == "stopped"
-    log = [json.loads(line) for line in open(tmp_path / f"{seen[0]['run']}.jsonl")]
+    assert not (tmp_path / f"{seen[0]['run']}.jsonl").exists()  # compressed once the run ended
+    with gzip.open(tmp_path / f"{seen[0]['run']}.jsonl.gz", "rt", encoding="utf-8") as handle:
+        log = [json.loads(line) for line in handle]
     assert log[-1] == seen[-1]

@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-from engine.config import ROOT
+from engine.config import DATA_ROOT
 from engine.config import DIGIT_LENGTHS
 from engine.data import DataError, generate_all, load_digits, load_split
 from engine.digits import parse_digits
@@ -13,12 +13,12 @@ def test_regeneration_is_byte_identical_to_the_committed_files(tmp_path):
     generate_all(str(tmp_path))
     for length in DIGIT_LENGTHS:
         for split in ("train", "dev", "test"):
-            committed = os.path.join(ROOT, "data", "digits", str(length), f"{split}.txt")
+            committed = os.path.join(DATA_ROOT, "digits", str(length), f"{split}.txt")
             assert filecmp.cmp(committed, tmp_path / str(length) / f"{split}.txt", shallow=False), committed
 
 
 def test_the_files_follow_the_textbook_recipe():
-    splits = load_digits(os.path.join(ROOT, "data"), 20)
+    splits = load_digits(DATA_ROOT, 20)
     assert {name: len(examples) for name, examples in splits.items()} == {"train": 300, "dev": 100, "test": 100}
     for sequence, label in splits["train"]:
         assert len(sequence) == 20 and label == sequence[0] + sequence[1]

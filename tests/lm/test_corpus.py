@@ -8,7 +8,7 @@ import random
 import pytest
 import torch
 
-from engine.config import ROOT
+from engine.config import DATA_ROOT
 from engine.corpus import (UNKNOWN, Vocabulary, decode, gutenberg_body, num_batches, read_corpus,
                            seq_data_iter_random, seq_data_iter_sequential, split_text)
 from engine.data import DataError
@@ -40,10 +40,10 @@ def test_shipped_corpora(timemachine_text):
     assert timemachine_text.startswith("The Time Machine, by H. G. Wells")
     assert "Gutenberg" not in timemachine_text and "\r" not in timemachine_text
     assert timemachine_text.rstrip().endswith("of man.")
-    with open(os.path.join(ROOT, "data", "corpus", "NOTICE"), encoding="utf-8") as handle:
+    with open(os.path.join(DATA_ROOT, "corpus", "NOTICE"), encoding="utf-8") as handle:
         notice = handle.read()
     assert "Copyright (c) 2016 JackeyGao" in notice and "MIT License" in notice
-    poems = read_corpus(os.path.join(ROOT, "data", "corpus", "tangshi300.txt"))
+    poems = read_corpus(os.path.join(DATA_ROOT, "corpus", "tangshi300.txt"))
     assert len(poems) == 27_703 and "床前明月光" in poems
 
 

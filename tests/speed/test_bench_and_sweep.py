@@ -7,7 +7,8 @@ import shutil
 import subprocess
 import sys
 
-from engine.config import ROOT
+from engine.config import DATA_ROOT, ROOT
+from engine.events import read_log
 
 from engine.sweep import run_sweep
 
@@ -48,16 +49,16 @@ def test_tiny_sweep_writes_json_and_csv_with_one_row_per_run(tmp_path):
     with open(json_path.with_suffix(".csv"), newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == 4
-    for row in report["runs"]:  # every worker's log is an ordinary run log
-        lines = (tmp_path / row["log"]).read_text().splitlines()
-        assert json.loads(lines[0])["type"] == "run_started"
-        assert json.loads(lines[-1])["type"] == "run_finished"
+    for row in report["runs"]:  # every worker's log is an ordinary run log, compressed once it finished
+        assert row["log"].endswith(".jsonl.gz")
+        events, bad = read_log(str(tmp_path / row["log"]))
+        assert bad == 0 and events[0].type == "run_started" and events[-1].type == "run_finished"
     assert "wall time" in done.stdout
 
 
 def test_a_failing_run_is_reported_and_the_others_finish(tmp_path):
     data = tmp_path / "data" / "digits"
-    shutil.copytree(os.path.join(ROOT, "data", "digits", "10"), data / "10")
+    shutil.copytree(os.path.join(DATA_ROOT, "digits", "10"), data / "10")
     (data / "15").mkdir()
     (data / "15" / "train.txt").write_text("this is not a digit line\n")
     report = run_sweep(["srn"], [10, 15], workers=2, epochs=1, runs_dir=str(tmp_path / "runs"),

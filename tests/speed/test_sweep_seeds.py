@@ -1,6 +1,7 @@
 """``rnnlab-tui sweep --seeds N``: one run per seed, means per (cell, length), a failed seed left out."""
 
 import csv
+import gzip
 import json
 import os
 import subprocess
@@ -28,8 +29,9 @@ def test_two_seeds_give_one_row_per_run_and_the_mean_per_length(tmp_path):
                           for seed in (base, base + 1))
     for run in report["runs"]:  # each seed is its own run with its own log
         assert run["state"] == "finished" and 0 <= run["test_accuracy"] <= 1
-        assert run["log"].endswith(f"-{run['cell']}-L{run['length']}-s{run['seed']}.jsonl")
-        first = json.loads((tmp_path / run["log"]).read_text().splitlines()[0])
+        assert run["log"].endswith(f"-{run['cell']}-L{run['length']}-s{run['seed']}.jsonl.gz")
+        with gzip.open(tmp_path / run["log"], "rt", encoding="utf-8") as handle:
+            first = json.loads(handle.readline())
         assert first["type"] == "run_started" and first["config"]["seed"] == run["seed"]
 
     with open(json_path.with_suffix(".csv"), newline="") as handle:

@@ -2,6 +2,7 @@
 leaves the terminal clean and the run log complete."""
 
 import glob
+import gzip
 import json
 import os
 import shutil
@@ -61,9 +62,9 @@ def test_explosion_clip_and_clean_quit(tmp_path):
         assert "EXPLOSION" not in screen and "clip" not in screen  # the alternate screen is gone
     finally:
         subprocess.run(["tmux", "kill-session", "-t", SESSION], capture_output=True)
-    logs = glob.glob(str(runs / "*.jsonl"))
-    assert logs, "no run log was written"
-    with open(logs[0], encoding="utf-8") as handle:
+    logs = glob.glob(str(runs / "*.jsonl*"))
+    assert [os.path.basename(log)[-9:] for log in logs] == [".jsonl.gz"], "the finished log is not compressed"
+    with gzip.open(logs[0], "rt", encoding="utf-8") as handle:
         events = [json.loads(line) for line in handle]  # every line parses
     last = events[-1]
     assert last["type"] == "run_finished" or (last["type"] == "status" and last["state"] == "stopped")
