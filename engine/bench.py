@@ -1,8 +1,9 @@
 """``rnnlab-tui bench``: the speed figures, as a table or (``--json``) a machine-readable report.
 
-* cells: forward+backward time of the scratch cells, the torch-backed cells and the textbook's naive
-  cells on the same inputs and the same weights, for SRN, LSTM and GRU at (batch 8, T 20, H 32) and
-  (batch 64, T 20, H 32), with the largest scratch-vs-torch difference seen (outputs and gradients);
+* cells: forward+backward time of the ladder naive -> scratch -> torch (``LADDER`` says what each rung
+  changes) on the same inputs and the same weights, for SRN, LSTM and GRU at (batch 8, T 20, H 32)
+  and (batch 64, T 20, H 32), with the largest scratch-vs-torch difference seen (outputs and
+  gradients);
 * monitoring: training steps/s of the ``explode`` and ``memory`` presets with full monitoring (norms,
   alarms, step events written to a log by the event writer) and with the bare loop (``monitor=False``),
   from steps of one run interleaved in blocks and from whole runs in pairs;
@@ -27,6 +28,13 @@ import time
 SIZES = ((8, 20, 32), (64, 20, 32))  # (batch, time steps, hidden = input size)
 CELL_KINDS = ("srn", "lstm", "gru")
 PRESETS = ("explode", "memory")
+# From the page to the library: one function, three implementations.
+LADDER = {
+    "naive": "one product per gate per step (the textbook's code)",
+    "scratch": "the same equations, the input projections of all steps in one product and one recurrent "
+               "product per step for all gates; autograd for BPTT",
+    "torch": "torch.nn.RNN/LSTM/GRU, one library call per sequence (PyTorch's fused kernels)",
+}
 
 
 def _median(values):
@@ -238,7 +246,7 @@ def collect(quick: bool = False, progress=None) -> dict:
     from .memory import keep_freed_memory
 
     kept = keep_freed_memory()  # as a training run does (engine/memory.py)
-    report = {"quick": quick, "machine": {"cpus": os.cpu_count(), "torch": torch.__version__,
+    report = {"quick": quick, "ladder": LADDER, "machine": {"cpus": os.cpu_count(), "torch": torch.__version__,
                                           "torch_threads": 1, "default_torch_threads": threads,
                                           "heap_keeps_freed_memory": kept,
                                           "load_average": [round(v, 2) for v in os.getloadavg()]},
@@ -248,6 +256,9 @@ def collect(quick: bool = False, progress=None) -> dict:
         for cell in CELL_KINDS:
             say(f"cells: {cell} at batch {batch}")
             report["cells"].append(time_cells(cell, batch, steps, hidden, repeats, number))
+    report["scratch_over_torch"] = {f"batch {batch}": {row["cell"]: row["scratch_over_torch"]
+                                                       for row in report["cells"] if row["batch"] == batch}
+                                    for batch, _, _ in SIZES}
     for preset in PRESETS:
         say(f"monitoring: {preset}")
         epochs = {"explode": 2 if quick else 40, "memory": 1 if quick else 8}[preset]
@@ -263,6 +274,8 @@ def collect(quick: bool = False, progress=None) -> dict:
 def print_tables(report: dict, console) -> None:
     from rich.table import Table
 
+    for rung, change in report["ladder"].items():
+        console.print(f"[bold]{rung}[/bold]: {change}")
     cells = Table(title="forward+backward, ms (median)  -  same weights, same inputs")
     for column in ("cell", "batch", "torch", "scratch", "naive", "scratch/torch", "naive/torch", "max diff"):
         cells.add_column(column, justify="left" if column == "cell" else "right")

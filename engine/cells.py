@@ -1,4 +1,4 @@
-"""Recurrent cells with the textbook's parameter names, written from the equations or backed by torch.
+"""Recurrent cells: the textbook's equations as they read, and the same cells backed by torch.
 
 Every cell, whichever implementation, exposes the same parameter names (NNDL's ``W`` for the input
 weights, ``U`` for the recurrent weights, ``b`` for the bias; one of each per gate):
@@ -14,208 +14,134 @@ weights, ``U`` for the recurrent weights, ``b`` for the bias; one of each per ga
           h~_t = tanh(x_t W_h + (r_t * h_{t-1}) U_h + b_h)
           h_t = z_t * h_{t-1} + (1 - z_t) * h~_t
 
-W is [input, hidden], U is [hidden, hidden], b is [hidden]. The torch-backed cells hold PyTorch's packed
-``weight_ih_l0`` [gates*hidden, input] etc. and report the same names as slices of them; PyTorch's second
-bias ``bias_hh_l0`` is held at zero and frozen, so SRN and LSTM compute exactly the function above.
-PyTorch's GRU applies the reset gate after the recurrent product, ``r_t * (h_{t-1} U_h)``: a different
-function, which ``--impl torch`` trains and the scratch GRU reproduces with ``reset_after=True``
-(its ``bias_hh`` is held at zero too, so the GRU also has one bias per gate).
+W is [input, hidden], U is [hidden, hidden], b is [hidden].
+
+Three implementations of one function, from the page to the library (``rnnlab-tui bench`` times them):
+
+* ``--impl naive`` (``naive.py``): the textbook's code as printed, one product per gate per step.
+* ``--impl scratch`` (here): the same equations with the gates' matrices side by side, so the input
+  projections x_t W + b of all time steps come from one product and each step makes one recurrent
+  product h_{t-1} U for all its gates, then splits it into the named gates. Autograd derives BPTT.
+* ``--impl torch``: ``torch.nn.RNN/LSTM/GRU``, PyTorch's fused kernels. They hold packed
+  ``weight_ih_l0`` [gates*hidden, input] etc. and report the textbook names as slices of them;
+  PyTorch's second bias ``bias_hh_l0`` is held at zero and frozen, so SRN and LSTM compute exactly the
+  function above. PyTorch's GRU applies the reset gate after the recurrent product,
+  ``r_t * (h_{t-1} U_h)``: a different function, which ``--impl torch`` trains and the scratch GRU
+  reproduces with ``reset_after=True`` (its ``bias_hh`` is held at zero too, so the GRU also has one
+  bias per gate).
 """
 
 from __future__ import annotations
 
-import math
+from functools import partial
 
 import torch
 from torch import nn
 
-from .bptt import PACKED, Sequence
+from .naive import NaiveCell
+from .parameters import GATES, TextbookCell, initialise, layer_suffix, textbook_name
 
-# Gate order inside each cell's packed [.., gates*hidden] weights, in textbook names.
-SCRATCH_GATES = {"srn": ("",), "lstm": ("i", "f", "o", "c"), "gru": ("r", "z", "h")}
 # PyTorch packs LSTM gates as i, f, g(=c), o and GRU gates as r, z, n(=h).
 TORCH_GATES = {"srn": ("",), "lstm": ("i", "f", "c", "o"), "gru": ("r", "z", "h")}
 
 
-def gate_names(cell: str, suffix: str = "") -> list[str]:
-    """Textbook parameter names of one cell, W first, then U, then b."""
-    gates = SCRATCH_GATES[cell]
-    names = []
-    for matrix in ("W", "U", "b"):
-        for gate in gates:
-            names.append((f"{matrix}_{gate}" if gate else matrix) + suffix)
-    return names
+# --- the equations -------------------------------------------------------------
+#
+# Each step takes x_proj = x_t W + b of all its gates [batch, gates*hidden], already computed, and
+# the previous state; it returns the new state and the step's gates by name, [batch, hidden] each.
 
 
-def layer_suffix(layer: int, reverse: bool) -> str:
-    """Names of the second layer end in ``.l1``, of the backward direction in ``.rev``."""
-    return (f".l{layer}" if layer else "") + (".rev" if reverse else "")
+def srn_step(x_proj, h, U):
+    """h_t = tanh(x_t W + h_{t-1} U + b)."""
+    h = torch.tanh(torch.addmm(x_proj, h, U))
+    return h, {"hidden": h}
 
 
-def uniform(shape, bound: float, generator: torch.Generator | None = None) -> torch.Tensor:
-    """U(-bound, bound) drawn in the textbook shape's own order, so that a transposed view of
-    PyTorch's packed weights receives the same numbers as a scratch parameter."""
-    return torch.empty(shape).uniform_(-bound, bound, generator=generator)
-
-
-def initialise(tensors: dict[str, torch.Tensor], scheme: str, hidden: int,
-               generator: torch.Generator | None = None) -> None:
-    """Fill textbook-shaped tensors (views allowed) in place, in name order, so that the same
-    generator gives the same weights whichever implementation holds them. ``zeros`` is the
-    explosion chapter's."""
-    with torch.no_grad():
-        for name, tensor in tensors.items():
-            if scheme == "zeros":
-                tensor.zero_()
-            elif scheme == "xavier":
-                if name.startswith("b"):
-                    tensor.zero_()
-                else:
-                    fan_in, fan_out = tensor.shape
-                    bound = math.sqrt(6.0 / (fan_in + fan_out))
-                    tensor.copy_(uniform(tensor.shape, bound, generator))
-            elif scheme == "torch":
-                bound = 1.0 / math.sqrt(hidden)
-                tensor.copy_(uniform(tensor.shape, bound, generator))
-            else:
-                raise ValueError(f"unknown initialisation {scheme!r}")
-
-
-# --- the equations, one step -------------------------------------------------
-
-
-def equations_step(cell: str, x_proj: torch.Tensor, h: torch.Tensor, c: torch.Tensor | None,
-                   U: torch.Tensor, U_h: torch.Tensor | None = None, reset_after: bool = False):
-    """One time step from the input projection ``x_proj = x_t W + b`` [batch, gates*hidden].
-
-    Returns (h, c, gates) where gates maps gate names to [batch, hidden] tensors.
-    For the GRU, U holds U_r and U_z packed [hidden, 2*hidden] and U_h is separate, because the
-    candidate needs the reset gate first.
-    """
+def lstm_step(x_proj, state, U):
+    """NNDL 6.3: U = [U_i U_f U_o U_c] [hidden, 4*hidden], one product for the four gates."""
+    h, c = state
     hidden = h.shape[-1]
-    if cell == "srn":
-        h = torch.tanh(torch.addmm(x_proj, h, U))
-        return h, None, {"hidden": h}
-    if cell == "lstm":
-        pre = torch.addmm(x_proj, h, U)  # [batch, 4*hidden]
-        sig = torch.sigmoid(pre[:, : 3 * hidden])
-        input_gate, forget_gate, output_gate = sig.chunk(3, dim=1)
-        candidate = torch.tanh(pre[:, 3 * hidden:])
-        c = forget_gate * c + input_gate * candidate
-        h = output_gate * torch.tanh(c)
-        return h, c, {"input_gate": input_gate, "forget_gate": forget_gate,
-                      "output_gate": output_gate, "cell_state": c, "hidden": h}
-    # GRU
-    rz = torch.sigmoid(torch.addmm(x_proj[:, : 2 * hidden], h, U))
-    reset_gate, update_gate = rz.chunk(2, dim=1)
-    if reset_after:  # PyTorch's GRU: r * (h U_h)
-        candidate = torch.tanh(x_proj[:, 2 * hidden:] + reset_gate * (h @ U_h))
-    else:  # d2l's GRU: (r * h) U_h
-        candidate = torch.tanh(torch.addmm(x_proj[:, 2 * hidden:], reset_gate * h, U_h))
-    h = update_gate * h + (1 - update_gate) * candidate
-    return h, None, {"reset_gate": reset_gate, "update_gate": update_gate,
-                     "candidate": candidate, "hidden": h}
+    ifo, c_hat = torch.addmm(x_proj, h, U).split([3 * hidden, hidden], dim=1)
+    i, f, o = torch.sigmoid(ifo).chunk(3, dim=1)
+    c_tilde = torch.tanh(c_hat)
+    c = f * c + i * c_tilde
+    h = o * torch.tanh(c)
+    return (h, c), {"input_gate": i, "forget_gate": f, "output_gate": o, "cell_state": c, "hidden": h}
 
 
-# --- written from the equations ----------------------------------------------
+def gru_step(x_proj, h, U_rz, U_h):
+    """d2l 9.1: the candidate reads r_t * h_{t-1}, so U_h waits for the reset gate: two products."""
+    hidden = h.shape[-1]
+    x_rz, x_h = x_proj.split([2 * hidden, hidden], dim=1)
+    r, z = torch.sigmoid(torch.addmm(x_rz, h, U_rz)).chunk(2, dim=1)
+    h_tilde = torch.tanh(torch.addmm(x_h, r * h, U_h))
+    h = z * h + (1 - z) * h_tilde
+    return h, {"reset_gate": r, "update_gate": z, "candidate": h_tilde, "hidden": h}
 
 
-class ScratchCell(nn.Module):
-    """One layer, one direction, written from the equations.
+def gru_reset_after_step(x_proj, h, U):
+    """PyTorch's GRU: h~_t = tanh(x_t W_h + b_h + r_t * (h_{t-1} U_h)), one product for all gates."""
+    hidden = h.shape[-1]
+    x_rz, x_h = x_proj.split([2 * hidden, hidden], dim=1)
+    h_rz, h_h = (h @ U).split([2 * hidden, hidden], dim=1)
+    r, z = torch.sigmoid(x_rz + h_rz).chunk(2, dim=1)
+    h_tilde = torch.tanh(x_h + r * h_h)
+    h = z * h + (1 - z) * h_tilde
+    return h, {"reset_gate": r, "update_gate": z, "candidate": h_tilde, "hidden": h}
 
-    The weights live packed, one block of rows per gate, as a fast implementation keeps them:
-    ``weight_input`` [gates*hidden, input], ``weight_hidden`` [gates*hidden, hidden], ``bias``
-    [gates*hidden]; every textbook tensor (``W_i`` [input, hidden], ``U_i``, ``b_i`` ...) is a view
-    into them, and so is its gradient. The training forward is ``bptt.Sequence`` (one autograd node,
-    hand-written BPTT); ``record=True`` runs ``equations_step`` step by step and keeps every gate.
-    """
 
-    def __init__(self, cell: str, input_size: int, hidden: int, suffix: str = "", init: str = "xavier",
-                 reset_after: bool = False):
-        super().__init__()
-        self.cell, self.hidden, self.suffix, self.reset_after = cell, hidden, suffix, reset_after
-        self.gates = SCRATCH_GATES[cell]
-        self.names = gate_names(cell, suffix)
-        size = len(self.gates) * hidden
-        self.weight_input = nn.Parameter(torch.empty(size, input_size))
-        self.weight_hidden = nn.Parameter(torch.empty(size, hidden))
-        self.bias = nn.Parameter(torch.empty(size))
-        initialise(self.textbook_parameters(), init, hidden)
-
-    def _views(self, attribute: str) -> dict[str, torch.Tensor | None]:
-        """'data' gives the textbook tensors as views of the packed ones, 'grad' their gradients."""
-        views: dict[str, torch.Tensor | None] = {}
-        slots = PACKED[self.cell]
-        for matrix, packed in (("W", self.weight_input), ("U", self.weight_hidden), ("b", self.bias)):
-            tensor = packed if attribute == "data" else packed.grad
-            for gate_index, gate in enumerate(self.gates):
-                name = (f"{matrix}_{gate}" if gate else matrix) + self.suffix
-                if tensor is None:
-                    views[name] = None
-                    continue
-                slot = slots.index(gate_index)
-                part = tensor[slot * self.hidden:(slot + 1) * self.hidden]
-                views[name] = part if matrix == "b" else part.t()
-        return views
-
-    def textbook_parameters(self) -> dict[str, torch.Tensor]:
-        return self._views("data")
-
-    def textbook_gradients(self) -> dict[str, torch.Tensor | None]:
-        return self._views("grad")
-
-    def _packed(self, matrix: str) -> torch.Tensor:
-        """W, U or b of all gates side by side in textbook order: [.., gates*hidden]."""
-        params = self.textbook_parameters()
-        parts = [params[(f"{matrix}_{gate}" if gate else matrix) + self.suffix] for gate in self.gates]
+def side_by_side(params: dict[str, torch.Tensor], cell: str, suffix: str = ""):
+    """W [input, G], U [hidden, G], b [G]: one cell's matrices with its gates side by side in the
+    textbook's order, G = gates*hidden."""
+    def joined(matrix):
+        parts = [params[textbook_name(matrix, gate, suffix)] for gate in GATES[cell]]
         return parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
-
-    def forward(self, x: torch.Tensor, state=None, record: bool = False):
-        """x [batch, time, input] -> outputs [batch, time, hidden], final state (and per-step gates)."""
-        # The LSTM's sequence runs its element-wise work in NumPy, so on another device it takes
-        # the equations step by step, with autograd.
-        if not record and (self.cell != "lstm" or x.device.type == "cpu"):
-            h0, c0 = _split_state(self.cell, state, x.shape[0], self.hidden, x)
-            output, h, c = Sequence.apply(self.cell, self.reset_after, x, h0, c0,
-                                          self.weight_input, self.weight_hidden, self.bias)
-            return output, ((h, c) if self.cell == "lstm" else h)
-        batch, steps, _ = x.shape
-        W, b = self._packed("W"), self._packed("b")  # [input, gates*hidden], [gates*hidden]
-        # The input projections of all time steps in one matrix product.
-        x_proj = torch.addmm(b, x.reshape(batch * steps, -1), W).view(batch, steps, -1)
-        U_all = self._packed("U")  # [hidden, gates*hidden]
-        U, U_h = U_all, None
-        if self.cell == "gru":
-            U, U_h = U_all[:, : 2 * self.hidden], U_all[:, 2 * self.hidden:]
-        h, c = _split_state(self.cell, state, batch, self.hidden, x)
-        outputs, recorded = [], []
-        for t in range(steps):
-            h, c, gates = equations_step(self.cell, x_proj[:, t], h, c, U, U_h, reset_after=self.reset_after)
-            outputs.append(h)
-            recorded.append(gates)
-        final = (h, c) if self.cell == "lstm" else h
-        output = torch.stack(outputs, dim=1)
-        if not record:
-            return output, final
-        return output, final, {key: torch.stack([g[key] for g in recorded], dim=1) for key in recorded[0]}
+    return joined("W"), joined("U"), joined("b")
 
 
-def _attr(name: str) -> str:
-    return name.replace(".", "_")
+def unroll(cell: str, W, U, b, x: torch.Tensor, state=None, reset_after: bool = False):
+    """The equations over x [batch, time, input] from ``state`` (zeros when None), W, U, b as
+    ``side_by_side`` gives them.
+
+    Returns (steps, final state): ``steps[t]`` maps the names of step t's gates and states to
+    [batch, hidden] tensors of the autograd graph, so ``steps[t]["hidden"].retain_grad()`` before
+    the backward pass gives dL/dh_t, the gradient that reaches step t through the recurrence.
+    """
+    batch, steps, _ = x.shape
+    hidden = U.shape[0]
+    # The input projections of all time steps in one product: [batch, time, G]
+    x_proj = torch.addmm(b, x.reshape(batch * steps, -1), W).view(batch, steps, -1)
+    if state is None:
+        zeros = x.new_zeros(batch, hidden)
+        state = (zeros, zeros) if cell == "lstm" else zeros
+    if cell == "srn":
+        step = partial(srn_step, U=U)
+    elif cell == "lstm":
+        step = partial(lstm_step, U=U)
+    elif reset_after:
+        step = partial(gru_reset_after_step, U=U)
+    else:
+        step = partial(gru_step, U_rz=U[:, : 2 * hidden], U_h=U[:, 2 * hidden:])
+    recorded = []
+    for x_t in x_proj.unbind(1):
+        state, gates = step(x_t, state)
+        recorded.append(gates)
+    return recorded, state
+
+
+class ScratchCell(TextbookCell):
+    """One layer, one direction, written from the equations: one parameter per textbook name."""
+
+    def forward(self, x: torch.Tensor, state=None):
+        """x [batch, time, input] -> outputs h_1..h_T [batch, time, hidden], final state."""
+        W, U, b = side_by_side(self.textbook_parameters(), self.cell, self.suffix)
+        steps, final = unroll(self.cell, W, U, b, x, state, self.reset_after)
+        return torch.stack([step["hidden"] for step in steps], dim=1), final
 
 
 def _stacked(finals: list[torch.Tensor]) -> torch.Tensor:
     """[layers * directions, batch, hidden]; one cell's state needs no copy."""
     return finals[0].unsqueeze(0) if len(finals) == 1 else torch.stack(finals)
-
-
-def _split_state(cell, state, batch, hidden, like):
-    if state is None:
-        zeros = like.new_zeros(batch, hidden)
-        return zeros, (zeros if cell == "lstm" else None)
-    if cell == "lstm":
-        return state
-    return state, None
 
 
 # --- backed by torch.nn.RNN / LSTM / GRU ------------------------------------
@@ -242,16 +168,15 @@ class Recurrent(nn.Module):
             kwargs = {"nonlinearity": "tanh"} if cell == "srn" else {}
             self.net = TORCH_MODULES[cell](input_size, hidden, num_layers=layers, batch_first=True,
                                            bidirectional=bidirectional, **kwargs)
-            for name, parameter in self.net.named_parameters():
-                if name.startswith("bias_hh"):
+            for torch_name, parameter in self.net.named_parameters():
+                if torch_name.startswith("bias_hh"):
                     # One bias per gate, as in the textbook: PyTorch's second bias stays zero.
                     parameter.requires_grad_(False)
                     parameter.data.zero_()
             initialise(self.textbook_parameters(), init, hidden)
         else:
-            cell_class = ScratchCell
-            if impl == "naive":  # the textbook's unfused cells, kept for comparison (bench, sweep)
-                from .naive import NaiveCell as cell_class
+            # naive: the textbook's unfused cells, kept for comparison (bench, sweep)
+            cell_class = NaiveCell if impl == "naive" else ScratchCell
             cells = []
             for layer in range(layers):
                 for direction in range(self.directions):
@@ -268,7 +193,7 @@ class Recurrent(nn.Module):
         views: dict[str, torch.Tensor] = {}
         gates = TORCH_GATES[self.cell]
         hidden = self.hidden
-        order = SCRATCH_GATES[self.cell]
+        order = GATES[self.cell]
         for layer in range(self.layers):
             for direction in range(self.directions):
                 tail = f"_l{layer}" + ("_reverse" if direction else "")
@@ -276,13 +201,13 @@ class Recurrent(nn.Module):
                 for matrix, torch_name in (("W", "weight_ih"), ("U", "weight_hh"), ("b", "bias_ih")):
                     tensor = getattr(getattr(self.net, torch_name + tail), attribute)
                     for gate in order:
-                        name = (f"{matrix}_{gate}" if gate else matrix) + suffix
+                        key = textbook_name(matrix, gate, suffix)
                         if tensor is None:
-                            views[name] = None
+                            views[key] = None
                             continue
                         index = gates.index(gate)
                         part = tensor[index * hidden:(index + 1) * hidden]
-                        views[name] = part.t() if matrix != "b" else part
+                        views[key] = part.t() if matrix != "b" else part
         return views
 
     def textbook_parameters(self) -> dict[str, torch.Tensor]:
@@ -304,8 +229,8 @@ class Recurrent(nn.Module):
     def load_textbook_parameters(self, values: dict[str, torch.Tensor]) -> None:
         """Copy textbook-named tensors in (the same weights in either implementation)."""
         with torch.no_grad():
-            for name, target in self.textbook_parameters().items():
-                target.copy_(values[name])
+            for key, target in self.textbook_parameters().items():
+                target.copy_(values[key])
 
     # -- forward -------------------------------------------------------------
 
@@ -346,24 +271,11 @@ class Recurrent(nn.Module):
 
     @torch.no_grad()
     def record(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Run the first layer's equations on x [1, time, input] with the current weights.
+        """Run the first layer's equations on x [1, time, input] with the current weights, whichever
+        implementation holds them.
 
         Returns gate name -> [hidden, time]: the heatmaps' rows are hidden units, columns time steps.
         """
-        params = self.textbook_parameters()
-        gates = SCRATCH_GATES[self.cell]
-        W = torch.cat([params[(f"W_{g}" if g else "W")] for g in gates], dim=-1)
-        b = torch.cat([params[(f"b_{g}" if g else "b")] for g in gates], dim=-1)
-        U_all = torch.cat([params[(f"U_{g}" if g else "U")] for g in gates], dim=-1)
-        U, U_h = U_all, None
-        if self.cell == "gru":
-            U, U_h = U_all[:, : 2 * self.hidden], U_all[:, 2 * self.hidden:]
-        x_proj = x[0] @ W + b  # [time, gates*hidden]
-        h = x.new_zeros(1, self.hidden)
-        c = x.new_zeros(1, self.hidden) if self.cell == "lstm" else None
-        steps = []
-        for t in range(x.shape[1]):
-            h, c, values = equations_step(self.cell, x_proj[t:t + 1], h, c, U, U_h,
-                                          reset_after=self.reset_after)
-            steps.append(values)
+        W, U, b = side_by_side(self.textbook_parameters(), self.cell)
+        steps, _ = unroll(self.cell, W, U, b, x, reset_after=self.reset_after)
         return {key: torch.cat([step[key] for step in steps]).t() for key in steps[0]}

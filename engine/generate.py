@@ -17,6 +17,7 @@ import time
 import torch
 
 from .corpus import UNKNOWN, Vocabulary
+from .models import LanguageModel
 
 CHUNK = 4  # characters per Generation event: small enough to watch the text appear
 MAX_LENGTH = 10_000
@@ -134,7 +135,6 @@ def measure_generation_speed(hidden: int = 256, repeats: int = 3) -> dict:
     Time Machine sized vocabulary), for a short and a long prefix and output. Plain floats, for
     ``rnnlab-tui bench``; the best of ``repeats`` runs, as timeit reports."""
     from .config import build_config
-    from .lm import LanguageModel
 
     config = build_config("lm-timemachine", hidden=hidden)
     vocab = Vocabulary("".join(chr(c) for c in range(32, 127)) + "\n")
@@ -172,7 +172,6 @@ def load_generator(path: str):
     """(model, vocabulary, config) from a checkpoint; CheckpointError or ValueError with one line."""
     from .checkpoint import CheckpointError, load
     from .config import TrainConfig
-    from .lm import LanguageModel
 
     payload = load(path)
     try:

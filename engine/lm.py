@@ -1,4 +1,4 @@
-"""The character language model of d2l 8.5 / 9.2 and the task that trains it.
+"""The task that trains the character language model of d2l 8.5 / 9.2 (``models.LanguageModel``).
 
     characters [batch, time] -> embedding (or one-hot) -> recurrent layers -> Linear over the vocabulary
 
@@ -15,52 +15,15 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .cells import Recurrent
 from .config import ConfigError, TrainConfig
 from .corpus import SAMPLERS, Vocabulary, corpus_path, num_batches, read_corpus, split_text
 from .generate import stream_events
-from .models import TextbookNamed, initialise_model
+from .models import LanguageModel
 
 # The gate heatmaps' default input, the prefixes the textbooks continue.
 PROBES = {"timemachine": "time traveller", "tangshi300": "床前明月光"}
 MAX_GATE_CHARACTERS = 64  # heatmap columns; more would not fit a terminal
 EVAL_ROWS = 8  # held-out text is read as this many parallel streams, each from a zero state
-
-
-class LanguageModel(TextbookNamed):
-    """Embedding(vocab, embed) or one-hot (embed 0) -> Recurrent -> Linear(dirs*hidden, vocab)."""
-
-    def __init__(self, config: TrainConfig, vocab_size: int):
-        super().__init__()
-        self.vocab_size = vocab_size
-        self.one_hot = config.embed == 0  # d2l 8.5 feeds one-hot vectors; an embedding is the usual fix
-        self.embedding = None if self.one_hot else nn.Embedding(vocab_size, config.embed)
-        input_size = vocab_size if self.one_hot else config.embed
-        self.rnn = Recurrent(config.cell, config.impl, input_size, config.hidden, layers=config.layers,
-                             bidirectional=config.bidirectional, init=config.resolved_init)
-        self.bidirectional = config.bidirectional
-        self.linear = nn.Linear(config.hidden * self.rnn.directions, vocab_size)
-        initialise_model(self, config.resolved_init, config.seed)
-
-    def _outer_modules(self):
-        modules = (("embedding", self.embedding), ("rnn", self.rnn), ("linear", self.linear))
-        return tuple((name, module) for name, module in modules if module is not None)
-
-    def embed(self, tokens: torch.Tensor) -> torch.Tensor:
-        """tokens [batch, time] -> [batch, time, input]."""
-        if self.one_hot:
-            return F.one_hot(tokens, self.vocab_size).to(self.linear.weight.dtype)
-        return self.embedding(tokens)
-
-    def forward(self, tokens: torch.Tensor, state=None):
-        """tokens [batch, time] -> logits [batch, time, vocab], the state after the last step."""
-        outputs, state = self.rnn(self.embed(tokens), state)  # [batch, time, dirs*hidden]
-        return self.linear(outputs), state
-
-    @torch.no_grad()
-    def record_gates(self, tokens: torch.Tensor) -> dict[str, torch.Tensor]:
-        """tokens [time] -> gate name -> [hidden, time], from the first layer's equations."""
-        return self.rnn.record(self.embed(tokens.unsqueeze(0)))
 
 
 def detach_state(state):

@@ -1,5 +1,6 @@
 """Models around the recurrent layer: the digit-sum classifier (NNDL's Model_RNN4SeqClass) and its
-regression variant. Every model names its tensors the textbook's way for the monitor."""
+regression variant, and the character language model of d2l 8.5 / 9.2. Every model names its tensors
+the textbook's way for the monitor."""
 
 from __future__ import annotations
 
@@ -7,10 +8,12 @@ import math
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
-from .cells import Recurrent, initialise, uniform
+from .cells import Recurrent
 from .config import TrainConfig
 from .data import NUM_CLASSES
+from .parameters import initialise, uniform
 
 
 class TextbookNamed(nn.Module):
@@ -102,9 +105,46 @@ class DigitSumModel(TextbookNamed):
         return self.rnn.record(self.embedding(digits.unsqueeze(0)))
 
 
+class LanguageModel(TextbookNamed):
+    """Embedding(vocab, embed) or one-hot (embed 0) -> Recurrent -> Linear(dirs*hidden, vocab).
+
+    characters [batch, time] -> logits of the next character [batch, time, vocab]; its task (corpus,
+    batches, perplexity) is in ``lm.py``."""
+
+    def __init__(self, config: TrainConfig, vocab_size: int):
+        super().__init__()
+        self.vocab_size = vocab_size
+        self.one_hot = config.embed == 0  # d2l 8.5 feeds one-hot vectors; an embedding is the usual fix
+        self.embedding = None if self.one_hot else nn.Embedding(vocab_size, config.embed)
+        input_size = vocab_size if self.one_hot else config.embed
+        self.rnn = Recurrent(config.cell, config.impl, input_size, config.hidden, layers=config.layers,
+                             bidirectional=config.bidirectional, init=config.resolved_init)
+        self.bidirectional = config.bidirectional
+        self.linear = nn.Linear(config.hidden * self.rnn.directions, vocab_size)
+        initialise_model(self, config.resolved_init, config.seed)
+
+    def _outer_modules(self):
+        modules = (("embedding", self.embedding), ("rnn", self.rnn), ("linear", self.linear))
+        return tuple((name, module) for name, module in modules if module is not None)
+
+    def embed(self, tokens: torch.Tensor) -> torch.Tensor:
+        """tokens [batch, time] -> [batch, time, input]."""
+        if self.one_hot:
+            return F.one_hot(tokens, self.vocab_size).to(self.linear.weight.dtype)
+        return self.embedding(tokens)
+
+    def forward(self, tokens: torch.Tensor, state=None):
+        """tokens [batch, time] -> logits [batch, time, vocab], the state after the last step."""
+        outputs, state = self.rnn(self.embed(tokens), state)  # [batch, time, dirs*hidden]
+        return self.linear(outputs), state
+
+    @torch.no_grad()
+    def record_gates(self, tokens: torch.Tensor) -> dict[str, torch.Tensor]:
+        """tokens [time] -> gate name -> [hidden, time], from the first layer's equations."""
+        return self.rnn.record(self.embed(tokens.unsqueeze(0)))
+
+
 def build_model(config: TrainConfig, vocab_size: int = 0) -> TextbookNamed:
     if config.task == "lm":
-        from .lm import LanguageModel  # the language-model task's own module
-
         return LanguageModel(config, vocab_size)
     return DigitSumModel(config)

@@ -7,44 +7,23 @@ name; d2l 9.1 writes the GRU the same way. Nothing is packed, nothing is fused: 
 the textbook timed against ``torch.nn.LSTM``. ``--impl naive`` (bench and sweep) trains with these.
 
 Each cell takes x [batch, time, input] and a state, and returns outputs [batch, time, hidden] and the
-final state, like ``cells.ScratchCell``, so the same model and runner can train it.
+final state, like the scratch cells, so the same model and runner can train it.
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from .cells import SCRATCH_GATES, gate_names, initialise
+from .parameters import TextbookCell
 
 
-class NaiveCell(nn.Module):
+class NaiveCell(TextbookCell):
     """One textbook cell: one nn.Parameter per textbook name (W_i [input, hidden], U_i, b_i, ...)."""
 
-    def __init__(self, cell: str, input_size: int, hidden: int, suffix: str = "", init: str = "xavier",
-                 reset_after: bool = False):
-        super().__init__()
-        self.cell, self.hidden, self.suffix, self.reset_after = cell, hidden, suffix, reset_after
-        self.names = gate_names(cell, suffix)
-        for name in self.names:
-            if name.startswith("W"):
-                shape = (input_size, hidden)
-            elif name.startswith("U"):
-                shape = (hidden, hidden)
-            else:
-                shape = (hidden,)
-            self.register_parameter(_attr(name), nn.Parameter(torch.empty(shape)))
-        initialise(self.textbook_parameters(), init, hidden)
-
-    def textbook_parameters(self) -> dict[str, torch.Tensor]:
-        return {name: getattr(self, _attr(name)) for name in self.names}
-
-    def textbook_gradients(self) -> dict[str, torch.Tensor | None]:
-        return {name: p.grad for name, p in self.textbook_parameters().items()}
-
-    def _p(self, name: str) -> torch.Tensor:
-        return getattr(self, _attr(name + self.suffix))
+    def _p(self, key: str) -> torch.Tensor:
+        """``self.W_i`` in the textbook's code."""
+        return self.textbook[(key + self.suffix).replace(".", "_")]
 
     def forward(self, inputs: torch.Tensor, states=None):
         batch_size, seq_len, _ = inputs.shape
@@ -88,10 +67,3 @@ class NaiveCell(nn.Module):
             H_tilda = F.tanh(torch.matmul(step_input, p("W_h")) + torch.matmul(R * hidden_state, p("U_h"))
                              + p("b_h"))
         return Z * hidden_state + (1 - Z) * H_tilda
-
-
-def _attr(name: str) -> str:
-    return name.replace(".", "_")
-
-
-__all__ = ["NaiveCell", "SCRATCH_GATES"]

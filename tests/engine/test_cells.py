@@ -1,9 +1,10 @@
 import pytest
 import torch
 
-from engine.cells import Recurrent, gate_names
+from engine.cells import Recurrent, side_by_side, unroll
 from engine.config import build_config
 from engine.models import DigitSumModel
+from engine.parameters import gate_names
 
 
 def pair(cell, layers=1, bidirectional=False, hidden=7, inputs=5):
@@ -107,20 +108,31 @@ def test_the_explosion_chapter_initialises_w_u_b_to_zero():
     assert params["embedding"].abs().sum() > 0
 
 
-def test_the_step_by_step_equations_give_the_fast_paths_gradients():
-    # Off the CPU the scratch LSTM takes the equations step by step with autograd (record=True
-    # runs the same loop); its outputs and gradients must be the hand-written BPTT's.
+@pytest.mark.parametrize("cell, init", [("srn", "zeros"), ("lstm", "xavier")])
+def test_the_memory_preset_starts_from_the_sources_initialisation(cell, init):
+    model = DigitSumModel(build_config(preset="memory", cell=cell, impl="scratch"))
+    params = model.textbook_parameters()
+    weights = [name for name in model.rnn.names if not name.startswith("b")]
+    assert all(params[name].abs().sum() == 0 for name in model.rnn.names) == (init == "zeros")
+    if init == "xavier":
+        bound = (6.0 / (32 + 32)) ** 0.5  # Xavier-uniform for a [32, 32] matrix
+        assert all(0.9 * bound < params[name].abs().max() <= bound for name in weights)
+        assert all(params[name].abs().sum() == 0 for name in model.rnn.names if name.startswith("b"))
+
+
+def test_every_hidden_state_is_in_the_graph_and_its_gradient_follows_bptt():
+    # NNDL 6.2.1: dL/dh_{t-1} = (dL/dh_t * (1 - h_t^2)) U^T for an SRN whose loss reads only h_T
     torch.manual_seed(0)
-    model = Recurrent("lstm", "scratch", 5, 7)
-    cell = model.cells[0]
-    x = torch.randn(3, 6, 5)
-    weights = torch.randn(3, 6, 7)
-    results = []
-    for record in (False, True):
-        model.zero_grad()
-        inputs = x.clone().requires_grad_()
-        outputs = cell(inputs, None, record=record)[0]
-        (outputs * weights).sum().backward()
-        results.append([outputs.detach(), inputs.grad] + [g.clone() for g in model.textbook_gradients().values()])
-    for fast, stepwise in zip(*results):
-        torch.testing.assert_close(fast, stepwise, atol=1e-5, rtol=1e-5)
+    layer = Recurrent("srn", "scratch", 5, 7, init="torch")
+    params = layer.textbook_parameters()
+    steps, h_T = unroll("srn", *side_by_side(params, "srn"), torch.randn(3, 6, 5))
+    states = [step["hidden"] for step in steps]
+    for h in states:
+        h.retain_grad()
+    weights = torch.randn(3, 7)
+    (h_T * weights).sum().backward()
+    assert h_T is states[-1]
+    torch.testing.assert_close(states[-1].grad, weights)
+    for t in range(len(states) - 1, 0, -1):
+        expected = (states[t].grad * (1 - states[t] ** 2)) @ params["U"].t()
+        torch.testing.assert_close(states[t - 1].grad, expected)

@@ -7,7 +7,7 @@ import torch
 
 from engine.config import build_config
 from engine.corpus import Vocabulary, corpus_path, read_corpus
-from engine.lm import LanguageModel
+from engine.models import LanguageModel
 
 
 @pytest.fixture(autouse=True)

@@ -13,7 +13,7 @@ from engine import checkpoint as ckpt
 from engine import events as ev
 from engine.generate import (BIDIRECTIONAL_REFUSAL, choose, continuation, measure_generation_speed, predict,
                              stream_events)
-from engine.lm import LanguageModel
+from engine.models import LanguageModel
 
 
 def test_predict_returns_the_prefix_and_its_continuation(tiny_model):

@@ -10,7 +10,8 @@ import torch
 
 from engine.config import ConfigError, build_config
 from engine.corpus import Vocabulary
-from engine.lm import LanguageModel, LanguageModelTask
+from engine.lm import LanguageModelTask
+from engine.models import LanguageModel
 
 
 def small_corpus(tmp_path, text: str) -> str:

@@ -1,5 +1,6 @@
-"""The fast scratch cells (packed weights, hand-written BPTT) compute the torch cells' function, and
-the textbook's naive cells compute the scratch cells' one: outputs and every gradient to 1e-5."""
+"""At the benchmark's sizes the three implementations compute one function: the scratch cells (the
+equations with autograd) the torch cells' one, the textbook's naive cells the scratch cells' one:
+outputs, final states and every gradient to 1e-5."""
 
 import pytest
 import torch
@@ -55,40 +56,6 @@ def test_scratch_equals_torch(cell, batch, steps, hidden):
 
 @pytest.mark.parametrize("cell", ["srn", "lstm", "gru"])
 @pytest.mark.parametrize("reset_after", [False, True])
-def test_hand_written_backward_matches_autograd_on_the_equations(cell, reset_after):
-    """In float64, the BPTT backward equals autograd through the step-by-step equations."""
-    torch.manual_seed(3)
-    model = Recurrent(cell, "scratch", 5, 6, init="torch", reset_after=reset_after).double()
-    x = torch.randn(4, 9, 5, dtype=torch.float64)
-    state = _state(cell, 4, 6, torch.Generator().manual_seed(1))
-    state = tuple(s.double() for s in state) if isinstance(state, tuple) else state.double()
-    weights = torch.randn(4, 9, 6, dtype=torch.float64)
-    fast = _run(model, x, state, weights)
-
-    class Recorded(torch.nn.Module):  # the same cell, run through equations_step (record=True)
-        def __init__(self, layer):
-            super().__init__()
-            self.layer = layer
-
-        def forward(self, inputs, state):
-            cell_state = (state[0][0], state[1][0]) if cell == "lstm" else state[0]
-            outputs, final, _ = self.layer.cells[0](inputs, cell_state, record=True)
-            return outputs, final
-
-        def textbook_gradients(self):
-            return self.layer.textbook_gradients()
-
-    slow = _run(Recorded(model), x, state, weights)
-    torch.testing.assert_close(fast[0], slow[0])
-    torch.testing.assert_close(fast[2], slow[2])
-    for a, b in zip(fast[3], slow[3]):
-        torch.testing.assert_close(a, b)
-    for name in fast[4]:
-        torch.testing.assert_close(fast[4][name], slow[4][name], msg=name)
-
-
-@pytest.mark.parametrize("cell", ["srn", "lstm", "gru"])
-@pytest.mark.parametrize("reset_after", [False, True])
 def test_naive_cells_equal_the_scratch_cells(cell, reset_after):
     generator = torch.Generator().manual_seed(7)
     scratch = Recurrent(cell, "scratch", 32, 32, init="torch", reset_after=reset_after)
@@ -106,14 +73,12 @@ def test_naive_cells_equal_the_scratch_cells(cell, reset_after):
         torch.testing.assert_close(b[4][name], a[4][name], **close, msg=name)
 
 
-def test_textbook_tensors_are_views_of_the_packed_weights():
+def test_textbook_tensors_are_the_parameters_the_optimiser_updates():
     layer = Recurrent("lstm", "scratch", 4, 3)
     params = layer.textbook_parameters()
     assert list(params) == ["W_i", "W_f", "W_o", "W_c", "U_i", "U_f", "U_o", "U_c", "b_i", "b_f", "b_o", "b_c"]
     assert params["W_i"].shape == (4, 3) and params["U_c"].shape == (3, 3) and params["b_o"].shape == (3,)
-    with torch.no_grad():
-        params["U_f"].fill_(0.5)  # writes through to the packed storage
-    assert (layer.textbook_parameters()["U_f"] == 0.5).all()
+    assert {id(p) for p in params.values()} == {id(p) for p in layer.parameters()}
     outputs, _ = layer(torch.randn(2, 5, 4))
     outputs.sum().backward()
     grads = layer.textbook_gradients()
