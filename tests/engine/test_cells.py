@@ -136,3 +136,17 @@ def test_every_hidden_state_is_in_the_graph_and_its_gradient_follows_bptt():
     for t in range(len(states) - 1, 0, -1):
         expected = (states[t].grad * (1 - states[t] ** 2)) @ params["U"].t()
         torch.testing.assert_close(states[t - 1].grad, expected)
+
+
+@pytest.mark.parametrize("cell", ["srn", "lstm"])
+def test_a_checkpoint_moves_between_implementations(tmp_path, cell):
+    from engine import checkpoint as ckpt
+
+    models = {impl: DigitSumModel(build_config(cell=cell, impl=impl, init="torch", length=5, seed=seed))
+              for impl, seed in (("torch", 1), ("scratch", 2))}
+    digits = torch.randint(0, 10, (4, 5))
+    for source, target in (("torch", "scratch"), ("scratch", "torch")):
+        path = str(tmp_path / f"{source}.pt")
+        ckpt.save(path, {"config": {}, "parameters": ckpt.snapshot_parameters(models[source])})
+        models[target].load_textbook_parameters(ckpt.load(path)["parameters"])
+        torch.testing.assert_close(models[target](digits), models[source](digits), atol=1e-5, rtol=0)
