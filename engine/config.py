@@ -66,6 +66,7 @@ class TrainConfig:
     eval_steps: int = 0  # evaluate every eval_steps steps (0 = once per epoch) and at the last step
     device: str = "cpu"
     speed: float = 0.0  # steps/s cap, 0 = as fast as possible
+    pause_on_alarm: bool = False  # pause at the first explosion (the TUI's default for the digit tasks)
     probe: str = "6 7 0 0 1"  # gate heatmap input, padded with zeros to the length
     checkpoint_dir: str = "checkpoints"  # build_config puts it under $RNNLAB_HOME when that is set
     runs_dir: str = "runs"

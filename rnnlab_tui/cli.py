@@ -70,6 +70,8 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--eval-steps", type=int, help="evaluate every N steps (default: every epoch)")
     run.add_argument("--log-steps", type=int, help="a log line every N steps (headless)")
     run.add_argument("--speed", type=_positive_float, help="steps/s cap (0 = unlimited)")
+    run.add_argument("--no-pause-on-alarm", dest="pause_on_alarm", action="store_false", default=None,
+                     help="the TUI keeps training through the first explosion instead of pausing there")
     run.add_argument("--device", help="cpu (default), cuda, cuda:N or mps")
     run.add_argument("--runs-dir", metavar="DIR", help=f"where the run's log goes (default {HOME_HELP}runs)")
     run.add_argument("--checkpoint-dir", metavar="DIR",
@@ -80,7 +82,7 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
 TRAIN_FIELDS = ("preset", "task", "cell", "impl", "head", "length", "hidden", "embed", "layers", "bidirectional",
                 "init", "corpus", "seq_len", "sampling", "lr", "optimizer", "loss_reduction", "batch_size",
                 "epochs", "shuffle", "clip", "clip_type", "seed", "eval_steps", "log_steps", "speed", "device",
-                "runs_dir", "checkpoint_dir")
+                "runs_dir", "checkpoint_dir", "pause_on_alarm")
 
 # A run in the TUI is capped so the textbook's step-3 explosion can be watched; `+` and `-` change it.
 TUI_DEFAULT_SPEED = 20.0
@@ -90,6 +92,8 @@ def build_train_config(args: argparse.Namespace, interactive: bool):
     overrides = {name: getattr(args, name) for name in TRAIN_FIELDS if name != "preset"}
     if interactive and overrides["speed"] is None and not args.preset == "memory":
         overrides["speed"] = TUI_DEFAULT_SPEED
+    if interactive and overrides["pause_on_alarm"] is None:
+        overrides["pause_on_alarm"] = True  # digit runs only: the app pauses no language model
     if args.resume:
         from engine.runner import resolve_resume
 

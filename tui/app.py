@@ -6,13 +6,14 @@ import gc
 import threading
 import time
 
-from textual import work
+from textual import events, work
 from textual.app import App
 from textual.binding import Binding
 from textual.widgets import Input
 
 from engine.events import Command, GatesCommand, Notice, Pause, Resume, Rewind, SetSpeed, StepCommand
 from tui import controls
+from tui.keys import ALARM_PROMPT, RunKeys
 from tui.reader import BATCHES_IN_FLIGHT, EventsArrived, SourceEnded, read_events
 from tui.screens.help import HelpScreen
 from tui.screens.monitor import MonitorScreen
@@ -25,12 +26,15 @@ FRAME_SECONDS = 1 / 15  # widgets are redrawn at this steady rate, never once pe
 STOP_TIMEOUT = 5.0  # seconds the engine gets to stop cleanly before it is terminated
 
 
-class MonitorApp(App[int]):
+class MonitorApp(RunKeys, App[int]):
     CSS_PATH = "app.tcss"
     ENABLE_COMMAND_PALETTE = False  # the footer needs the room for the run's keys
     AUTO_FOCUS = None  # keys go to the monitor until / focuses the console
     TITLE = "rnnlab-tui"
+    # the footer lists these in order and cuts what does not fit: help and quit come first
     BINDINGS = [
+        Binding("question_mark", "help", "help", key_display="?"),
+        Binding("q", "quit", "quit"),
         Binding("c", "toggle_clip", "clip"),
         Binding("left_square_bracket", "scale_clip(0.5)", "max_norm÷2", key_display="["),
         Binding("right_square_bracket", "scale_clip(2)", "×2", key_display="]"),
@@ -42,9 +46,9 @@ class MonitorApp(App[int]):
         Binding("g", "gates", "gates"),
         # priority: handled as the key arrives, so the keys typed right after it reach the input
         Binding("slash", "focus_console", "console", key_display="/", priority=True),
+        Binding("a", "advise", "advised clip"),
+        Binding("w", "toggle_whole", "whole run"),
         Binding("v", "toggle_charts", "charts"),
-        Binding("question_mark", "help", "help", key_display="?"),
-        Binding("q", "quit", "quit"),
         Binding("ctrl+c", "quit", "quit", show=False, priority=True),
         Binding("escape", "dismiss", "dismiss", show=False),
         Binding("left", "seek('-1')", "back", key_display="←"),
@@ -69,6 +73,8 @@ class MonitorApp(App[int]):
         self.stopping = False
         self.ended: SourceEnded | None = None
         self.note = ""  # a pending request shown in the header until the engine confirms it
+        self.alarm_pause = False  # paused at the first explosion: c, p and r answer it
+        self._console_at: int | None = -2  # the cursor the replay's console was last drawn for
 
     def get_default_screen(self) -> MonitorScreen:
         return self.monitor
@@ -87,8 +93,9 @@ class MonitorApp(App[int]):
         self._reader_stop.set()  # the reader thread must not outlive the app
         self.source.terminate()
 
-    def on_resize(self) -> None:
-        self.monitor.set_class(self.size.width < 100 or self.size.height < 30, "narrow")
+    def on_resize(self, event: events.Resize) -> None:
+        self.monitor.fit(event.size.width, event.size.height)
+        self._dirty = True
 
     def check_action(self, action: str, parameters: tuple) -> bool | None:
         if isinstance(self.screen, HelpScreen):  # help open: only its own keys (and ctrl+c) act
@@ -105,10 +112,16 @@ class MonitorApp(App[int]):
 
     def on_events_arrived(self, message: EventsArrived) -> None:
         self._slots.release()
+        explosion, status, waiting = self.state.first_explosion, self.state.status, self.alarm_pause
         for event in self.state.ingest(message.events):
-            self.monitor.console_panel.show_event(event)
+            if self.source.kind != "replay":  # a replay's console follows its cursor
+                self.monitor.console_panel.show_event(event)
             if isinstance(event, Notice):
                 self.note = ""  # the engine answered the pending request
+        if explosion is None and self.state.first_explosion is not None:
+            self._pause_at_explosion()
+        if waiting and self.state.status is not status and self.state.status.state != "paused":
+            self.alarm_pause = False  # answered: the run goes on (or ended)
         if self.state.pin_outdated:  # new weights: the console's input gets fresh heatmaps too
             self.state.pin_outdated = False
             self.action_gates()
@@ -123,14 +136,17 @@ class MonitorApp(App[int]):
         console = self.monitor.console_panel
         skipped = message.bad_lines + self.state.bad_events
         if skipped:
-            console.say(f"skipped {skipped} unreadable line(s) of the stream", "yellow")
+            console.note(f"skipped {skipped} unreadable line(s) of the stream", "yellow")
         reason = controls.failure_reason(self.state.status, message.exit_code, message.error)
         if reason and self.source.kind == "live":
-            self.monitor.banner.show_failure(reason)
+            self.monitor.timeline.show_failure(reason)
             for line in message.error.splitlines()[-3:]:
-                console.say(line, "red")
+                console.note(line, "red")
         elif self.source.kind == "replay":
-            console.say(f"replay loaded: {self.state.events_seen} events · p play/pause · ←/→ scrub", "dim")
+            self._console_at = -2
+        elif self.source.kind == "stream":
+            console.note(f"the stream ended after {self.state.events_seen} events: the run stays on screen · q quit",
+                        "bold yellow")
 
     # --- drawing, at a steady frame rate -------------------------------------------------
 
@@ -139,69 +155,25 @@ class MonitorApp(App[int]):
         moved = self.playback.tick(now - self._last_frame, self.state.last_index)
         self._last_frame = now
         if self._dirty or moved:
-            label = source_label(self.source, self.playback)
-            self._dirty = self.monitor.draw(self.state, self.playback.index, label, self.note)
+            label = source_label(self.source, self.playback, self.ended is not None)
+            prompt = ALARM_PROMPT if self.alarm_pause else ""
+            self._dirty = self.monitor.draw(self.state, self.playback.index, label, self.note, prompt)
+            if self.source.kind == "replay" and self._console_at != self.playback.index:
+                self._console_at = self.playback.index
+                cursor = self.state.last_index if self.playback.index is None else self.playback.index
+                self.monitor.console_panel.replay(self.state.console_until(cursor))
 
     # --- sending commands -------------------------------------------------------------
 
     def send(self, command: Command) -> bool:
         if not self.source.can_send:
-            self.monitor.console_panel.say(controls.REFUSALS.get(self.source.kind, "no engine to send to"), "yellow")
+            self.monitor.console_panel.note(controls.REFUSALS.get(self.source.kind, "no engine to send to"), "yellow")
             return False
         if not self.source.send(command):
-            self.monitor.console_panel.say("the engine is not running: command not sent", "yellow")
+            self.monitor.console_panel.note("the engine is not running: command not sent", "yellow")
             return False
+        self._dirty = True  # the header shows the request until the engine answers
         return True
-
-    def _acknowledge(self) -> None:
-        self.state.acknowledge(self.monitor.banner.alarm)
-        self._dirty = True
-
-    # --- actions (one per key) ----------------------------------------------------
-
-    def action_toggle_clip(self) -> None:
-        command = controls.toggle_clip(self.state.latest_settings, self.state.config)
-        if self.send(command):
-            self.note = f"clip {'ON' if command.on else 'OFF'} requested"
-            self._acknowledge()
-
-    def action_scale_clip(self, factor: float) -> None:
-        command = controls.scale_clip(self.state.latest_settings, self.state.config, factor)
-        if self.send(command):
-            self.note = f"max_norm {command.max_norm:g} requested"
-
-    def action_pause(self) -> None:
-        if self.source.kind != "live":
-            self.playback.toggle(self.state.last_index)
-        else:
-            running = self.state.status is None or self.state.status.state == "running"
-            self.send(Pause() if running else Resume())
-            self._acknowledge()
-        self._dirty = True
-
-    def action_step(self) -> None:
-        if self.source.kind == "live":
-            self.send(StepCommand(n=1))
-        else:
-            self.action_seek("1")
-
-    def action_rewind(self) -> None:
-        if self.send(Rewind()):
-            self._acknowledge()
-
-    def action_speed(self, direction: int) -> None:
-        if self.source.kind == "replay":
-            self.playback.scale_speed(direction)
-            self._dirty = True
-            return
-        status = self.state.status
-        measured = self.state.steps_per_s[-1] if self.state.steps_per_s else 0.0
-        speed = controls.next_speed(status.speed if status else 0.0, measured, direction > 0)
-        if self.send(SetSpeed(steps_per_s=speed)):
-            self.note = f"speed cap {speed:g}/s requested" if speed else "no speed cap requested"
-
-    def action_gates(self) -> None:
-        self.send(GatesCommand(input=self.state.pinned_gates))
 
     def action_focus_console(self) -> None:
         self.set_focus(self.query_one("#console-input", Input))
@@ -210,30 +182,22 @@ class MonitorApp(App[int]):
         self.monitor.toggle_charts()
         self._dirty = True
 
+    def action_toggle_whole(self) -> None:
+        self.monitor.toggle_whole()
+        self._dirty = True
+
     def action_help(self) -> None:
         self.push_screen(HelpScreen())
 
     def action_dismiss(self) -> None:
-        self._acknowledge()
         self.set_focus(None)
-
-    def action_seek(self, where: str) -> None:
-        """home, end, or a number of steps to move (scrubbing pauses a replay)."""
-        last = self.state.last_index
-        if where == "home":
-            self.playback.home()
-        elif where == "end":
-            self.playback.end(self.source.kind != "replay", last)
-        else:
-            self.playback.move(int(where), last)
-        self._dirty = True
 
     def on_console_submitted(self, message: Console.Submitted) -> None:
         self._request_id += 1
         try:
             commands = controls.console_commands(message.text, self.state.task, self._request_id)
         except ValueError as problem:
-            self.monitor.console_panel.say(str(problem), "yellow")
+            self.monitor.console_panel.note(str(problem), "yellow")
             return
         if self.send(commands[0]) and len(commands) > 1:
             self.state.pinned_gates = commands[1].input  # g (and each evaluation) refreshes these heatmaps

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from engine.events import Command, GatesCommand, Generate, Predict, SetClip, Status
-from tui.state import Settings
+from tui.state import RunSettings
 from tui.widgets.console import GENERATION_LENGTH, parse_digits
 
 REFUSALS = {"replay": "replaying a recorded run: there is no engine to send commands to",
@@ -14,17 +14,24 @@ GATE_CHARACTERS = 64  # the engine draws heatmaps of at most this many character
 SPEEDS = (0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0)  # steps/s caps; 0 = none
 
 
-def toggle_clip(settings: Settings | None, config: dict) -> SetClip:
+def toggle_clip(settings: RunSettings | None, config: dict) -> SetClip:
     on, max_norm, norm_type = _clip(settings, config)
     return SetClip(on=not on, max_norm=max_norm, norm_type=norm_type)
 
 
-def scale_clip(settings: Settings | None, config: dict, factor: float) -> SetClip:
+def scale_clip(settings: RunSettings | None, config: dict, factor: float) -> SetClip:
     on, max_norm, norm_type = _clip(settings, config)
     return SetClip(on=on, max_norm=max_norm * factor, norm_type=norm_type)
 
 
-def _clip(settings: Settings | None, config: dict) -> tuple[bool, float, str]:
+def clip_at(settings: RunSettings | None, config: dict, max_norm: float | None = None) -> SetClip:
+    """Clipping on at ``max_norm`` (the advisor's suggestion; None: the current threshold, else the
+    textbook's 20), in the run's norm type."""
+    _, current, norm_type = _clip(settings, config)
+    return SetClip(on=True, max_norm=max_norm or current, norm_type=norm_type)
+
+
+def _clip(settings: RunSettings | None, config: dict) -> tuple[bool, float, str]:
     if settings is not None:
         on, max_norm, norm_type = settings.clip_on, settings.clip_max_norm, settings.clip_norm_type
     else:

@@ -21,8 +21,12 @@ def train_live(config: dict) -> int:
     if source.start_error:
         print(f"rnnlab-tui: {source.start_error}", file=sys.stderr)
         return 2
-    code = _run(source)
+    code, app = _run(source)
     source.terminate()  # a no-op after a clean stop; otherwise the child must not outlive the app
+    finished = app.state.finished
+    if finished is not None and finished.reason == "stopped" and finished.checkpoint:
+        print(f"stopped at step {finished.step}; last checkpoint {finished.checkpoint}\n"
+              f"resume with: rnnlab-tui train --resume {finished.checkpoint}")
     child_code = source.exit_code
     return child_code if child_code else code
 
@@ -33,20 +37,21 @@ def watch(path: str) -> int:
         source = _stdin_source()
         if source is None:
             return 2
-        return _run(source)
+        return _run(source)[0]
     problem = _unreadable(path)
     if problem:
         print(f"rnnlab-tui: {problem}", file=sys.stderr)
         return 2
-    return _run(LogFileSource(path))
+    return _run(LogFileSource(path))[0]
 
 
-def _run(source: EventSource) -> int:
+def _run(source: EventSource):
+    """The app's exit code, and the app (what it learnt of the run)."""
     from tui.app import build_app  # textual loads only now, after the child has started
 
     app = build_app(source)
     result = app.run()
-    return int(app.return_code or 0) if result is None else int(result)
+    return (int(app.return_code or 0) if result is None else int(result)), app
 
 
 def _unreadable(path: str) -> str:

@@ -3,8 +3,8 @@
 The app feeds every event to ``RunState.ingest`` on its main thread and, once per frame, asks for
 a ``RunView`` at a cursor (the latest step while following a run, any earlier step while scrubbing
 a replay). Per-step series live in bounded deques, so a long run costs bounded memory; rarer
-events (evaluations, alarms, gate matrices, setting changes) are kept in step order and looked up
-by bisection.
+events (evaluations, alarms, gate matrices, setting changes) are kept in arrival order with the
+series position they arrived at, so a replay's cursor shows only what had happened by then.
 """
 
 from __future__ import annotations
@@ -19,23 +19,35 @@ from typing import Iterable, NamedTuple
 
 from engine.events import (Alarm, Checkpoint, Eval, Event, Gates, Generation, Notice, Prediction,
                            RunFinished, RunStarted, Status, Step)
+from tui.advisor import Advice, ClipAdvisor
+from tui.checks import well_typed
+from tui.history import Bucket, MinMaxHistory
 
 HISTORY_STEPS = 100_000  # per-step values kept for sparklines, charts and scrubbing
-HISTORY_EVENTS = 2_000  # evaluations, alarms and status changes kept
+HISTORY_EVENTS = 2_000  # evaluations, alarms, marks and status changes kept
 HISTORY_GATES = 100  # gate snapshots kept (each is hidden x time x gates numbers)
-# the engine's answer to set_clip (engine/runner.py): it confirms a change before the next step does
+# the engine's answer to set_clip in logs of schema 1 (engine/runner.py)
 CLIP_NOTICE = re.compile(r"clipping (?:OFF|ON: max_norm (\S+), norm type (\S+))$")
 
 
-class Settings(NamedTuple):
-    """What a Step reports about how training is set up; recorded only when it changes."""
+class RunSettings(NamedTuple):
+    """How training is set up from a step on: what the header shows and the marks record."""
 
-    epoch: int
-    epochs: int
     clip_on: bool
     clip_max_norm: float
     clip_norm_type: str
     lr: float
+    speed: float = 0.0  # steps/s cap, 0 = none
+    cause: str = "start"  # why they changed: start | command | rewind | resume | ...
+
+
+class Mark(NamedTuple):
+    """Something that happened at a step, drawn on every chart: clip, lr, rewind, pause or alarm."""
+
+    position: int  # series position of the step it happened at (or after)
+    step: int
+    kind: str  # clip | lr | rewind | pause | alarm
+    label: str
 
 
 @dataclass
@@ -46,36 +58,49 @@ class RunView:
     index: int = -1  # its position in the series
     steps_seen: int = 0
     total_steps: int = 0
+    epoch: int = 0
     config: dict = field(default_factory=dict)
-    settings: Settings | None = None
+    settings: RunSettings | None = None
     steps_per_s: float = 0.0
+    whole: bool = False  # the series below are the whole run in buckets (their maxima), not a window
     loss: list[float] = field(default_factory=list)
     grad_norms: dict[str, list[float]] = field(default_factory=dict)
     total_norm: list[float] = field(default_factory=list)
+    first_steps: list[int] = field(default_factory=list)  # the step of each point (bucket) drawn
+    marks: list[tuple[int, Mark]] = field(default_factory=list)  # (point, mark) within the series drawn
     scores: list[float] = field(default_factory=list)  # dev accuracy or perplexity, in order
     best: float | None = None
-    alarm: Alarm | None = None  # the alarm to show, or None
+    alarms: list[Alarm] = field(default_factory=list)  # every alarm so far, in arrival order
+    pre_clip: float = math.nan  # the step's total norm before clipping
+    clip_factor: float = 1.0  # what clipping multiplied the step's gradients by
+    advice: Advice | None = None
     gates: Gates | None = None
     state: str = "waiting"  # running | paused | finished | stopped | failed | waiting
-    speed: float = 0.0  # the engine's steps/s cap
 
 
 class RunState:
     def __init__(self, history: int = HISTORY_STEPS) -> None:
         self.started: RunStarted | None = None
         self.steps: collections.deque[int] = collections.deque(maxlen=history)
+        self.epochs: collections.deque[int] = collections.deque(maxlen=history)
         self.loss: collections.deque[float] = collections.deque(maxlen=history)
         self.total_norm: collections.deque[float] = collections.deque(maxlen=history)
+        self.clip_factors: collections.deque[float] = collections.deque(maxlen=history)
         self.steps_per_s: collections.deque[float] = collections.deque(maxlen=history)
         self.grad_norms: dict[str, collections.deque[float]] = {}
         self._history = history
-        self.settings: list[tuple[int, Settings]] = []
-        self.evals: list[Eval] = []  # dev split only, in step order
-        self.alarms: list[Alarm] = []
-        self.gates: list[Gates] = []
+        self.appended = 0  # steps taken in, all run (the deques drop the oldest after ``history``)
+        self.whole: dict[str, MinMaxHistory] = {}
+        self.advisor = ClipAdvisor(history)
+        self.settings: list[tuple[int, RunSettings]] = []  # (position, settings), in arrival order
+        self.marks: list[Mark] = []
+        self.evals: list[tuple[int, Eval]] = []  # dev split only
+        self.alarms: list[tuple[int, Alarm]] = []
+        self.gates: list[tuple[int, Gates]] = []
+        self.statuses: list[tuple[int, Status]] = []  # every state change, for the header of a replay
+        self.console: list[tuple[int, Event]] = []  # what the console shows, for a replay's cursor
         self.status: Status | None = None
-        self.statuses: list[Status] = []  # every state change, for the header of a replay
-        self.latest_alarm: Alarm | None = None  # the newest alarm (after a rewind, steps repeat)
+        self.first_explosion: Alarm | None = None
         self.latest_gates: Gates | None = None
         self.pinned_gates = ""  # a console input whose heatmaps stay shown over the engine's probe refresh
         self.pin_outdated = False  # the engine refreshed its probe since: the pinned input is worth asking again
@@ -83,7 +108,6 @@ class RunState:
         self.checkpoint: Checkpoint | None = None
         self.events_seen = 0
         self.bad_events = 0
-        self.acknowledged: set[int] = set()  # id() of alarms the user dismissed
 
     # --- ingestion (main thread) -------------------------------------------
 
@@ -92,50 +116,77 @@ class RunState:
         for_console: list[Event] = []
         for event in events:
             self.events_seen += 1
-            if not _well_typed(event):  # parsed, but not what the engine writes: skip, count
+            if not well_typed(event):  # parsed, but not what the engine writes: skip, count
                 self.bad_events += 1
                 continue
             if type(event) is Step:
                 self._ingest_step(event)
-            elif isinstance(event, (Prediction, Generation, Notice)):
+                continue
+            here = max(0, len(self.steps) - 1)
+            shown = self._ingest_other(event, here)
+            if shown:
                 for_console.append(event)
-                if isinstance(event, Notice):
-                    self._confirm_clip(event)
-            elif isinstance(event, Eval):
-                if event.split == "dev":
-                    _append_bounded(self.evals, event)
-                else:
-                    for_console.append(event)
-            elif isinstance(event, Alarm):
-                _append_bounded(self.alarms, event)
-                self.latest_alarm = event
-                if event.kind == "healthy":
-                    for_console.append(event)
-            elif isinstance(event, Gates):
-                _append_bounded(self.gates, event, HISTORY_GATES)
-                shown = self.latest_gates
-                if event.request == "probe" and shown is not None and self.pinned_gates == shown.request != "":
-                    self.pin_outdated = True  # keep the console's input on screen; the app asks again
-                else:
-                    self.latest_gates = event
-            elif isinstance(event, Status):
-                self.status = event
-                _append_bounded(self.statuses, event)
-                if event.message:
-                    for_console.append(event)
-            elif isinstance(event, RunStarted):
-                self._start(event)
-            elif isinstance(event, RunFinished):
-                self.finished = event
-                for_console.append(event)
-            elif isinstance(event, Checkpoint):
-                self.checkpoint = event
+                _append_bounded(self.console, (here, event))
         return for_console
+
+    def _ingest_other(self, event: Event, here: int) -> bool:
+        """Any event but a Step; True when the console shows it."""
+        if isinstance(event, (Prediction, Generation)):
+            return True
+        if isinstance(event, Notice):
+            self._confirm_clip(event)
+            return True
+        if isinstance(event, Eval):
+            if event.split == "dev":
+                _append_bounded(self.evals, (here, event))
+                return False
+            return True
+        if isinstance(event, Alarm):
+            return self._ingest_alarm(event, here)
+        if isinstance(event, Gates):
+            _append_bounded(self.gates, (here, event), HISTORY_GATES)
+            shown = self.latest_gates
+            if event.request == "probe" and shown is not None and self.pinned_gates == shown.request != "":
+                self.pin_outdated = True  # keep the console's input on screen; the app asks again
+            else:
+                self.latest_gates = event
+            return False
+        if isinstance(event, Status):
+            if event.state == "paused" and (self.status is None or self.status.state != "paused"):
+                self._mark(here, event.step, "pause", "paused")
+            self.status = event
+            _append_bounded(self.statuses, (here, event))
+            latest = self.latest_settings
+            if latest is not None and latest.speed != event.speed:  # schema 1 reports the cap here
+                self.settings.append((here, latest._replace(speed=event.speed, cause="command")))
+            return bool(event.message)
+        if isinstance(event, RunStarted):
+            self._start(event)
+        elif isinstance(event, RunFinished):
+            self.finished = event
+            return True
+        elif isinstance(event, Checkpoint):
+            self.checkpoint = event
+        return False
+
+    def _ingest_alarm(self, alarm: Alarm, here: int) -> bool:
+        _append_bounded(self.alarms, (here, alarm))
+        self.advisor.observe_alarm(alarm)
+        if alarm.kind == "healthy":
+            return True
+        if alarm.kind == "explosion" and self.first_explosion is None:
+            self.first_explosion = alarm
+        self._mark(here, alarm.step, "alarm", alarm.kind)
+        return False
 
     def _start(self, event: RunStarted) -> None:
         self.started = event
         for name in event.parameters:
             self._norm_series(name)
+        config = event.config
+        clip = config.get("clip")
+        self._note_settings(0, RunSettings(clip is not None, float(clip or 0.0), str(config.get("clip_type", "2")),
+                                           float(config.get("lr") or 0.0), float(config.get("speed") or 0.0)))
 
     def _norm_series(self, name: str) -> collections.deque[float]:
         series = self.grad_norms.get(name)
@@ -146,10 +197,15 @@ class RunState:
         return series
 
     def _ingest_step(self, step: Step) -> None:
+        if self.steps and step.step <= self.steps[-1]:  # the step count went back: a rewind
+            self._mark(len(self.steps) - 1, step.step, "rewind", f"rewound to {step.step - 1}")
         self.steps.append(step.step)
+        self.epochs.append(step.epoch)
         self.loss.append(step.loss)
         self.total_norm.append(step.total_norm)
+        self.clip_factors.append(step.clip_factor)
         self.steps_per_s.append(step.steps_per_s)
+        self.appended += 1
         norms = step.grad_norms
         for name, series in self.grad_norms.items():
             series.append(norms.get(name, math.nan))
@@ -157,31 +213,44 @@ class RunState:
             for name, value in norms.items():
                 if name not in self.grad_norms:
                     self._norm_series(name)[-1] = value
-        settings = Settings(step.epoch, step.epochs, step.clip_on, step.clip_max_norm,
-                            step.clip_norm_type, step.lr)
-        if not self.settings or self.settings[-1][1] != settings:
-            self.settings.append((step.step, settings))
+        self.advisor.observe_step(step.step, step.total_norm, step.clip_factor, step.skipped)
+        latest = self.latest_settings
+        settings = RunSettings(step.clip_on, step.clip_max_norm, step.clip_norm_type, step.lr,
+                               latest.speed if latest else 0.0, "command")
+        if latest is None or latest[:4] != settings[:4]:
+            self._note_settings(len(self.steps) - 1, settings)
+
+    def _note_settings(self, position: int, settings: RunSettings, step: int | None = None) -> None:
+        """Record new settings, and mark what changed (clip on/off or max_norm, lr)."""
+        before = self.latest_settings
+        self.settings.append((position, settings))
+        if before is None:
+            return
+        step = self.steps[position] if step is None and 0 <= position < len(self.steps) else (step or 0)
+        if (before.clip_on, before.clip_max_norm) != (settings.clip_on, settings.clip_max_norm):
+            label = f"clip {settings.clip_max_norm:g}" if settings.clip_on else "clip off"
+            self._mark(position, step, "clip", label)
+        if before.lr != settings.lr:
+            self._mark(position, step, "lr", f"lr {settings.lr:g}")
+
+    def _mark(self, position: int, step: int, kind: str, label: str) -> None:
+        _append_bounded(self.marks, Mark(position, step, kind, label))
 
     def _confirm_clip(self, notice: Notice) -> None:
         """Record clipping as the engine confirmed it, so the header shows it even while paused."""
         match = CLIP_NOTICE.match(notice.message)
-        if match is None:
+        before = self.latest_settings
+        if match is None or before is None:
             return
-        config = self.config
-        if self.settings:
-            step, before = self.settings[-1]
-        else:
-            step, before = 0, Settings(0, 0, False, float(config.get("clip") or 0.0),
-                                       str(config.get("clip_type", "2")), float(config.get("lr") or 0.0))
         on, max_norm, norm_type = match.group(1) is not None, match.group(1), match.group(2)
         try:
             max_norm = float(max_norm) if on else before.clip_max_norm
         except ValueError:
             return
         settings = before._replace(clip_on=on, clip_max_norm=max_norm,
-                                   clip_norm_type=norm_type or before.clip_norm_type)
-        if settings != before:
-            self.settings.append((max(step, notice.step), settings))
+                                   clip_norm_type=norm_type or before.clip_norm_type, cause="command")
+        if settings[:4] != before[:4]:
+            self._note_settings(max(0, len(self.steps) - 1), settings, notice.step)
 
     # --- queries ------------------------------------------------------------
 
@@ -198,126 +267,103 @@ class RunState:
         return self.started.config if self.started else {}
 
     @property
-    def latest_settings(self) -> Settings | None:
+    def latest_settings(self) -> RunSettings | None:
         return self.settings[-1][1] if self.settings else None
 
-    def settings_at(self, step: int) -> Settings | None:
-        position = bisect.bisect_right(self.settings, step, key=lambda item: item[0]) - 1
-        return self.settings[position][1] if position >= 0 else None
+    def settings_at(self, index: int) -> RunSettings | None:
+        return _at(self.settings, index)
 
-    def alarm_at(self, step: int, live: bool) -> Alarm | None:
-        """The alarm the banner shows at this step: the latest one, unless healthy or dismissed."""
-        if live:
-            alarm = self.latest_alarm
-        else:
-            position = bisect.bisect_right(self.alarms, step, key=lambda item: item.step) - 1
-            alarm = self.alarms[position] if position >= 0 else None
-        if alarm is None or alarm.kind == "healthy" or id(alarm) in self.acknowledged:
-            return None
-        return alarm
+    def status_at(self, index: int) -> Status | None:
+        return _at(self.statuses, index)
 
-    def _status_at(self, step: int) -> Status | None:
-        position = bisect.bisect_right(self.statuses, step, key=lambda item: item.step) - 1
-        return self.statuses[position] if position >= 0 else None
+    def console_until(self, index: int) -> list[Event]:
+        """What the console had shown by series position ``index`` (a replay's cursor)."""
+        return [event for _, event in _until(self.console, index)]
 
-    def acknowledge(self, alarm: Alarm | None) -> None:
-        if alarm is not None:
-            self.acknowledged.add(id(alarm))
-
-    def view(self, index: int | None = None, width: int = 200) -> RunView:
-        """The run at series position ``index`` (None = the latest), with ``width`` recent points."""
+    def view(self, index: int | None = None, width: int = 200, whole: bool = False) -> RunView:
+        """The run at series position ``index`` (None = the latest): its last ``width`` steps, or the
+        whole run up to it in at most ``width`` buckets."""
         live = index is None or index >= self.last_index
-        if live:
-            index = self.last_index
-        index = max(-1, min(index, self.last_index))
-        step = self.steps[index] if index >= 0 else 0
-        end = index + 1
-        begin = max(0, end - width)
+        index = self.last_index if live else max(-1, index)
         started = self.started
-        view = RunView(
-            step=step, index=index, steps_seen=len(self.steps),
-            total_steps=started.total_steps if started else 0,
-            config=self.config,
-            settings=self.settings[-1][1] if live and self.settings else self.settings_at(step),
-            steps_per_s=self.steps_per_s[index] if index >= 0 else 0.0,
-            loss=_window(self.loss, begin, end),
-            total_norm=_window(self.total_norm, begin, end),
-            grad_norms={name: _window(series, begin, end) for name, series in self.grad_norms.items()},
-        )
-        evals = self.evals if live else self.evals[:bisect.bisect_right(self.evals, step, key=lambda e: e.step)]
+        view = RunView(step=self.steps[index] if index >= 0 else 0, index=index, steps_seen=len(self.steps),
+                       total_steps=started.total_steps if started else 0, config=self.config,
+                       settings=self.latest_settings if live else self.settings_at(index), whole=whole)
+        if index >= 0:
+            view.epoch, view.steps_per_s = self.epochs[index], self.steps_per_s[index]
+            view.clip_factor, view.advice = self.clip_factors[index], self.advisor.at(index)
+            view.pre_clip = self.total_norm[index]
+        if whole:
+            self._whole_series(view, index + 1, width)
+        else:
+            self._window_series(view, index + 1, width)
+        evals = [item for _, item in (self.evals if live else _until(self.evals, index))]
         view.scores = [_score(item) for item in evals[-width:]]
         view.best = evals[-1].best if evals else None
-        view.alarm = self.alarm_at(step, live)
+        view.alarms = [alarm for _, alarm in (self.alarms if live else _until(self.alarms, index))]
         if live:
             view.gates = self.latest_gates
         else:
-            position = bisect.bisect_right(self.gates, step, key=lambda item: item.step) - 1
-            view.gates = self.gates[position] if position >= 0 else (self.gates[0] if self.gates else None)
-        status = self.status if live else self._status_at(step)
+            gates = _at(self.gates, index)
+            view.gates = gates if gates is not None else (self.gates[0][1] if self.gates else None)
+        status = self.status if live else self.status_at(index)
         if status is not None:
-            view.state, view.speed = status.state, status.speed
+            view.state = status.state
         elif self.steps:
             view.state = "running"
         return view
 
-    def series(self, every: int = 1, end: int | None = None) -> dict[str, list[float]]:
-        """Whole-run series for the full charts, taking every ``every``-th step up to ``end``."""
-        stop = len(self.steps) if end is None else end
-        result = {"step": _window(self.steps, 0, stop, every), "loss": _window(self.loss, 0, stop, every),
-                  "total_norm": _window(self.total_norm, 0, stop, every)}
-        for name, values in self.grad_norms.items():
-            result[name] = _window(values, 0, stop, every)
-        return result
+    def _window_series(self, view: RunView, end: int, width: int) -> None:
+        begin = max(0, end - width)
+        view.loss = _window(self.loss, begin, end)
+        view.total_norm = _window(self.total_norm, begin, end)
+        view.grad_norms = {name: _window(series, begin, end) for name, series in self.grad_norms.items()}
+        view.first_steps = _window(self.steps, begin, end)
+        view.marks = [(mark.position - begin, mark) for mark in self.marks if begin <= mark.position < end]
 
+    def _whole_series(self, view: RunView, end: int, width: int) -> None:
+        """Bucket maxima of the whole run up to position ``end`` (non-finite buckets as NaN)."""
+        self._absorb()
+        dropped = self.appended - len(self.steps)  # positions the deques no longer hold
+        columns = {name: self.whole[name].columns(width, end + dropped, self._values_at(name, dropped))
+                   for name in self.whole}
+        view.loss = _highs(columns.get("loss", []))
+        view.total_norm = _highs(columns.get("total_norm", []))
+        view.grad_norms = {name: _highs(columns[name]) for name in self.grad_norms}
+        reference = columns.get("loss", [])
+        starts = [bucket.first - dropped for bucket in reference]
+        view.first_steps = [self.steps[start] if 0 <= start < len(self.steps) else 0 for start in starts]
+        view.marks = [(bisect.bisect_right(starts, mark.position) - 1, mark) for mark in self.marks
+                      if mark.position < end and starts and mark.position >= starts[0]]
 
-_NUMBER = (int, float)
+    def whole_columns(self, name: str, width: int, end: int | None = None) -> list[Bucket]:
+        """One series of the whole run (up to series position ``end``) in at most ``width`` buckets."""
+        self._absorb()
+        dropped = self.appended - len(self.steps)
+        history = self.whole.get(name)
+        if history is None:
+            return []
+        return history.columns(width, None if end is None else end + dropped, self._values_at(name, dropped))
 
+    def _series(self, name: str) -> collections.deque:
+        return {"loss": self.loss, "total_norm": self.total_norm, "step": self.steps}.get(name) \
+            or self.grad_norms[name]
 
-def _numbers(*values) -> bool:
-    return all(isinstance(value, _NUMBER) for value in values)
+    def _values_at(self, name: str, dropped: int):
+        series = self._series(name)
+        return lambda start, stop: _window(series, start - dropped, stop - dropped) if start >= dropped else None
 
-
-def _optional_numbers(*values) -> bool:
-    return all(value is None or isinstance(value, _NUMBER) for value in values)
-
-
-def _well_typed(event: Event) -> bool:
-    """Whether the fields the monitor draws have the types the engine writes (a log can be edited)."""
-    if not isinstance(event.step, int):
-        return False
-    if type(event) is Step:  # the hot path: sum() type-checks every number at C speed
-        norms = event.grad_norms
-        if not isinstance(norms, dict) or not isinstance(event.clip_norm_type, str):
-            return False
-        try:
-            sum(norms.values(), event.loss + event.total_norm + event.steps_per_s + event.lr
-                + event.clip_max_norm + event.epoch + event.epochs)
-        except TypeError:
-            return False
-        return True
-    if isinstance(event, Alarm):
-        return _numbers(event.value, event.ratio, event.median) and isinstance(event.kind, str) \
-            and isinstance(event.parameter, str) and isinstance(event.message, str)
-    if isinstance(event, Eval):
-        return _optional_numbers(event.accuracy, event.perplexity, event.best) and isinstance(event.split, str)
-    if isinstance(event, Status):
-        return _numbers(event.speed) and isinstance(event.state, str) and isinstance(event.message, str)
-    if isinstance(event, RunStarted):
-        return isinstance(event.config, dict) and isinstance(event.parameters, dict) \
-            and _numbers(event.total_steps, event.steps_per_epoch)
-    if isinstance(event, Gates):
-        return isinstance(event.tokens, list) and isinstance(event.matrices, dict) and isinstance(event.cell, str)
-    if isinstance(event, Prediction):
-        return _numbers(event.predicted) and isinstance(event.tokens, list) and isinstance(event.top, list) \
-            and all(isinstance(item, list) and len(item) == 2 and _numbers(item[1]) for item in event.top) \
-            and _optional_numbers(event.target)
-    if isinstance(event, Generation):
-        return isinstance(event.text, str)
-    if isinstance(event, Notice):
-        return isinstance(event.message, str) and isinstance(event.level, str)
-    if isinstance(event, RunFinished):
-        return _optional_numbers(event.best_dev, event.test_accuracy, event.test_perplexity)
-    return True
+    def _absorb(self) -> None:
+        """Take the steps that arrived since the last call into the whole-run buckets."""
+        for name in ("loss", "total_norm", "step", *self.grad_norms):
+            history = self.whole.get(name)
+            if history is None:
+                history = self.whole[name] = MinMaxHistory()
+            new = self.appended - history.count
+            if new > 0:
+                series = self._series(name)
+                history.extend(_window(series, max(0, len(series) - new), len(series)))
+                history.count = self.appended  # values the deque had already dropped stay missing
 
 
 def _window(series: collections.deque, begin: int, end: int, every: int = 1) -> list:
@@ -333,6 +379,20 @@ def _window(series: collections.deque, begin: int, end: int, every: int = 1) -> 
     return list(itertools.islice(series, begin, end, every))
 
 
+def _highs(columns: list[Bucket]) -> list[float]:
+    return [math.nan if bucket.bad else bucket.high for bucket in columns]
+
+
+def _at(items: list[tuple[int, object]], index: int):
+    """The last item that arrived by series position ``index``."""
+    position = bisect.bisect_right(items, index, key=lambda item: item[0]) - 1
+    return items[position][1] if position >= 0 else None
+
+
+def _until(items: list[tuple[int, object]], index: int) -> list:
+    return items[:bisect.bisect_right(items, index, key=lambda item: item[0])]
+
+
 def _score(evaluation: Eval) -> float:
     if evaluation.accuracy is not None:
         return evaluation.accuracy
@@ -340,10 +400,7 @@ def _score(evaluation: Eval) -> float:
 
 
 def _append_bounded(items: list, item, bound: int = HISTORY_EVENTS) -> None:
-    """Append in step order (events arrive ordered; an out-of-order one is inserted), keeping a bound."""
-    if items and items[-1].step > item.step:
-        bisect.insort_right(items, item, key=lambda other: other.step)
-    else:
-        items.append(item)
+    """Append (items arrive in order of series position), keeping a bound."""
+    items.append(item)
     if len(items) > bound:
         del items[: len(items) - bound]

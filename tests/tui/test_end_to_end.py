@@ -1,10 +1,11 @@
-"""The real command in a real terminal (tmux, 120x40): explosion banner, `c` turns clipping ON, `q`
-leaves the terminal clean and the run log complete."""
+"""The real command in a real terminal (tmux, 120x40 and 80x24): the explosion told and the run paused
+at it, `c` clips and continues, the story stays, `q` leaves the terminal clean and the run log complete."""
 
 import glob
 import gzip
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -25,6 +26,10 @@ pytestmark = [
 ]
 
 
+def _send(keys: str) -> None:
+    subprocess.run(["tmux", "send-keys", "-t", SESSION, keys], check=True)
+
+
 def _screen() -> str:
     return subprocess.run(["tmux", "capture-pane", "-p", "-t", SESSION], capture_output=True, text=True).stdout
 
@@ -39,27 +44,33 @@ def _wait_for(predicate, timeout: float) -> str:
     raise AssertionError(f"timed out; the screen was:\n{_screen()}")
 
 
-def test_explosion_clip_and_clean_quit(tmp_path):
+@pytest.mark.parametrize("size", [(120, 40), (80, 24)])
+def test_explosion_pause_clip_and_clean_quit(tmp_path, size):
     runs = tmp_path / "runs"  # the run log goes to runs/ under the working directory
     done = tmp_path / "exit-code"
     command = f"cd {tmp_path} && {SCRIPT} train --cell srn --lr 0.2; echo $? > {done}; sleep 30"
     start = time.monotonic()
-    subprocess.run(["tmux", "new-session", "-d", "-s", SESSION, "-x", "120", "-y", "40", command], check=True)
+    subprocess.run(["tmux", "new-session", "-d", "-s", SESSION, "-x", str(size[0]), "-y", str(size[1]), command],
+                   check=True)
     try:
-        screen = _wait_for(lambda s: "EXPLOSION" in s and "‖∇" in s, timeout=60)
-        seconds = time.monotonic() - start
-        print(f"explosion banner after {seconds:.2f} s")
-        banner = next(line for line in screen.splitlines() if "EXPLOSION" in line)
-        assert "step" in banner and "median" in banner
-        subprocess.run(["tmux", "send-keys", "-t", SESSION, "c"], check=True)
-        _wait_for(lambda s: "clip ON" in s.splitlines()[0], timeout=15)
-        subprocess.run(["tmux", "send-keys", "-t", SESSION, "q"], check=True)
+        screen = _wait_for(lambda s: "exploded" in s and "c clip and continue" in s, timeout=60)
+        print(f"explosion told and paused after {time.monotonic() - start:.2f} s")
+        story = next(line for line in screen.splitlines() if "exploded" in line)
+        assert "step 3: ‖∇" in story and "(×" in story
+        assert "paused" in screen.splitlines()[1]
+        lines = screen.splitlines()
+        assert lines[-1].startswith("? help q quit")
+        _send("c")  # clip and continue
+        _wait_for(lambda s: "clip ON" in s.splitlines()[0] and "running" in s.splitlines()[1], timeout=15)
+        screen = _wait_for(lambda s: re.search(r"marks +[▲▼p ]*c", s), timeout=15)  # clip marked at its step
+        assert "step 3: ‖∇" in screen  # continuing dismissed nothing
+        _send("q")
         deadline = time.monotonic() + 20
         while not done.exists() and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert done.read_text().strip() == "0"
+        assert done.read_text().strip() in ("0", "130")
         screen = _screen()
-        assert "EXPLOSION" not in screen and "clip" not in screen  # the alternate screen is gone
+        assert "exploded" not in screen and "resume" in screen  # the alternate screen is gone; how to resume
     finally:
         subprocess.run(["tmux", "kill-session", "-t", SESSION], capture_output=True)
     logs = glob.glob(str(runs / "*.jsonl*"))

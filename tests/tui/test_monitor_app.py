@@ -39,48 +39,52 @@ def _last_line(app):
     return str(lines[-1]) if lines else ""
 
 
-def _banner_text(app):
-    return str(app.monitor.banner.render()) if app.monitor.banner.display else ""
+def _timeline_text(app):
+    return str(app.monitor.timeline.render())
 
 
-def test_banner_appears_at_the_alarm_step_in_a_replay(srn_log):
+def test_timeline_tells_the_explosion_from_its_step_in_a_replay(srn_log):
     async def run():
         app = build_app(LogFileSource(srn_log))
         async with app.run_test(size=SIZE) as pilot:
             await _until(pilot, lambda: app.ended is not None)
             await pilot.press("home")  # step 1, playback paused
-            await pilot.pause(0.15)
-            assert not app.monitor.banner.display
+            await _until(pilot, lambda: "no alarms" in _timeline_text(app))
             await pilot.press("right")  # step 2
             await pilot.pause(0.15)
-            assert not app.monitor.banner.display
+            assert "exploded" not in _timeline_text(app)
             await pilot.press("right")  # step 3: the alarm step
+            await _until(pilot, lambda: "exploded" in _timeline_text(app))
+            text = _timeline_text(app)
+            assert "step 3: ‖∇W‖ 10 → " in text and "(×" in text
+            await pilot.press("escape", "p", "p")  # nothing dismisses it
+            await pilot.press("end")
             await pilot.pause(0.15)
-            text = _banner_text(app)
-            assert "GRADIENT EXPLOSION at step 3" in text and "W" in text and "median" in text
-            assert "c clip" in text and "r rewind" in text and "p pause" in text
-            await pilot.press("escape")  # acknowledged: it goes
-            await pilot.pause(0.15)
-            assert not app.monitor.banner.display
+            assert "step 3: ‖∇W‖ 10 → " in _timeline_text(app)
 
     asyncio.run(run())
 
 
-def test_live_banner_within_a_frame_and_cleared_when_healthy():
+def test_live_timeline_keeps_every_alarm_and_the_first_explosion():
     async def run():
-        source = FakeLiveSource(_events(2))
+        source = FakeLiveSource(_events(4))  # the explosion at step 3
         app = build_app(source)
         async with app.run_test(size=SIZE) as pilot:
-            await _until(pilot, lambda: app.state.last_index == 1)
-            assert not app.monitor.banner.display
-            source.push([Alarm(step=3, kind="non_finite", parameter="U", value=float("nan"))])
-            await _until(pilot, lambda: app.monitor.banner.display, timeout=1.0)
-            assert "NON-FINITE" in _banner_text(app) and "non_finite" in app.monitor.banner.classes
-            source.push([Alarm(step=9, kind="healthy")])
-            await _until(pilot, lambda: not app.monitor.banner.display, timeout=1.0)
-            source.push([Alarm(step=12, kind="saturation", parameter="W", value=1e-9, ratio=1e-7, median=0.01)])
-            await _until(pilot, lambda: app.monitor.banner.display, timeout=1.0)
-            assert "VANISHED" in _banner_text(app) and "saturation" in app.monitor.banner.classes
+            await _until(pilot, lambda: "exploded" in _timeline_text(app), timeout=2.0)
+            source.push([Alarm(step=5, kind="non_finite", parameter="U", value=float("nan"))])
+            await _until(pilot, lambda: "update skipped" in _timeline_text(app), timeout=1.0)
+            source.push([Alarm(step=9, kind="healthy", message="no trouble for 20 steps")])
+            await _until(pilot, lambda: "healthy again" in _timeline_text(app), timeout=1.0)
+            source.push([Alarm(step=12, kind="saturation", parameter="W", value=0.0, ratio=0.0, median=1.4e5)])
+            await _until(pilot, lambda: "tanh units saturated" in _timeline_text(app), timeout=1.0)
+            text = _timeline_text(app)
+            order = [text.index(words) for words in ("exploded", "update skipped", "healthy again", "saturated")]
+            assert order == sorted(order) and "step 12: recurrent gradients 0 (peak 1.4e5)" in text
+            source.push([Alarm(step=20 + n, kind="explosion", parameter="U", value=10.0 ** (n + 8), ratio=1e4,
+                               median=10.0 ** (n + 4)) for n in range(10)])
+            await _until(pilot, lambda: "step 29:" in _timeline_text(app), timeout=1.0)
+            text = _timeline_text(app)  # no room for twelve: the first explosion stays, the newest follow
+            assert "step 3: ‖∇W‖" in text and "more…" in text and "step 5:" not in text
 
     asyncio.run(run())
 
@@ -287,8 +291,11 @@ def test_language_model_heatmaps_are_labelled_by_the_prefix_characters():
             assert shown.column_labels == list("床前 月")
             lines = str(shown.render()).splitlines()
             assert any(line.strip().startswith("床前␣ 月") for line in lines)  # a space shows as ␣
-            assert len(lines) <= shown.size.height  # units that do not fit are left out, not scrolled
-            assert "of 64" in lines[0]
+            assert sum(line.lstrip().startswith("h") for line in lines) >= 64  # every unit: the panel scrolls
+            scroll = app.query_one("#heatmaps-scroll")
+            assert scroll.max_scroll_y > 0
+            scroll.scroll_end(animate=False)
+            await _until(pilot, lambda: scroll.scroll_y == scroll.max_scroll_y > 0)
             # the engine's periodic probe does not take the panel back: the app asks for the prefix again
             sent = len(source.sent)
             source.push([gates_event("lstm", list("床前明月光"), step=4, request="probe", hidden=64)])
@@ -335,6 +342,9 @@ def test_replay_and_stream_refuse_commands_with_a_message(srn_log):
     async def run_stream():
         app = build_app(StdinSource(read))
         async with app.run_test(size=SIZE) as pilot:
+            await _until(pilot, lambda: app.ended is not None)
+            assert "the stream ended" in _last_line(app)  # the viewer says so
+            assert "stream ended" in str(app.monitor.run_header.render())
             await pilot.press("r")
             await pilot.pause(0.05)
             assert "cannot be sent" in _last_line(app)
@@ -387,7 +397,8 @@ def test_child_death_shows_its_error_and_keeps_the_data():
             source.die(1, "Traceback (most recent call last):\nRuntimeError: the engine broke")
             await _until(pilot, lambda: app.ended is not None)
             await pilot.pause(0.15)
-            assert "ENGINE FAILED" in _banner_text(app) and "the engine broke" in _banner_text(app)
+            await _until(pilot, lambda: "ENGINE FAILED" in _timeline_text(app))
+            assert "the engine broke" in _timeline_text(app)
             assert app.state.last_index == 5 and app.monitor.sparklines.display
             await pilot.press("c")
             assert "not running" in _last_line(app)
@@ -431,9 +442,8 @@ def test_recorded_engine_run_shows_the_explosion_of_W():
         async with app.run_test(size=SIZE) as pilot:
             await _until(pilot, lambda: app.ended is not None)
             await pilot.press("home", "right", "right")  # step 3: W's norm is 114x its median
-            await pilot.pause(0.15)
-            text = _banner_text(app)
-            assert "GRADIENT EXPLOSION at step 3" in text and "‖∇W‖" in text
+            await _until(pilot, lambda: "exploded" in _timeline_text(app))
+            assert "step 3: ‖∇W‖" in _timeline_text(app) and "(×114)" in _timeline_text(app)
             assert "clip OFF" in str(app.monitor.run_header.render())
 
     asyncio.run(run())

@@ -1,34 +1,45 @@
-"""The `?` help screen: every key, what it sends, and what the banner's colours mean."""
+"""The `?` help screen: every key, what it sends, and how to read the alarms, marks and advisor."""
 
 from __future__ import annotations
 
-from rich.text import Text
+from rich.table import Table
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-ABOUT = """
-[b]Alarms[/b]  red: gradient explosion (a norm many times its recent median) · magenta: a non-finite
-gradient (the update was skipped) · yellow: gradients collapsed to ~0 (tanh units saturated).
-A banner stays until you act on it (c, r, p), dismiss it (esc) or the engine reports the run healthy.
+ABOUT = [
+    "[b]Alarms[/b]  The line under the header tells every alarm of the run, in order: ▲ an explosion "
+    "(a norm 100× its recent median: before → after, and the ratio), ! a non-finite gradient (the update "
+    "was skipped), ▼ gradients that collapsed to ~0 while the loss stays high (saturated units), "
+    "✓ healthy again. Nothing dismisses them; the first explosion is always told.",
+    "[b]Pause at the explosion[/b]  A digit run in the TUI pauses at its first explosion "
+    "(--no-pause-on-alarm keeps going): c clips (at max_norm, or the textbook's 20) and continues, "
+    "p continues without, r rewinds to the weights before the alarm, a clips at the advisor's threshold.",
+    "[b]Clip advisor[/b]  Pascanu, Mikolov & Bengio (2013, §3.2): a threshold from 0.5 to 10 times the "
+    "average gradient norm over many updates still converges. The advisor averages the pre-clip total "
+    "norm over the recent healthy steps, in the run's norm type (the memory preset clips the L1 norm), "
+    "and shows the step's norm before and after clipping and the share of steps clipped.",
+    "[b]Marks[/b]  On every sparkline and chart, at their step: c clip on/off or max_norm, l lr, "
+    "r rewind, p pause, ▲ ! ▼ alarms (marked steps are tinted). w shows the whole run in buckets that "
+    "keep each bucket's largest value, so a one-step spike is never lost.",
+    "[b]Replay[/b]  (watch a log): p plays/pauses, n steps, ←/→ scrub, home/end jump, +/- playback "
+    "speed; everything on screen is as it was at the cursor. A stream on standard input can be watched "
+    "but not steered: keys that send commands say so.",
+    "[b]GRU[/b]  --impl torch trains PyTorch's GRU, which applies the reset gate after the recurrent "
+    "product (a different function from d2l's); --impl scratch follows d2l. Names and heatmaps are the same.",
+]
 
-[b]Replay[/b] (watch a log): p plays/pauses, n steps, ←/→ scrub, home/end jump, +/- playback speed.
-A stream on standard input can be watched but not steered: keys that send commands say so.
-
-[b]GRU[/b]  --impl torch trains PyTorch's GRU, which applies the reset gate after the recurrent
-product (a different function from d2l's); --impl scratch follows d2l. Names and heatmaps are the same.
-"""
-
-
-KEYS = [("c", "clipping on/off (the header changes when the engine confirms)"),
-        ("[ ]", "halve / double max_norm"), ("p", "pause / resume (replay: play / pause)"),
+KEYS = [("c", "clipping on/off (the header changes when the engine confirms); at the explosion: clip and continue"),
+        ("[ ]", "halve / double max_norm"), ("a", "clip at the advisor's max_norm"),
+        ("p", "pause / resume (replay: play / pause)"),
         ("n", "one step, then pause"), ("r", "rewind to the last healthy snapshot"),
-        ("+ -", "faster / slower (steps/s cap)"), ("g", "refresh the gate heatmaps"),
+        ("+ -", "faster / slower (steps/s cap)"), ("g", "refresh the heatmaps"),
         ("/", "focus the console (digits → predicted sum; lm: prefix → text)"),
-        ("v", "sparklines / full charts"), ("← → home end", "scrub through the run"),
-        ("esc", "dismiss the alarm banner"), ("?", "this help"), ("q", "quit (stops the run cleanly)")]
+        ("w", "whole run / live window"), ("v", "sparklines / full charts"),
+        ("← → home end", "scrub through a replay"), ("esc", "leave the console"), ("?", "this help"),
+        ("q", "quit (stops the run cleanly; prints how to resume it)")]
 
 
 class HelpScreen(ModalScreen[None]):
@@ -39,14 +50,16 @@ class HelpScreen(ModalScreen[None]):
         self.keys = keys
 
     def compose(self) -> ComposeResult:
-        table = Text()
+        table = Table.grid(padding=(0, 1))
+        table.add_column(justify="right", style="bold", no_wrap=True)
+        table.add_column(ratio=1)  # a long description wraps under itself, not under the key
         for key, description in self.keys:
-            table.append(f"  {key:>8}  ", "bold")
-            table.append(f"{description}\n")
+            table.add_row(key, description)
         with VerticalScroll(id="help"):
-            yield Static(Text("rnnlab-tui keys", "bold underline"))
+            yield Static("[b u]rnnlab-tui keys[/]  (↑/↓ scroll · esc closes)")
             yield Static(table)
-            yield Static(ABOUT.strip())
+            for paragraph in ABOUT:
+                yield Static("\n" + paragraph)
 
     def action_close(self) -> None:
         self.dismiss()

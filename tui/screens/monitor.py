@@ -5,55 +5,73 @@ from __future__ import annotations
 import time
 
 from textual.app import ComposeResult
+from textual.containers import VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Footer
+from textual.widgets import Footer, Static
 
 from tui.state import RunState
-from tui.widgets.alarm_banner import AlarmBanner
+from tui.widgets.alarm_timeline import AlarmTimeline
 from tui.widgets.charts import Charts
+from tui.widgets.clip_advisor import ClipAdvisor
 from tui.widgets.console import Console
 from tui.widgets.gate_heatmaps import GateHeatmaps
 from tui.widgets.run_header import RunHeader
 from tui.widgets.sparklines import Sparklines
 
 CHART_SECONDS = 1.0  # plotext charts take ~0.1-0.2 s to draw: a slower rate keeps keys answered
+MIN_SIZE = (60, 15)  # below this the essentials do not fit: one line asks for a larger terminal
 
 
 class MonitorScreen(Screen):
     def __init__(self) -> None:
         super().__init__()
         self._last_chart = 0.0
+        self.whole = False  # the whole run in buckets, or the live window
         # built here, not in compose, so the app may hold them before the screen is mounted
         self.run_header = RunHeader(id="header")
-        self.banner = AlarmBanner(id="banner")
+        self.timeline = AlarmTimeline(id="timeline")
         self.sparklines = Sparklines(id="sparklines")
         self.charts = Charts(id="charts")
+        self.advisor = ClipAdvisor(id="advisor")
         self.heatmaps = GateHeatmaps(id="heatmaps")
         self.console_panel = Console(placeholder="/ then a digit sequence, e.g. 6 7 0 0 1", id="console")
+        self.too_small = Static(f"enlarge the terminal to at least {MIN_SIZE[0]}×{MIN_SIZE[1]}", id="too-small")
         self.charts.display = False
-        self.banner.display = False
 
     def compose(self) -> ComposeResult:
+        yield self.too_small
         yield self.run_header
-        yield self.banner
-        # no scrolling containers: each panel fits what it draws to the room it gets (a scrollbar
-        # in a panel this small read as stray "▄▄" marks)
+        yield self.timeline
         yield self.sparklines
         yield self.charts
-        yield self.heatmaps
+        yield self.advisor
+        with VerticalScroll(id="heatmaps-scroll"):
+            yield self.heatmaps
         yield self.console_panel
         yield Footer(compact=True)
+
+    def fit(self, width: int, height: int) -> None:
+        """Classes for the terminal's size: narrow panels under 100×30, one line under the minimum."""
+        self.set_class(width < 100 or height < 30, "narrow")
+        self.set_class(width < MIN_SIZE[0] or height < MIN_SIZE[1], "tiny")
 
     def toggle_charts(self) -> None:
         self.charts.display = not self.charts.display
         self.sparklines.display = not self.charts.display
         self._last_chart = 0.0
 
-    def draw(self, state: RunState, index: int | None, source: str, note: str) -> bool:
+    def toggle_whole(self) -> None:
+        self.whole = not self.whole
+        self._last_chart = 0.0
+
+    def draw(self, state: RunState, index: int | None, source: str, note: str, prompt: str = "") -> bool:
         """Draw the run at series position ``index`` (None = newest); True if charts still owe a frame."""
-        view = state.view(index, width=max(10, self.sparklines.size.width))
+        if self.has_class("tiny"):
+            return False
+        view = state.view(index, width=max(10, self.sparklines.bars_width()), whole=self.whole)
         self.run_header.show(view, source, note)
-        self.banner.show(view.alarm)
+        self.timeline.show(view.alarms, str(view.config.get("cell", "srn")), prompt, self.has_class("narrow"))
+        self.advisor.show(view)
         self.heatmaps.show(view.gates)
         if state.task == "lm":
             self.console_panel.set_placeholder("/ then a prefix to continue, e.g. time traveller")
@@ -64,5 +82,5 @@ class MonitorScreen(Screen):
         if now - self._last_chart < CHART_SECONDS:
             return True
         self._last_chart = now
-        self.charts.show(state, None if index is None else view.index + 1)
+        self.charts.show(state, None if index is None else view.index + 1, self.whole)
         return False

@@ -1,90 +1,145 @@
-"""Full plotext charts of the same series: loss, log-scaled gradient norms with the clip threshold,
-and the dev score with its evaluation points marked."""
+"""Full plotext charts: loss, log-scaled gradient norms with the clip threshold, and the dev score.
+
+Every chart marks, at their step, the clip and lr changes, rewinds, pauses and alarms (vertical lines);
+the norm chart's legend sits beside it, never over the data. ``w`` switches between the last steps
+and the whole run, compressed to buckets that keep their largest value (no spike is thinned away).
+"""
 
 from __future__ import annotations
 
 import math
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal
+from textual.widgets import Static
 from textual_plotext import PlotextPlot
 
+from tui.history import decades
 from tui.state import RunState
+from tui.widgets.sparklines import is_recurrent, mark_glyph
 
-MAX_POINTS = 200  # points per series handed to plotext; longer runs are thinned
+MAX_POINTS = 200  # points per series handed to plotext (buckets of the whole run, or the last steps)
+MAX_SERIES = 8  # more parameters than this (LSTM, GRU) are drawn per gate: ‖(∇W_i, ∇U_i, ∇b_i)‖
+# 256-colour codes far apart in hue, one per series; the total is white
+PALETTE = (196, 46, 33, 226, 201, 51, 208, 141, 118, 213)
+MARK_COLOURS = {"clip": 46, "lr": 51, "rewind": 33, "pause": 226, "alarm": 196}
+STYLES = {code: f"color({code})" for code in (*PALETTE, *MARK_COLOURS.values(), 255)}
+
+
+def integer_ticks(low: float, high: float, most: int = 5) -> list[int]:
+    """Round whole numbers spanning [low, high] for a step axis (never 2.5 steps)."""
+    span = max(1.0, high - low)
+    stride = 1
+    for magnitude in range(0, 12):
+        stride = next((m * 10 ** magnitude for m in (1, 2, 5) if span / (m * 10 ** magnitude) <= most), 0)
+        if stride:
+            break
+    first = math.ceil(low / stride) * stride
+    return list(range(int(first), int(high) + 1, int(stride)))
+
+
+def grouped(norms: dict[str, list[float]]) -> dict[str, list[float]]:
+    """Per-parameter series, or, when there are too many, one per gate (the L2 norm of its W, U, b)."""
+    if len(norms) <= MAX_SERIES:
+        return norms
+    groups: dict[str, list[list[float]]] = {}
+    for name, values in norms.items():
+        key = f"·_{name.split('_', 1)[1]}" if is_recurrent(name) and "_" in name else name
+        groups.setdefault(key, []).append(values)
+    return {key: [math.sqrt(sum(v * v for v in column)) for column in zip(*members)]
+            for key, members in groups.items()}
 
 
 class Charts(Horizontal):
     DEFAULT_CSS = """
     Charts { height: 1fr; }
     Charts > PlotextPlot { width: 1fr; height: 1fr; }
+    Charts > #chart-legend { width: 22; height: 1fr; padding: 0 1; }
     """
 
     def compose(self) -> ComposeResult:
         yield PlotextPlot(id="chart-loss")
         yield PlotextPlot(id="chart-norms")
+        yield Static("", id="chart-legend")
         yield PlotextPlot(id="chart-score")
 
-    def show(self, state: RunState, end: int | None = None) -> None:
-        """Redraw from the whole run up to series position ``end`` (None = everything)."""
+    def show(self, state: RunState, end: int | None = None, whole: bool = False) -> None:
+        """Redraw up to series position ``end`` (None = everything): the whole run or its last steps."""
         length = len(state.steps) if end is None else end
-        every = max(1, length // MAX_POINTS)
-        series = state.series(every, length)
-        steps = series.pop("step")
-        last_step = steps[-1] if steps else 0
+        if whole:
+            steps = [state.steps[b.first - (state.appended - len(state.steps))]
+                     for b in state.whole_columns("step", MAX_POINTS, length)]
+            series = {"loss": _highs(state.whole_columns("loss", MAX_POINTS, length)),
+                      "total": _highs(state.whole_columns("total_norm", MAX_POINTS, length))}
+            norms = {name: _highs(state.whole_columns(name, MAX_POINTS, length)) for name in state.grad_norms}
+        else:
+            view = state.view(length - 1, MAX_POINTS)
+            steps, norms = view.first_steps, view.grad_norms
+            series = {"loss": view.loss, "total": view.total_norm}
+        first = steps[0] if steps else 0
+        marks = [mark for mark in state.marks if mark.position < length and mark.step >= first]
+        ticks = integer_ticks(first, steps[-1] if steps else 1)
+        suffix = " (whole run, max per bucket)" if whole else ""
 
-        plot = self.query_one("#chart-loss", PlotextPlot)
-        plt = plot.plt
-        plt.clear_figure()
-        plt.title("loss")
-        _line(plt, steps, series.pop("loss"), "loss", log=False)
-        plot.refresh()
+        plt = self._start("#chart-loss", "loss" + suffix, ticks, marks)
+        _line(plt, steps, series["loss"], PALETTE[0], log=False)
+        self.query_one("#chart-loss", PlotextPlot).refresh()
 
-        plot = self.query_one("#chart-norms", PlotextPlot)
-        plt = plot.plt
-        plt.clear_figure()
-        plt.title("gradient norms (log)")
-        total = series.pop("total_norm")
-        # log10 is taken here and the ticks labelled as powers of ten: plotext's own log scale
-        # fails on small plots, and the norms span 1e-30..1e7 in one run.
-        exponents = []
-        for name, values in series.items():
-            exponents += _line(plt, steps, values, name, log=True)
-        exponents += _line(plt, steps, total, "total", log=True)
-        settings = state.settings_at(last_step) if state.settings else None
+        plt = self._start("#chart-norms", "gradient norms (log)", ticks, marks)
+        legend = Text()
+        exponents: list[float] = []
+        for colour, (name, values) in zip(PALETTE * 2, grouped(norms).items()):
+            exponents += _line(plt, steps, values, colour, log=True)
+            legend.append("━ ", STYLES[colour]).append(f"‖∇{name}‖\n")
+        exponents += _line(plt, steps, series["total"], 255, log=True)
+        legend.append("━ ", STYLES[255]).append("total\n")
+        settings = state.settings_at(length - 1)
         if settings is not None and settings.clip_on and settings.clip_max_norm > 0:
-            threshold = math.log10(settings.clip_max_norm)
-            exponents.append(threshold)
-            plt.hline(threshold, "red")
-            plt.text(f"clip {settings.clip_max_norm:g}", steps[0] if steps else 0, threshold, color="red")
+            exponents.append(math.log10(settings.clip_max_norm))
+            plt.hline(exponents[-1], 196)
+            legend.append("┄ ", "red").append(f"clip {settings.clip_max_norm:g}\n")
         if exponents:
-            low, high = math.floor(min(exponents)), math.ceil(max(exponents))
-            stride = max(1, (high - low) // 6)
-            ticks = list(range(low, high + 1, stride))
-            plt.yticks(ticks, [f"1e{tick}" for tick in ticks])
-        plot.refresh()
+            labels = decades(10 ** min(exponents), 10 ** max(exponents))
+            plt.yticks(labels, [f"1e{label}" for label in labels])
+        for kind in sorted({mark.kind for mark in marks}):
+            glyph = "·".join(sorted({mark_glyph(mark)[0] for mark in marks if mark.kind == kind}))
+            legend.append("│ ", STYLES[MARK_COLOURS[kind]]).append(f"{glyph} {kind}\n")
+        self.query_one("#chart-legend", Static).update(legend)
+        self.query_one("#chart-norms", PlotextPlot).refresh()
 
-        plot = self.query_one("#chart-score", PlotextPlot)
-        plt = plot.plt
-        plt.clear_figure()
-        evals = [item for item in state.evals if item.step <= last_step]
         lm = state.task == "lm"
-        plt.title("dev perplexity" if lm else "dev accuracy")
-        points = [(item.step, item.perplexity if lm else item.accuracy) for item in evals]
+        plt = self._start("#chart-score", "dev perplexity" if lm else "dev accuracy", ticks, marks)
+        points = [(item.step, item.perplexity if lm else item.accuracy) for position, item in state.evals
+                  if position < length and item.step >= first]
         points = [(x, y) for x, y in points if y is not None and math.isfinite(y)]
         if points:
             xs, ys = zip(*points)
-            plt.plot(list(xs), list(ys), marker="braille")
-            plt.scatter(list(xs), list(ys), marker="●")
-        plot.refresh()
+            plt.plot(list(xs), list(ys), marker="braille", color=PALETTE[2])
+            plt.scatter(list(xs), list(ys), marker="●", color=PALETTE[2])
+        self.query_one("#chart-score", PlotextPlot).refresh()
+
+    def _start(self, selector: str, title: str, ticks: list[int], marks) -> object:
+        plt = self.query_one(selector, PlotextPlot).plt
+        plt.clear_figure()
+        plt.title(title)
+        if ticks:
+            plt.xticks(ticks, [str(tick) for tick in ticks])
+        for mark in marks:
+            plt.vline(mark.step, MARK_COLOURS.get(mark.kind, 255))
+        return plt
 
 
-def _line(plt, steps: list[int], values: list[float], label: str, log: bool) -> list[float]:
-    """Plot one series (log10 of it when ``log``); the y values drawn."""
+def _highs(columns) -> list[float]:
+    return [math.nan if bucket.bad else bucket.high for bucket in columns]
+
+
+def _line(plt, steps: list[int], values: list[float], colour: int, log: bool) -> list[float]:
+    """Plot one series (log10 of it when ``log``) in one colour; the y values drawn."""
     points = [(x, y) for x, y in zip(steps, values) if math.isfinite(y) and (y > 0 or not log)]
     if not points:
         return []
     xs, ys = zip(*points)
     ys = [math.log10(y) for y in ys] if log else list(ys)
-    plt.plot(list(xs), ys, label=label, marker="braille")
+    plt.plot(list(xs), ys, marker="braille", color=colour)
     return ys

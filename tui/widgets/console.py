@@ -72,6 +72,7 @@ class Console(Vertical):
         self._unknown_noted = False  # the engine's notice already named the unknown characters
         self._width = 0
         self._log = Static("", id="console-log")
+        self._own: collections.deque[Text] = collections.deque(maxlen=4)
         self._input = Input(placeholder=placeholder, id="console-input")
 
     def compose(self) -> ComposeResult:
@@ -111,11 +112,26 @@ class Console(Vertical):
         elif isinstance(event, RunFinished):
             self.say(finished_text(event))
 
+    def replay(self, events: list[Event]) -> None:
+        """Show what a replay's console had shown by its cursor (and nothing after it), then the
+        monitor's own lines (skipped lines, refused keys)."""
+        self.lines.clear()
+        self._generation = None
+        for event in events[-MAX_LINES:]:
+            self.show_event(event)
+        self.lines.extend(self._own)
+        self._draw()
+
     def say(self, message: str | Text, style: str = "") -> None:
         """Add one line (cut to a line: the console answers in one line, never a traceback)."""
         text = message if isinstance(message, Text) else Text(str(message).splitlines()[0] if message else "", style)
         self.lines.append(text)
         self._draw()
+
+    def note(self, message: str, style: str = "yellow") -> None:
+        """A line of the monitor's own (a refused key, skipped lines): kept over a replay's redraw."""
+        self.say(message, style)
+        self._own.append(self.lines[-1])
 
     def stream(self, generation: Generation) -> None:
         """The prefix, then each chunk of new characters, with real line breaks; done ends the block."""

@@ -25,7 +25,9 @@ GAP = 3
 BLOCK_HEAD = 3  # lines above a block's units: its name, its range, the token labels
 MIN_BLOCK_WIDTH = 12  # "-1.66..+1.92": a block's range stays readable under a short input
 MIN_UNITS = 4  # units a block row should show before another row of blocks is worth its room
-SHOWN_TOKENS = {" ": "␣"}  # a space of a text prefix would be an invisible column label
+SHOWN_TOKENS = {" ": "␣"}
+ALL_UNITS = 100_000  # lines offered to the layout: every unit is drawn, the panel scrolls
+SATURATED = 0.99  # |h| above this: a saturated tanh unit (its derivative is under 0.02)  # a space of a text prefix would be an invisible column label
 
 
 def _range(name: str, matrix: list[list[float]]) -> tuple[float, float, float, float]:
@@ -107,11 +109,19 @@ def line_pad(line: Text, width: int) -> Text:
     return line
 
 
+def saturated_share(matrix: list[list[float]], bound: float = SATURATED) -> float | None:
+    """The share of hidden values with |h| > bound: tanh units whose derivative is under 1 - bound²."""
+    values = [value for row in matrix if isinstance(row, list) for value in row
+              if isinstance(value, (int, float)) and math.isfinite(value)]
+    return sum(1 for value in values if abs(value) > bound) / len(values) if values else None
+
+
 class GateHeatmaps(Widget):
-    """Draws a Gates event's matrices side by side, wrapping to the widget's width."""
+    """Draws a Gates event's matrices side by side, wrapping to the widget's width, every hidden unit
+    (the panel around it scrolls)."""
 
     DEFAULT_CSS = """
-    GateHeatmaps { height: 1fr; }
+    GateHeatmaps { height: auto; }
     """
 
     def __init__(self, **kwargs) -> None:
@@ -129,9 +139,12 @@ class GateHeatmaps(Widget):
     def column_labels(self) -> list[str]:
         return [str(token) for token in self.gates.tokens] if self.gates else []
 
+    def get_content_height(self, container, viewport, width: int) -> int:
+        return len(self._lines(width or 80, ALL_UNITS))
+
     def render(self) -> Text:
         width = self.size.width or 80
-        lines = self._lines(width, self.size.height or 1_000)
+        lines = self._lines(width, ALL_UNITS)
         for line in lines:
             line.truncate(width)
         text = Text("\n").join(lines)
@@ -170,7 +183,14 @@ class GateHeatmaps(Widget):
         digits = all(token.isdigit() for token in tokens)
         shown_input = " ".join(tokens) if digits else f'"{"".join(tokens)}"'
         console = "" if gates.request in ("", "probe") else " (console)"
-        title = Text(f"{gates.cell.upper()} gates for {shown_input}{console}", "italic")
+        if gates.cell == "srn":  # the SRN has no gates: its heatmap is the hidden state h_t
+            title = Text(f"SRN hidden state h_t for {shown_input}{console}", "italic")
+            hidden = gates.matrices.get("hidden")
+            share = saturated_share(hidden) if isinstance(hidden, list) else None
+            if share is not None:
+                title.append(f" · {share:.0%} saturated (|h| > {SATURATED:g})", "bold" if share > 0.5 else "italic")
+        else:
+            title = Text(f"{gates.cell.upper()} gates and states for {shown_input}{console}", "italic")
         if shown < units:
             title.append(f" · h0-h{shown - 1} of {units}", "italic")
         if left_out:

@@ -33,6 +33,7 @@ def header_text(view: RunView, source: str, note: str = "") -> Text:
     if task == "digits" and config.get("length"):
         line.append(f" L={config['length']}")
     lr = settings.lr if settings is not None else config.get("lr")
+    speed = settings.speed if settings is not None else 0.0
     line.append(f" · {config.get('optimizer', '?')} lr {short(lr)}")
     line.append(" · clip ")
     if settings is None:
@@ -47,10 +48,10 @@ def header_text(view: RunView, source: str, note: str = "") -> Text:
     line.append("\n")
     total = view.total_steps
     line.append(f" step {view.step}" + (f"/{total}" if total else ""))
-    if settings is not None and settings.epochs:
-        line.append(f" · epoch {settings.epoch}/{settings.epochs}")
+    if view.epoch and config.get("epochs"):
+        line.append(f" · epoch {view.epoch}/{config['epochs']}")
     line.append(f" · {view.steps_per_s:.1f} steps/s")
-    line.append(" (cap " + (f"{short(view.speed)}/s)" if view.speed else "none)"), "dim")
+    line.append(" (cap " + (f"{short(speed)}/s)" if speed else "none)"), "dim")
     line.append(" · ")
     line.append(view.state, STATE_STYLES.get(view.state, "bold"))
     line.append(f" · {source}", "dim")
@@ -64,8 +65,10 @@ class RunHeader(Static):
         self.update(header_text(view, source, note))
 
 
-def source_label(source, playback) -> str:
+def source_label(source, playback, ended: bool = False) -> str:
     """Where the events come from; for a replay, whether it plays and how fast."""
+    if source.kind == "stream" and ended:
+        return "stream ended"
     if source.kind != "replay":
         return source.description + ("" if playback.index is None else " · history (end follows)")
     mark = "▶" if playback.playing else "⏸"

@@ -1,4 +1,9 @@
-"""One row per series: loss, dev score, each parameter's gradient L2 norm (log scale), total norm."""
+"""One row per series: loss, dev score, the recurrent parameters' gradient L2 norms (log scale), the
+others, the total; then a row of marks (clip, lr, rewind, pause, alarms) at their steps.
+
+The series are the last steps (one bar a step) or, with ``w``, the whole run in buckets, each bar the
+largest value of its bucket so that no one-step spike is lost. A marked step is tinted in every row.
+"""
 
 from __future__ import annotations
 
@@ -7,32 +12,47 @@ import math
 from rich.text import Text
 from textual.widget import Widget
 
-from tui.format import norm_name, sci, short
-from tui.state import RunView
+from tui.format import sci, short
+from tui.history import decades
+from tui.state import Mark, RunView
 
 BARS = "▁▂▃▄▅▆▇█"
 LABEL_WIDTH = 17
 VALUE_WIDTH = 22
+MARK_GLYPHS = {"clip": ("c", "bold green"), "lr": ("l", "bold cyan"), "rewind": ("r", "bold blue"),
+               "pause": ("p", "bold yellow")}
+ALARM_GLYPHS = {"explosion": ("▲", "bold red"), "non_finite": ("!", "bold magenta"),
+                "saturation": ("▼", "bold yellow")}
+TINT = "on grey23"
+
+
+def mark_glyph(mark: Mark) -> tuple[str, str]:
+    if mark.kind == "alarm":
+        return ALARM_GLYPHS.get(mark.label, ("!", "bold red"))
+    return MARK_GLYPHS.get(mark.kind, ("•", "bold"))
+
+
+def is_recurrent(name: str) -> bool:
+    """The recurrent layer's parameters (W, U, b or the gates'), not the embedding or output layer."""
+    return not name.startswith(("embedding", "linear"))
 
 
 def spark(values: list[float], width: int, log: bool = False, limit: float | None = None,
-          low: float | None = None, high: float | None = None) -> Text:
-    """The last ``width`` values as bar characters; non-finite values show as a red ``!``.
-
-    On a log scale a zero norm shows as ``_``; values above ``limit`` are drawn red.
-    """
+          low: float | None = None, high: float | None = None, tinted: frozenset = frozenset()) -> Text:
+    """The last ``width`` values as bar characters, right-aligned; non-finite values show as a red
+    ``!``, a zero norm on a log scale as ``_``; values above ``limit`` are red; columns in ``tinted``
+    (counted from the left of the row) get a background."""
     values = values[-width:] if width > 0 else []
-    text = Text(" " * (width - len(values)))
+    pad = width - len(values)
+    text = Text(" " * pad)
     scaled = [_scaled(value, log) for value in values]
     finite = [value for value in scaled if value is not None]
-    if low is None:
-        low = min(finite) if finite else 0.0
-    if high is None:
-        high = max(finite) if finite else 1.0
+    low = (min(finite) if finite else 0.0) if low is None else low
+    high = (max(finite) if finite else 1.0) if high is None else high
     span = high - low
     # consecutive bars of one style go in one span: far cheaper for Textual to draw than one each
     run, run_style = [], ""
-    for value, level in zip(values, scaled):
+    for column, (value, level) in enumerate(zip(values, scaled), pad):
         if not math.isfinite(value):
             bar, style = "!", "bold red"
         elif level is None:
@@ -41,6 +61,8 @@ def spark(values: list[float], width: int, log: bool = False, limit: float | Non
             position = 0 if span <= 0 else int((level - low) / span * (len(BARS) - 1) + 0.5)
             bar = BARS[max(0, min(position, len(BARS) - 1))]
             style = "red" if limit is not None and value > limit else "green"
+        if column in tinted:
+            style = f"{style} {TINT}"
         if style != run_style and run:
             text.append("".join(run), run_style)
             run = []
@@ -59,6 +81,15 @@ def _scaled(value: float, log: bool) -> float | None:
     return value
 
 
+def log_range(values: list[float]) -> str:
+    """The decades a norm row spans, e.g. 1e-9..1e7."""
+    positive = [value for value in values if math.isfinite(value) and value > 0]
+    if not positive:
+        return "all 0" if values else "—"
+    ticks = decades(min(positive), max(positive), most=99)
+    return f"1e{ticks[0]}..1e{ticks[-1]}" if ticks else "—"
+
+
 class Sparklines(Widget):
     DEFAULT_CSS = """
     Sparklines { height: auto; min-height: 3; }
@@ -74,48 +105,72 @@ class Sparklines(Widget):
         self.refresh(layout=rows_changed)  # a new parameter row changes the panel's height
 
     def get_content_height(self, container, viewport, width: int) -> int:
-        return 3 + len(self._view.grad_norms)
+        return 4 + len(self._view.grad_norms)
+
+    def _widths(self) -> tuple[int, int, int]:
+        total = self.content_size.width or 80
+        longest = max((len(name) for name in self._view.grad_norms), default=8) + 3  # "‖∇" and "‖" around it
+        label_width = min(LABEL_WIDTH, max(10, longest))
+        value_width = min(VALUE_WIDTH, max(10, total // 3))
+        return label_width, max(1, total - label_width - value_width - 2), value_width
+
+    def bars_width(self) -> int:
+        """How many steps (or buckets) a row shows: the view asked of the state."""
+        return self._widths()[1]
 
     def render(self) -> Text:
         view = self._view
-        total = self.size.width or 80
-        longest = max((len(name) for name in view.grad_norms), default=8) + 3  # "‖∇" and "‖" around it
-        label_width = min(LABEL_WIDTH, max(10, longest))
-        value_width = min(VALUE_WIDTH, max(10, total // 3))
-        width = max(1, total - label_width - value_width - 2)
-        lines = [self._row("loss", spark(view.loss, width), short(view.loss[-1]) if view.loss else "—",
-                           label_width, value_width)]
+        label_width, width, value_width = self._widths()
+        pad = width - len(view.loss)
+        tinted = frozenset(pad + point for point, _ in view.marks if 0 <= point < len(view.loss))
+
+        def row(label, bars, value, alarm=False):
+            return self._row(label, bars, value, label_width, value_width, alarm)
+
+        lines = [row("loss", spark(view.loss, width, tinted=tinted), short(view.loss[-1]) if view.loss else "—")]
         lm = view.config.get("task") == "lm"
-        score_name = "dev ppl" if lm else "dev acc"
-        if view.scores:
-            value = f"{short(view.scores[-1])} best {short(view.best)}"
-        else:
-            value = "no eval yet"
+        value = f"{short(view.scores[-1])} best {short(view.best)}" if view.scores else "no eval yet"
         low, high = (None, None) if lm else (0.0, 1.0)
-        lines.append(self._row(score_name, spark(view.scores, width, low=low, high=high), value,
-                               label_width, value_width))
-        norms = list(view.grad_norms.items())
-        height = self.size.height or len(norms) + 3
-        folded = norms[max(0, height - 4):] if len(norms) + 3 > height >= 4 else []
+        lines.append(row("dev ppl" if lm else "dev acc", spark(view.scores, width, low=low, high=high), value))
+        norms = sorted(view.grad_norms.items(), key=lambda item: not is_recurrent(item[0]))  # stable
+        height = self.size.height or len(norms) + 4
+        room = max(1, height - 4)
+        folded = norms[room - 1:] if len(norms) > room else []
         for name, series in norms[: len(norms) - len(folded)]:
             current = series[-1] if series else None
-            lines.append(self._row(f"‖∇{name}‖", spark(series, width, log=True), sci(current),
-                                   label_width, value_width, alarm=current is not None and not math.isfinite(current)))
+            shown = log_range(series) if view.whole else sci(current)
+            lines.append(row(f"‖∇{name}‖", spark(series, width, log=True, tinted=tinted), shown,
+                             current is not None and not math.isfinite(current)))
         if folded:  # too many parameters for the panel: the rest share one row (v shows them all)
             lines.append(self._folded(folded, width, label_width, value_width))
+        lines.append(self._total_row(view, width, tinted, row))
+        lines.append(self._marks_row(view, width, pad, label_width, value_width))
+        return Text("\n").join(lines)
+
+    @staticmethod
+    def _total_row(view: RunView, width: int, tinted: frozenset, row) -> Text:
         settings = view.settings
         limit = settings.clip_max_norm if settings is not None and settings.clip_on else None
-        if settings is None:
-            clip = ""
-        elif settings.clip_on:
-            clip = f" / clip {short(settings.clip_max_norm)}"
-        else:
-            clip = " / clip off"
+        clip = "" if settings is None else (f" / clip {short(settings.clip_max_norm)}" if settings.clip_on
+                                            else " / clip off")
         current = view.total_norm[-1] if view.total_norm else None
+        value = log_range(view.total_norm) if view.whole else sci(current) + clip
         over = current is not None and limit is not None and current > limit
-        lines.append(self._row("total norm", spark(view.total_norm, width, log=True, limit=limit),
-                               sci(current) + clip, label_width, value_width, alarm=over))
-        return Text("\n").join(lines)
+        return row("total norm", spark(view.total_norm, width, log=True, limit=limit, tinted=tinted), value, over)
+
+    @classmethod
+    def _marks_row(cls, view: RunView, width: int, pad: int, label_width: int, value_width: int) -> Text:
+        cells = [(" ", "")] * width
+        for point, mark in sorted(view.marks, key=lambda item: item[1].kind == "alarm"):  # alarms on top
+            if 0 <= pad + point < width:
+                cells[pad + point] = mark_glyph(mark)
+        bars = Text()
+        for glyph, style in cells:
+            bars.append(glyph, style)
+        steps = view.first_steps
+        span = f"{steps[0]}–{view.step}" if steps else "—"
+        value = f"whole run {span} (w)" if view.whole else f"steps {span} (w: all)"
+        return cls._row("marks", bars, value, label_width, value_width, dim=True)
 
     @classmethod
     def _folded(cls, norms: list[tuple[str, list[float]]], width: int, label_width: int, value_width: int) -> Text:
@@ -128,10 +183,10 @@ class Sparklines(Widget):
 
     @staticmethod
     def _row(label: str, bars: Text, value: str, label_width: int, value_width: int,
-             alarm: bool = False) -> Text:
-        row = Text(label[:label_width].ljust(label_width), "bold")
+             alarm: bool = False, dim: bool = False) -> Text:
+        row = Text(label[:label_width].ljust(label_width), "dim" if dim else "bold")
         row.append(" ")
         row.append_text(bars)
         row.append(" ")
-        row.append(value[:value_width].ljust(value_width), "bold red" if alarm else "")
+        row.append(value[:value_width].ljust(value_width), "bold red" if alarm else ("dim" if dim else ""))
         return row

@@ -1,0 +1,250 @@
+"""The headline screen under Pilot: every size, the run's story, whole-run history, marks, the pause at
+the explosion and the clipping advisor (synthetic runs and a fake live source; no torch)."""
+
+import asyncio
+import re
+import dataclasses
+import math
+
+import pytest
+
+from engine.events import Alarm, Pause, Resume, Rewind, RunStarted, SetClip, Status, Step
+from tui.app import build_app
+from tui.sources import LogFileSource
+from tui.synthetic import synthetic_events, write_log
+
+from monitor_fakes import FakeLiveSource
+
+
+async def _until(pilot, condition, timeout=5.0):
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not reached")
+        await pilot.pause(0.02)
+
+
+def _lines(app) -> str:
+    """What the terminal shows, as text."""
+    width, height = app.size
+    strips = app.screen._compositor.render_strips()
+    return "\n".join("".join(segment.text for segment in strip) for strip in strips[:height])
+
+
+def _with_clip(events, from_step, max_norm):
+    """The run with clipping switched on at ``from_step`` (what the Step events report)."""
+    return [dataclasses.replace(event, clip_on=True, clip_max_norm=max_norm,
+                                clip_factor=min(1.0, max_norm / event.total_norm))
+            if isinstance(event, Step) and event.step >= from_step else event for event in events]
+
+
+def _pausing(events):
+    """A run started from the TUI, which pauses at its first explosion."""
+    return [dataclasses.replace(event, config={**event.config, "pause_on_alarm": True})
+            if isinstance(event, RunStarted) else event for event in events]
+
+
+@pytest.mark.parametrize("size", [(80, 24), (80, 23), (120, 40)])
+def test_the_essentials_fit_every_common_size(size, tmp_path):
+    path = str(tmp_path / "run.jsonl")
+    write_log(path, synthetic_events(120, cell="srn"))
+
+    async def run():
+        app = build_app(LogFileSource(path))
+        async with app.run_test(size=size) as pilot:
+            await _until(pilot, lambda: app.ended is not None)
+            await pilot.press("end")
+            await _until(pilot, lambda: "step 120/120" in _lines(app))
+            screen = _lines(app)
+            lines = screen.splitlines()
+            assert lines[0].startswith(" SRN") and "step 120/120" in lines[1]  # the header
+            assert "step 3: ‖∇W‖" in screen  # the timeline
+            for row in ("‖∇W‖", "‖∇U‖", "‖∇b‖", "total norm"):
+                assert any(line.lstrip().startswith(row) for line in lines), row
+            assert lines[-1].startswith("? help q quit")  # the footer keeps help and quit
+
+    asyncio.run(run())
+
+
+def test_below_the_minimum_one_line_asks_for_a_larger_terminal():
+    async def run():
+        app = build_app(FakeLiveSource(list(synthetic_events(20))))
+        async with app.run_test(size=(40, 12)) as pilot:
+            await _until(pilot, lambda: app.state.last_index == 19)
+            await pilot.pause(0.1)
+            lines = [line.rstrip() for line in _lines(app).splitlines()]
+            assert lines[0].strip().startswith("enlarge the terminal to at least 60×15")
+            assert all(not line for line in lines[1:])  # nothing else: no stray glyphs
+            await pilot.resize_terminal(80, 24)
+            await _until(pilot, lambda: "‖∇W‖" in _lines(app))
+            assert "enlarge" not in _lines(app)
+
+    asyncio.run(run())
+
+
+def test_help_scrolls_at_80x24():
+    async def run():
+        app = build_app(FakeLiveSource(list(synthetic_events(5))))
+        async with app.run_test(size=(80, 24)) as pilot:
+            await _until(pilot, lambda: app.state.last_index == 4)
+            await pilot.press("question_mark")
+            await _until(pilot, lambda: "rnnlab-tui keys" in _lines(app))
+            help_panel = app.screen.query_one("#help")
+            assert help_panel.max_scroll_y > 0
+            assert "Pascanu" not in _lines(app)  # below the fold at first
+            help_panel.scroll_end(animate=False)
+            await _until(pilot, lambda: "d2l. Names and heatmaps" in _lines(app).replace("\n", " ")
+                         or "Names and heatmaps are the same" in _lines(app))
+
+    asyncio.run(run())
+
+
+def test_whole_run_keeps_the_spike_the_window_has_lost(tmp_path):
+    path = str(tmp_path / "long.jsonl")
+    write_log(path, synthetic_events(2000, cell="srn", steps_per_epoch=50))
+
+    async def run():
+        app = build_app(LogFileSource(path))
+        async with app.run_test(size=(120, 40)) as pilot:
+            await _until(pilot, lambda: app.ended is not None)
+            await pilot.press("end")
+            await pilot.pause(0.15)
+            window = app.monitor.sparklines._view
+            assert max(window.grad_norms["W"]) < 1  # the last steps: collapsed norms only
+            await pilot.press("w")
+            await _until(pilot, lambda: app.monitor.sparklines._view.whole)
+            whole = app.monitor.sparklines._view
+            assert max(whole.grad_norms["W"]) > 1e5  # steps 3-5 survive the compression
+            assert len(whole.loss) <= app.monitor.sparklines.bars_width()
+            assert whole.first_steps[0] == 1
+            screen = _lines(app)
+            assert re.search(r"‖∇W‖ +█▁+ +1e-[67]\.\.1e[67] ", screen)  # the spike, then the decades it spans
+            assert "whole run 1–2000" in screen
+            await pilot.press("w")
+            await _until(pilot, lambda: not app.monitor.sparklines._view.whole)
+
+    asyncio.run(run())
+
+
+def test_marks_sit_at_their_step_in_a_replay(tmp_path):
+    events = _with_clip(list(synthetic_events(40, cell="srn")), 20, 20.0)
+    events.insert(next(i for i, e in enumerate(events) if isinstance(e, Step) and e.step == 30) + 1,
+                  Status(step=30, state="paused"))
+    path = str(tmp_path / "marks.jsonl")
+    write_log(path, events)
+
+    async def run():
+        app = build_app(LogFileSource(path))
+        async with app.run_test(size=(120, 40)) as pilot:
+            await _until(pilot, lambda: app.ended is not None)
+            await pilot.press("end")
+            await pilot.pause(0.15)
+            view = app.monitor.sparklines._view
+            marked = {mark.kind: view.first_steps[point] for point, mark in view.marks}
+            assert marked == {"alarm": 3, "clip": 20, "pause": 30}
+            row = next(line for line in _lines(app).splitlines() if line.lstrip().startswith("marks"))
+            bars = row[1 + app.monitor.sparklines._widths()[0] + 1:]  # after the padding and the label
+            width = app.monitor.sparklines.bars_width()
+            pad = width - len(view.loss)
+            assert bars[pad + 2] == "▲" and bars[pad + 19] == "c" and bars[pad + 29] == "p"
+            await pilot.press("home", *["right"] * 9)  # step 10: the clip mark has not happened yet
+            await pilot.pause(0.15)
+            assert {mark.kind for _, mark in app.monitor.sparklines._view.marks} == {"alarm"}
+
+    asyncio.run(run())
+
+
+def test_a_live_run_pauses_at_its_first_explosion_and_spells_out_the_keys():
+    async def run():
+        source = FakeLiveSource(_pausing(list(synthetic_events(2, finish=False))))
+        app = build_app(source)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await _until(pilot, lambda: app.state.last_index == 1)
+            assert source.sent == []
+            source.push([event for event in synthetic_events(4, finish=False) if event.step >= 3])
+            await _until(pilot, lambda: source.sent == [Pause()])
+            source.push([Status(step=3, state="paused")])
+            await _until(pilot, lambda: "c clip and continue · p continue without · r rewind" in _lines(app))
+            assert "exploded" in _lines(app)
+            await pilot.press("r")
+            await _until(pilot, lambda: source.sent[-1] == Rewind())
+            await pilot.press("c")  # clip (the textbook's 20) and continue
+            await _until(pilot, lambda: source.sent[-2:] == [SetClip(on=True, max_norm=20.0, norm_type="2"), Resume()])
+            source.push([Status(step=3, state="running")])
+            await _until(pilot, lambda: "c clip and continue" not in _lines(app))
+            assert "exploded" in _lines(app)  # continuing dismisses nothing
+
+    asyncio.run(run())
+
+
+def test_no_pause_on_alarm_keeps_going():
+    async def run():
+        source = FakeLiveSource(list(synthetic_events(10, finish=False)))  # pause_on_alarm not set
+        app = build_app(source)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await _until(pilot, lambda: "exploded" in _lines(app))
+            await pilot.pause(0.1)
+            assert source.sent == [] and "continue without" not in _lines(app)
+
+    asyncio.run(run())
+
+
+def test_advisor_averages_healthy_steps_and_a_sets_its_threshold():
+    events = list(synthetic_events(12, cell="srn"))  # explosion at step 3, never healthy again
+    events += [Alarm(step=12, kind="healthy", message="no trouble for 20 steps")]
+    more = [dataclasses.replace(event, step=event.step + 12, total_norm=100.0 + event.step)
+            for event in synthetic_events(12, cell="srn") if isinstance(event, Step)]
+
+    async def run():
+        source = FakeLiveSource(events + more)
+        app = build_app(source)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await _until(pilot, lambda: app.state.last_index == 23)
+            advice = app.state.advisor.at(23)
+            healthy = [e.total_norm for e in events if isinstance(e, Step) and e.step < 3] + \
+                      [e.total_norm for e in more]
+            assert advice.healthy == len(healthy) == 14
+            assert math.isclose(advice.average, sum(healthy) / len(healthy))
+            assert advice.band == (advice.average * 0.5, advice.average * 10)
+            await _until(pilot, lambda: f"a: clip at {advice.suggestion:g}" in _lines(app))
+            await pilot.press("a")
+            await _until(pilot, lambda: source.sent == [SetClip(on=True, max_norm=advice.suggestion, norm_type="2")])
+
+    asyncio.run(run())
+
+
+def test_advisor_shows_pre_and_post_clip_and_the_norm_type(tmp_path):
+    events = _with_clip(list(synthetic_events(30, cell="lstm")), 4, 5.0)  # norms ~1e6 at steps 3-5
+    events = [dataclasses.replace(event, clip_norm_type="1") if isinstance(event, Step) else event
+              for event in events]
+    path = str(tmp_path / "memory.jsonl")
+    write_log(path, events)
+
+    async def run():
+        app = build_app(LogFileSource(path))
+        async with app.run_test(size=(120, 40)) as pilot:
+            await _until(pilot, lambda: app.ended is not None)
+            await pilot.press("home", "right", "right", "right", "right")  # step 5
+            clipped = re.compile(r"clip ON 5: pre \d\.\d+e6 → post 5 · clipped 40% of the last 5 steps")
+            await _until(pilot, lambda: clipped.search(_lines(app)))
+            assert "L1 norm (sum of |g|)" in _lines(app)
+
+    asyncio.run(run())
+
+
+def test_replay_console_shows_only_what_had_happened(tmp_path):
+    path = str(tmp_path / "evals.jsonl")
+    write_log(path, synthetic_events(30, cell="srn"))
+
+    async def run():
+        app = build_app(LogFileSource(path))
+        async with app.run_test(size=(120, 40)) as pilot:
+            await _until(pilot, lambda: app.ended is not None)
+            await pilot.press("end")
+            await _until(pilot, lambda: any("run finished" in str(line) for line in app.monitor.console_panel.lines))
+            await pilot.press("home")
+            await _until(pilot, lambda: not any("run finished" in str(line)
+                                                for line in app.monitor.console_panel.lines))
+            assert "no alarms" in _lines(app)
+
+    asyncio.run(run())

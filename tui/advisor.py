@@ -1,0 +1,89 @@
+"""The clipping advisor, after Pascanu, Mikolov & Bengio (2013, §3.2): a clipping threshold from half to
+ten times the average gradient norm over a sufficiently large number of updates still converges.
+
+It watches Step and Alarm events (no textual, no torch): the average of the pre-clip total norm over
+the last ``WINDOW`` healthy steps (finite, not skipped, not between an alarm and the all-clear), and
+the share of steps that clipping scaled down. Every step records the advice as it stood then, so a
+replay scrubbed to any step shows the advice of that step.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+from typing import NamedTuple
+
+from engine.events import Alarm
+
+WINDOW = 50  # healthy steps averaged
+SHARE_WINDOW = 100  # steps over which the share clipped is counted
+BAND = (0.5, 10.0)  # Pascanu et al.: thresholds this many times the average still converge
+TROUBLE = ("explosion", "non_finite", "saturation")
+
+
+class Advice(NamedTuple):
+    average: float  # average pre-clip total norm over the healthy steps (nan before any)
+    healthy: int  # how many healthy steps it averages
+    clipped_share: float  # share of the last SHARE_WINDOW steps that clipping scaled down
+    steps: int  # how many steps that share is of
+
+    @property
+    def band(self) -> tuple[float, float]:
+        return self.average * BAND[0], self.average * BAND[1]
+
+    @property
+    def suggestion(self) -> float | None:
+        """The average itself, to two significant figures (None before any healthy step)."""
+        if not (self.healthy and math.isfinite(self.average) and self.average > 0):
+            return None
+        return float(f"{self.average:.2g}")
+
+
+class ClipAdvisor:
+    def __init__(self, history: int) -> None:
+        self._recent: collections.deque[tuple[int, float]] = collections.deque()  # (step, total) healthy
+        self._sum = 0.0
+        self._troubled = False
+        self._clipped = 0  # steps clipped so far, all run
+        # per step of the run, aligned with the state's other series
+        self.averages: collections.deque[float] = collections.deque(maxlen=history)
+        self.counts: collections.deque[int] = collections.deque(maxlen=history)
+        self.clipped_so_far: collections.deque[int] = collections.deque(maxlen=history)
+
+    def observe_step(self, step: int, total: float, clip_factor: float, skipped: bool) -> None:
+        if not self._troubled and not skipped and math.isfinite(total):
+            self._recent.append((step, total))
+            self._sum += total
+            if len(self._recent) > WINDOW:
+                self._sum -= self._recent.popleft()[1]
+        if clip_factor < 1.0:
+            self._clipped += 1
+        self._record()
+
+    def observe_alarm(self, alarm: Alarm) -> None:
+        if alarm.kind in TROUBLE:
+            self._troubled = True
+            # the alarm's own step (and any after it, already taken) was not healthy
+            while self._recent and self._recent[-1][0] >= alarm.step:
+                self._sum -= self._recent.pop()[1]
+            if self.averages:
+                self.averages.pop(), self.counts.pop(), self.clipped_so_far.pop()
+                self._record()
+        elif alarm.kind == "healthy":
+            self._troubled = False
+
+    def _record(self) -> None:
+        count = len(self._recent)
+        self.averages.append(self._sum / count if count else math.nan)
+        self.counts.append(count)
+        self.clipped_so_far.append(self._clipped)
+
+    def at(self, index: int) -> Advice | None:
+        """The advice as it stood at series position ``index``."""
+        if index < 0 or index >= len(self.averages):
+            return None
+        earlier = index - SHARE_WINDOW
+        before = self.clipped_so_far[earlier] if earlier >= 0 else 0
+        steps = min(index + 1, SHARE_WINDOW)
+        share = (self.clipped_so_far[index] - before) / steps
+        return Advice(self.averages[index], self.counts[index], share, steps)

@@ -1,0 +1,54 @@
+"""Whether an event's fields have the types the engine writes (a log can be edited by hand)."""
+
+from __future__ import annotations
+
+from engine.events import Alarm, Eval, Event, Gates, Generation, Notice, Prediction, RunFinished, RunStarted, Status, Step
+
+_NUMBER = (int, float)
+
+
+def _numbers(*values) -> bool:
+    return all(isinstance(value, _NUMBER) for value in values)
+
+
+def _optional_numbers(*values) -> bool:
+    return all(value is None or isinstance(value, _NUMBER) for value in values)
+
+
+def well_typed(event: Event) -> bool:
+    """Whether the fields the monitor draws have the types the engine writes (a log can be edited)."""
+    if not isinstance(event.step, int):
+        return False
+    if type(event) is Step:  # the hot path: sum() type-checks every number at C speed
+        norms = event.grad_norms
+        if not isinstance(norms, dict) or not isinstance(event.clip_norm_type, str):
+            return False
+        try:
+            sum(norms.values(), event.loss + event.total_norm + event.steps_per_s + event.lr
+                + event.clip_max_norm + event.epoch + event.epochs)
+        except TypeError:
+            return False
+        return True
+    if isinstance(event, Alarm):
+        return _numbers(event.value, event.ratio, event.median) and isinstance(event.kind, str) \
+            and isinstance(event.parameter, str) and isinstance(event.message, str)
+    if isinstance(event, Eval):
+        return _optional_numbers(event.accuracy, event.perplexity, event.best) and isinstance(event.split, str)
+    if isinstance(event, Status):
+        return _numbers(event.speed) and isinstance(event.state, str) and isinstance(event.message, str)
+    if isinstance(event, RunStarted):
+        return isinstance(event.config, dict) and isinstance(event.parameters, dict) \
+            and _numbers(event.total_steps, event.steps_per_epoch)
+    if isinstance(event, Gates):
+        return isinstance(event.tokens, list) and isinstance(event.matrices, dict) and isinstance(event.cell, str)
+    if isinstance(event, Prediction):
+        return _numbers(event.predicted) and isinstance(event.tokens, list) and isinstance(event.top, list) \
+            and all(isinstance(item, list) and len(item) == 2 and _numbers(item[1]) for item in event.top) \
+            and _optional_numbers(event.target)
+    if isinstance(event, Generation):
+        return isinstance(event.text, str)
+    if isinstance(event, Notice):
+        return isinstance(event.message, str) and isinstance(event.level, str)
+    if isinstance(event, RunFinished):
+        return _optional_numbers(event.best_dev, event.test_accuracy, event.test_perplexity)
+    return True

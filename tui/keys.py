@@ -1,0 +1,91 @@
+"""The keys that steer a run (or a replay's cursor): each works out its command from what the engine
+last confirmed and sends it. A mixin of the app, which owns the state, the source and the screen."""
+
+from __future__ import annotations
+
+from engine.events import GatesCommand, Pause, Resume, Rewind, SetSpeed, StepCommand
+from tui import controls
+
+ALARM_PROMPT = "paused at the explosion: c clip and continue · p continue without · r rewind"
+
+
+class RunKeys:
+    def _pause_at_explosion(self) -> None:
+        """A live digit run pauses at its first explosion (unless started with --no-pause-on-alarm)."""
+        config = self.state.config
+        if self.source.kind != "live" or self.state.task != "digits" or not config.get("pause_on_alarm"):
+            return
+        status = self.state.status
+        if status is None or status.state == "running":
+            self.send(Pause())
+        self.alarm_pause = True
+
+    # --- actions (one per key) ----------------------------------------------------
+
+    def action_toggle_clip(self) -> None:
+        settings, config = self.state.latest_settings, self.state.config
+        if self.alarm_pause:  # clip and continue
+            command = controls.clip_at(settings, config)
+            if self.send(command) and self.send(Resume()):
+                self.note = f"clip ON at {command.max_norm:g} requested, continuing"
+            return
+        command = controls.toggle_clip(settings, config)
+        if self.send(command):
+            self.note = f"clip {'ON' if command.on else 'OFF'} requested"
+
+    def action_advise(self) -> None:
+        view = self.state.view(self.playback.index, width=1)
+        suggestion = view.advice.suggestion if view.advice is not None else None
+        if suggestion is None:
+            self.monitor.console_panel.note("the advisor has no healthy steps to average yet", "yellow")
+            return
+        if self.send(controls.clip_at(self.state.latest_settings, self.state.config, suggestion)):
+            self.note = f"clip ON at the advised {suggestion:g} requested"
+
+    def action_scale_clip(self, factor: float) -> None:
+        command = controls.scale_clip(self.state.latest_settings, self.state.config, factor)
+        if self.send(command):
+            self.note = f"max_norm {command.max_norm:g} requested"
+
+    def action_pause(self) -> None:
+        if self.source.kind != "live":
+            self.playback.toggle(self.state.last_index)
+        else:
+            running = self.state.status is None or self.state.status.state == "running"
+            self.send(Pause() if running else Resume())
+        self._dirty = True
+
+    def action_step(self) -> None:
+        if self.source.kind == "live":
+            self.send(StepCommand(n=1))
+        else:
+            self.action_seek("1")
+
+    def action_rewind(self) -> None:
+        self.send(Rewind())
+
+    def action_speed(self, direction: int) -> None:
+        if self.source.kind == "replay":
+            self.playback.scale_speed(direction)
+            self._dirty = True
+            return
+        settings = self.state.latest_settings
+        measured = self.state.steps_per_s[-1] if self.state.steps_per_s else 0.0
+        speed = controls.next_speed(settings.speed if settings else 0.0, measured, direction > 0)
+        if self.send(SetSpeed(steps_per_s=speed)):
+            self.note = f"speed cap {speed:g}/s requested" if speed else "no speed cap requested"
+
+    def action_gates(self) -> None:
+        self.send(GatesCommand(input=self.state.pinned_gates))
+
+    def action_seek(self, where: str) -> None:
+        """home, end, or a number of steps to move (scrubbing pauses a replay)."""
+        last = self.state.last_index
+        if where == "home":
+            self.playback.home()
+        elif where == "end":
+            self.playback.end(self.source.kind != "replay", last)
+        else:
+            self.playback.move(int(where), last)
+        self._dirty = True
+

@@ -1,0 +1,57 @@
+"""The clipping advisor (Pascanu, Mikolov & Bengio 2013, §3.2): what threshold the run's own norms
+suggest, how much clipping is doing, and the step's norm before and after it."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widgets import Static
+
+from tui.advisor import BAND
+from tui.state import RunView
+from tui.story import compact
+
+NORM_WORDS = {"2": "L2 norm", "1": "L1 norm (sum of |g|)", "inf": "L∞ norm (largest |g|)"}
+
+
+def advisor_text(view: RunView, width: int) -> Text:
+    """Two lines: the advice (average, band, suggestion), then what clipping does at this step."""
+    settings, advice = view.settings, view.advice
+    norm_type = settings.clip_norm_type if settings is not None else str(view.config.get("clip_type", "2"))
+    words = NORM_WORDS.get(norm_type, f"L{norm_type} norm")
+    name = "L∞" if norm_type == "inf" else f"L{norm_type}"
+    text = Text()
+    if advice is None or advice.suggestion is None:
+        text.append("clip advisor: ", "bold")
+        text.append(f"waiting for healthy steps · total = {words} of all gradients"[: max(0, width - 14)], "dim")
+        return text
+    low, high = advice.band
+    long = (f"clip advisor (Pascanu et al. 2013): avg pre-clip {name} total {compact(advice.average)} over "
+            f"{advice.healthy} healthy steps · converges for max_norm {compact(low)}–{compact(high)} "
+            f"({BAND[0]:g}–{BAND[1]:g}×) · ")
+    short = (f"advisor: avg {name} {compact(advice.average)} ({advice.healthy} healthy) · "
+             f"{compact(low)}–{compact(high)} · ")
+    key = f"a: clip at {advice.suggestion:g}"
+    text.append(long if len(long) + len(key) <= width else short)
+    text.append(key, "bold cyan")
+    text.append("\n")
+    total = view.pre_clip
+    if settings is not None and settings.clip_on:
+        text.append(f"clip ON {settings.clip_max_norm:g}: ", "bold green")
+        text.append(f"pre {compact(total)} → post {compact(total * view.clip_factor)} · "
+                    f"clipped {advice.clipped_share:.0%} of the last {advice.steps} steps")
+    else:
+        text.append("clip OFF: ", "bold red")
+        text.append(f"pre {compact(total)} = post (nothing scales it)")
+    rest = width - text.cell_len + text.plain.rindex("\n") + 1
+    if rest > len(words) + 11:
+        text.append(f" · total = {words}", "dim")
+    return text
+
+
+class ClipAdvisor(Static):
+    DEFAULT_CSS = """
+    ClipAdvisor { height: auto; }
+    """
+
+    def show(self, view: RunView) -> None:
+        self.update(advisor_text(view, self.content_size.width or 80))
