@@ -156,7 +156,8 @@ class MonitorApp(RunKeys, App[int]):
         self._last_frame = now
         if self._dirty or moved:
             label = source_label(self.source, self.playback, self.ended is not None)
-            prompt = ALARM_PROMPT if self.alarm_pause else ""
+            paused = self.state.status is not None and self.state.status.state == "paused"
+            prompt = ALARM_PROMPT if self.alarm_pause and paused else ""  # once the engine has paused
             self._dirty = self.monitor.draw(self.state, self.playback.index, label, self.note, prompt)
             if self.source.kind == "replay" and self._console_at != self.playback.index:
                 self._console_at = self.playback.index

@@ -58,8 +58,8 @@ def test_explosion_pause_clip_and_clean_quit(tmp_path, size):
         story = next(line for line in screen.splitlines() if "exploded" in line)
         assert "step 3: ‖∇" in story and "(×" in story
         assert "paused" in screen.splitlines()[1]
-        lines = screen.splitlines()
-        assert lines[-1].startswith("? help q quit")
+        footer = [line for line in screen.splitlines() if line.strip()][-1]
+        assert footer.startswith("? help q quit"), footer
         _send("c")  # clip and continue
         _wait_for(lambda s: "clip ON" in s.splitlines()[0] and "running" in s.splitlines()[1], timeout=15)
         screen = _wait_for(lambda s: re.search(r"marks +[▲▼p ]*c", s), timeout=15)  # clip marked at its step
