@@ -246,7 +246,7 @@ def collect(quick: bool = False, progress=None) -> dict:
     from .memory import keep_freed_memory
 
     kept = keep_freed_memory()  # as a training run does (engine/memory.py)
-    report = {"quick": quick, "ladder": LADDER, "machine": {"cpus": os.cpu_count(), "torch": torch.__version__,
+    report = {"quick": quick, "machine": {"cpus": os.cpu_count(), "torch": torch.__version__,
                                           "torch_threads": 1, "default_torch_threads": threads,
                                           "heap_keeps_freed_memory": kept,
                                           "load_average": [round(v, 2) for v in os.getloadavg()]},
@@ -256,6 +256,7 @@ def collect(quick: bool = False, progress=None) -> dict:
         for cell in CELL_KINDS:
             say(f"cells: {cell} at batch {batch}")
             report["cells"].append(time_cells(cell, batch, steps, hidden, repeats, number))
+    report["ladder"] = LADDER
     report["scratch_over_torch"] = {f"batch {batch}": {row["cell"]: row["scratch_over_torch"]
                                                        for row in report["cells"] if row["batch"] == batch}
                                     for batch, _, _ in SIZES}
