@@ -165,6 +165,29 @@ def cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from engine.config import home_dirs
+
+    if not (args.tensorboard or args.csv):
+        return fail("export needs --tensorboard DIR or --csv FILE (or both)")
+    # RUN: a log file, its plain name once it has been gzipped, or a run id under the runs folder
+    path = existing_log(args.run) or existing_log(os.path.join(home_dirs()["runs_dir"], args.run + ".jsonl"))
+    if path is None:
+        return fail(f"{args.run}: no such log file or run")
+    from engine.export import ExportError, export
+
+    try:
+        lines = export(path, tensorboard=args.tensorboard, csv_path=args.csv)
+    except ExportError as error:
+        return fail(str(error))
+    except OSError as error:
+        return fail(f"cannot export {path}: {error.strerror or error}"
+                    + (f" ({error.filename})" if error.filename else ""))
+    for line in lines:
+        print(line)
+    return 0
+
+
 def cmd_gates(args: argparse.Namespace) -> int:
     from engine.errors import USER_ERRORS, describe
     from engine.heatmap import print_gates
@@ -197,6 +220,25 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from engine.bench import main as bench_main
 
     return bench_main(args)
+
+
+def add_file_commands(commands) -> None:
+    """``export`` and ``data``: the commands that write files for other tools."""
+    export = commands.add_parser("export", help="a run log to TensorBoard event files or CSV",
+                                 description="Write a run's gradient norms (grad_norm/W, grad_norm/U_f, ...), their "
+                                 "total, loss, accuracy or perplexity, clip factor and lr as TensorBoard event "
+                                 "files (tensorboard --logdir DIR) or as CSV, one row per step.")
+    export.add_argument("run", metavar="RUN", help="a log (runs/<id>.jsonl.gz or .jsonl), or a run id under runs/")
+    export.add_argument("--tensorboard", metavar="DIR",
+                        help="write event files to DIR/<run-id> (needs: pip install 'rnnlab-tui[tensorboard]')")
+    export.add_argument("--csv", metavar="FILE", help="write one row per training step to FILE")
+    export.set_defaults(func=cmd_export)
+    data = commands.add_parser("data", help="regenerate the digit-sum files exactly as the textbook does",
+                               description="Write digits/{L}/{train,dev,test}.txt, byte-identical to the "
+                               "textbook's files (and to the ones this package ships and trains on).")
+    data.add_argument("--output", metavar="DIR", default=os.path.join("data", "digits"),
+                      help="folder to write (default ./data/digits)")
+    data.set_defaults(func=cmd_data)
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -245,12 +287,7 @@ def make_parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", action="store_true", help="print a machine-readable report")
     bench.add_argument("--quick", action="store_true", help="fewer repetitions")
     bench.set_defaults(func=cmd_bench)
-    data = commands.add_parser("data", help="regenerate the digit-sum files exactly as the textbook does",
-                               description="Write digits/{L}/{train,dev,test}.txt, byte-identical to the "
-                               "textbook's files (and to the ones this package ships and trains on).")
-    data.add_argument("--output", metavar="DIR", default=os.path.join("data", "digits"),
-                      help="folder to write (default ./data/digits)")
-    data.set_defaults(func=cmd_data)
+    add_file_commands(commands)
     return parser
 
 

@@ -1,0 +1,157 @@
+"""`rnnlab-tui export`: TensorBoard event files read back with TensorBoard's own reader, and CSV, hold
+exactly the log's values."""
+
+import csv
+import math
+import os
+import struct
+import subprocess
+import sys
+
+import pytest
+
+from engine import export as export_module
+from engine.config import ROOT
+from engine.events import read_log
+from engine.export import Record
+from rnnlab_tui.cli import main
+
+CLI = [sys.executable, "-m", "rnnlab_tui"]
+
+
+@pytest.fixture(scope="module")
+def log(tmp_path_factory):
+    """A real run: the clipping chapter for two epochs (the norms explode and clipping acts), gzipped."""
+    folder = tmp_path_factory.mktemp("run")
+    done = subprocess.run(CLI + ["train", "--preset", "clip", "--epochs", "2", "--headless",
+                                 "--runs-dir", str(folder / "runs"), "--checkpoint-dir", str(folder / "ckpt")],
+                          cwd=folder, capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": ROOT})
+    assert done.returncode == 0, done.stderr
+    (name,) = os.listdir(folder / "runs")
+    return str(folder / "runs" / name)
+
+
+def expected_values(path):
+    """(tag, step) -> value, worked out from the log's events without the exporter."""
+    events, bad = read_log(path)
+    assert bad == 0
+    started = events[0]
+    lr = started.config["lr"]
+    values = {}
+    for event in events:
+        if event.type == "settings":
+            lr = event.lr
+        elif event.type == "step":
+            lr = getattr(event, "lr", lr)
+            values[("loss/train", event.step)] = event.loss
+            for name, norm in event.grad_norms.items():
+                values[(f"grad_norm/{name}", event.step)] = norm
+            values[("grad_norm/total", event.step)] = event.total_norm
+            values[("clip_factor", event.step)] = event.clip_factor
+            values[("lr", event.step)] = lr
+        elif event.type == "eval":
+            values[(f"loss/{event.split}", event.step)] = event.loss
+            values[(f"accuracy/{event.split}", event.step)] = event.accuracy
+    return values
+
+
+def as_float32(value):
+    return struct.unpack("f", struct.pack("f", value))[0]
+
+
+def test_every_tensorboard_scalar_is_the_logs_value(log, tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    assert main(["export", log, "--tensorboard", str(tmp_path / "tb")]) == 0
+    (run,) = os.listdir(tmp_path / "tb")
+    assert log.endswith(run + ".jsonl.gz")
+    reader = EventAccumulator(str(tmp_path / "tb" / run), size_guidance={"scalars": 0})
+    reader.Reload()
+    exported = {(tag, point.step): point.value for tag in reader.Tags()["scalars"] for point in reader.Scalars(tag)}
+    expected = expected_values(log)
+    assert exported.keys() == expected.keys()
+    for key, value in expected.items():  # TensorBoard keeps a scalar as a float32
+        assert exported[key] == as_float32(value) or (math.isnan(value) and math.isnan(exported[key])), key
+    tags = {tag for tag, _ in exported}
+    assert {"grad_norm/W", "grad_norm/U", "grad_norm/b", "grad_norm/total", "loss/train", "accuracy/dev",
+            "accuracy/test", "clip_factor", "lr"} <= tags
+    assert min(value for (tag, _), value in exported.items() if tag == "clip_factor") < 1  # clipping acted
+
+
+def test_the_csv_has_one_row_per_step_with_the_logs_values(log, tmp_path):
+    path = tmp_path / "run.csv"
+    assert main(["export", log, "--csv", str(path)]) == 0
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    steps = [event for event in read_log(log)[0] if event.type == "step"]
+    assert [int(row["step"]) for row in rows] == [event.step for event in steps]
+    expected = expected_values(log)
+    for row in rows:
+        for column, text in row.items():
+            if (column, int(row["step"])) in expected:
+                assert float(text) == expected[(column, int(row["step"]))], column
+    assert rows[-1]["accuracy/test"] and rows[-1]["accuracy/dev"]  # both evaluations of the last step
+
+
+def test_a_profile_over_time_steps_becomes_a_histogram(log, tmp_path, monkeypatch):
+    """An instrument with one value per time step is one converter; its values are the buckets."""
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    def flow(event, run):
+        return Record(event.step, event.t, profiles={"grad_norm_through_time": [4.0, 2.0, 0.5]})
+
+    monkeypatch.setitem(export_module.CONVERTERS, "eval", flow)
+    assert main(["export", log, "--tensorboard", str(tmp_path)]) == 0
+    (run,) = os.listdir(tmp_path)
+    reader = EventAccumulator(str(tmp_path / run), size_guidance={"histograms": 0})
+    reader.Reload()
+    (first, *_) = reader.Histograms("grad_norm_through_time")
+    assert list(first.histogram_value.bucket) == [4.0, 2.0, 0.5]
+    assert list(first.histogram_value.bucket_limit) == [1.0, 2.0, 3.0]
+
+
+def test_without_tensorboard_one_line_says_how_to_get_it(log, tmp_path):
+    # a fresh interpreter in which importing tensorboard fails, as where it is not installed
+    script = ("import sys; sys.modules['tensorboard'] = None; from rnnlab_tui.cli import main; "
+              "sys.exit(main(sys.argv[1:]))")
+    done = subprocess.run([sys.executable, "-c", script, "export", log, "--tensorboard", str(tmp_path / "tb")],
+                          capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONPATH": ROOT})
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == ["rnnlab-tui: TensorBoard export needs the tensorboard package: "
+                                        "pip install 'rnnlab-tui[tensorboard]'"]
+    assert not (tmp_path / "tb").exists()
+
+
+def test_an_existing_csv_is_not_overwritten(log, tmp_path, capsys):
+    path = tmp_path / "mine.csv"
+    path.write_text("my own notes\n")
+    assert main(["export", log, "--csv", str(path)]) == 2
+    assert path.read_text() == "my own notes\n"
+    assert "already exists" in capsys.readouterr().err
+
+
+def test_an_exported_run_is_not_exported_over(log, tmp_path, capsys):
+    pytest.importorskip("tensorboard")
+    assert main(["export", log, "--tensorboard", str(tmp_path)]) == 0
+    (run,) = os.listdir(tmp_path)
+    files = os.listdir(tmp_path / run)
+    assert main(["export", log, "--tensorboard", str(tmp_path)]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert os.listdir(tmp_path) == [run] and os.listdir(tmp_path / run) == files
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["export", "nope"], "needs --tensorboard DIR or --csv FILE"),
+    (["export", "nope", "--csv", "x.csv"], "nope: no such log file or run"),
+])
+def test_bad_export_input_is_one_line(args, fragment, capsys):
+    assert main(args) == 2
+    assert fragment in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("run_id, name", [("lstm-digits-1", "lstm-digits-1"), ("../../etc", "_.._etc"),
+                                          ("a/b\x1b[2J", "a_b__2J"), ("", "run")])
+def test_a_run_id_from_a_log_stays_a_plain_folder_name(run_id, name):
+    assert export_module.safe_name(run_id) == name
