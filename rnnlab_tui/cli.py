@@ -104,8 +104,14 @@ def build_train_config(args: argparse.Namespace, interactive: bool):
     return build_config(args.preset or "", **overrides)
 
 
+def terminal_can_draw() -> bool:
+    """Standard output is a terminal the full-screen monitor can draw on: TERM names one that can move
+    the cursor (not ``dumb``, as in Emacs shells and some CI consoles)."""
+    return sys.stdout.isatty() and os.environ.get("TERM", "") not in ("", "dumb")
+
+
 def cmd_train(args: argparse.Namespace) -> int:
-    interactive = not args.headless and args.events != "-" and sys.stdout.isatty() and sys.stdin.isatty()
+    interactive = not args.headless and args.events != "-" and terminal_can_draw() and sys.stdin.isatty()
     try:
         config = build_train_config(args, interactive)
     except ValueError as error:  # ConfigError, CheckpointError
@@ -149,6 +155,9 @@ def cmd_watch(args: argparse.Namespace) -> int:
     path = args.log if args.log == "-" else existing_log(args.log)
     if path is None:
         return fail(f"{args.log}: no such log file")
+    if not terminal_can_draw():
+        return fail("watch draws the monitor on a terminal, and this is not one (or TERM is dumb); "
+                    "`rnnlab-tui export` turns a log into CSV or TensorBoard files")
     from tui.main import watch
 
     return watch(path)
