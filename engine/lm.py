@@ -18,7 +18,7 @@ from torch.nn import functional as F
 from .config import ConfigError, TrainConfig
 from .corpus import SAMPLERS, Vocabulary, corpus_path, num_batches, read_corpus, split_text
 from .generate import stream_events
-from .models import LanguageModel
+from .models import LanguageModel, heatmap_lists
 
 # The gate heatmaps' default input, the prefixes the textbooks continue.
 PROBES = {"timemachine": "time traveller", "tangshi300": "床前明月光"}
@@ -113,7 +113,7 @@ class LanguageModelTask:
         tokens = torch.tensor(self.vocab.encode(text), dtype=torch.long, device=self.device)
         matrices = model.record_gates(tokens)
         labels = ["⏎" if char == "\n" else char for char in text]
-        return labels, {name: matrix.cpu().tolist() for name, matrix in matrices.items()}
+        return labels, heatmap_lists(matrices)
 
     def predict(self, model, text: str) -> dict:
         raise ValueError("a language model continues text rather than classifying it: "

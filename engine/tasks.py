@@ -12,6 +12,7 @@ from torch import nn
 from .config import TrainConfig
 from .data import load_digits, load_numeric
 from .digits import pad_digits, parse_digits
+from .models import heatmap_lists
 
 
 class DigitTask:
@@ -85,7 +86,7 @@ class DigitTask:
         """Gate/state matrices [hidden][time] for the input (the probe when text is empty)."""
         digits = pad_digits(self._digits(text), self.config.length)
         matrices = model.record_gates(torch.tensor(digits, dtype=torch.long, device=self.device))
-        return [str(d) for d in digits], {name: m.cpu().tolist() for name, m in matrices.items()}
+        return [str(d) for d in digits], heatmap_lists(matrices)
 
     @torch.no_grad()
     def predict(self, model, text: str) -> dict:
