@@ -67,6 +67,8 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
     run = parser.add_argument_group("running")
     run.add_argument("--headless", action="store_true", help="no TUI: a progress bar and log lines")
     run.add_argument("--events", metavar="PATH", help="write the event log here ('-' = standard output)")
+    run.add_argument("--progress", action="store_true",
+                     help="with --events -: the progress bar and log lines on stderr (default: errors only)")
     run.add_argument("--eval-steps", type=int, help="evaluate every N steps (default: every epoch)")
     run.add_argument("--log-steps", type=int, help="a log line every N steps (headless)")
     run.add_argument("--speed", type=_positive_float, help="steps/s cap (0 = unlimited)")
@@ -125,11 +127,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     from engine.session import run_session
 
     to_stdout = args.events == "-"
+    # the events are the output: over ssh, anything on stderr lands on the viewer's terminal, so the
+    # progress and log lines go there only when asked for; errors still do
+    quiet = to_stdout and not args.progress
     printer = HeadlessPrinter(sys.stderr if to_stdout else sys.stdout, config.log_steps,
                               log_path=None if to_stdout else args.events)
     try:
         reason, log_path = run_session(config, events_path=None if to_stdout else args.events,
-                                       stream=sys.stdout if to_stdout else None, callbacks=[printer])
+                                       stream=sys.stdout if to_stdout else None,
+                                       callbacks=[] if quiet else [printer])
     except USER_ERRORS as error:
         printer.close()
         return fail(describe(error))
@@ -139,7 +145,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 1
     finally:
         printer.close()
-    printer.console.print(f"[Log] {log_path}")  # the finished log is gzipped: its name has changed
+    if not quiet:
+        printer.console.print(f"[Log] {log_path}")  # the finished log is gzipped: its name has changed
     return 130 if reason == "stopped" else 0
 
 

@@ -156,3 +156,14 @@ def test_the_child_answers_commands_and_stops_when_its_steering_goes_away(tmp_pa
     with gzip.open(tmp_path / f"{seen[0]['run']}.jsonl.gz", "rt", encoding="utf-8") as handle:
         log = [json.loads(line) for line in handle]
     assert log[-1] == seen[-1]
+
+
+def test_events_to_stdout_leave_stderr_to_errors(tmp_path):
+    """`train --headless --events - | watch -` over ssh: stderr reaches the viewer's terminal."""
+    args = ("train", "--epochs", "1", "--headless", "--events", "-", "--checkpoint-dir", str(tmp_path),
+            "--runs-dir", str(tmp_path))
+    quiet = rnnlab(*args)
+    assert quiet.returncode == 0 and quiet.stderr == ""
+    assert json.loads(quiet.stdout.splitlines()[-1])["type"] == "run_finished"
+    asked = rnnlab(*args, "--progress")
+    assert "[Train] epoch: 1/1" in asked.stderr
