@@ -18,18 +18,26 @@ from engine.events import Alarm
 WINDOW = 50  # healthy steps averaged
 SHARE_WINDOW = 100  # steps over which the share clipped is counted
 BAND = (0.5, 10.0)  # Pascanu et al.: thresholds this many times the average still converge
+# the band assumes the averaged steps were a stable phase; a loss that rose this much over them says not
+UNSTABLE_RISE = 2.0
 TROUBLE = ("explosion", "non_finite", "saturation")
 
 
 class Advice(NamedTuple):
     average: float  # average pre-clip total norm over the healthy steps (nan before any)
     healthy: int  # how many healthy steps it averages
+    loss_rise: float  # the loss at the last of them over the loss at the first (> 1: it rose)
     clipped_share: float  # share of the last SHARE_WINDOW steps that clipping scaled down
     steps: int  # how many steps that share is of
 
     @property
     def band(self) -> tuple[float, float]:
         return self.average * BAND[0], self.average * BAND[1]
+
+    @property
+    def stable(self) -> bool:
+        """Whether the loss held over the averaged steps (else the band may be far too high)."""
+        return not self.loss_rise > UNSTABLE_RISE
 
     @property
     def suggestion(self) -> float | None:
@@ -41,18 +49,19 @@ class Advice(NamedTuple):
 
 class ClipAdvisor:
     def __init__(self, history: int) -> None:
-        self._recent: collections.deque[tuple[int, float]] = collections.deque()  # (step, total) healthy
+        self._recent: collections.deque[tuple[int, float, float]] = collections.deque()  # (step, total, loss)
         self._sum = 0.0
         self._troubled = False
         self._clipped = 0  # steps clipped so far, all run
         # per step of the run, aligned with the state's other series
         self.averages: collections.deque[float] = collections.deque(maxlen=history)
         self.counts: collections.deque[int] = collections.deque(maxlen=history)
+        self.rises: collections.deque[float] = collections.deque(maxlen=history)
         self.clipped_so_far: collections.deque[int] = collections.deque(maxlen=history)
 
-    def observe_step(self, step: int, total: float, clip_factor: float, skipped: bool) -> None:
+    def observe_step(self, step: int, total: float, loss: float, clip_factor: float, skipped: bool) -> None:
         if not self._troubled and not skipped and math.isfinite(total):
-            self._recent.append((step, total))
+            self._recent.append((step, total, loss))
             self._sum += total
             if len(self._recent) > WINDOW:
                 self._sum -= self._recent.popleft()[1]
@@ -67,15 +76,18 @@ class ClipAdvisor:
             while self._recent and self._recent[-1][0] >= alarm.step:
                 self._sum -= self._recent.pop()[1]
             if self.averages:
-                self.averages.pop(), self.counts.pop(), self.clipped_so_far.pop()
+                self.averages.pop(), self.counts.pop(), self.rises.pop(), self.clipped_so_far.pop()
                 self._record()
         elif alarm.kind == "healthy":
             self._troubled = False
 
     def _record(self) -> None:
-        count = len(self._recent)
+        recent = self._recent
+        count = len(recent)
         self.averages.append(self._sum / count if count else math.nan)
         self.counts.append(count)
+        first, last = (recent[0][2], recent[-1][2]) if count else (1.0, 1.0)
+        self.rises.append(last / first if first > 0 and math.isfinite(last) else math.nan)
         self.clipped_so_far.append(self._clipped)
 
     def at(self, index: int) -> Advice | None:
@@ -86,4 +98,4 @@ class ClipAdvisor:
         before = self.clipped_so_far[earlier] if earlier >= 0 else 0
         steps = min(index + 1, SHARE_WINDOW)
         share = (self.clipped_so_far[index] - before) / steps
-        return Advice(self.averages[index], self.counts[index], share, steps)
+        return Advice(self.averages[index], self.counts[index], self.rises[index], share, steps)

@@ -213,7 +213,7 @@ class RunState:
             for name, value in norms.items():
                 if name not in self.grad_norms:
                     self._norm_series(name)[-1] = value
-        self.advisor.observe_step(step.step, step.total_norm, step.clip_factor, step.skipped)
+        self.advisor.observe_step(step.step, step.total_norm, step.loss, step.clip_factor, step.skipped)
         latest = self.latest_settings
         settings = RunSettings(step.clip_on, step.clip_max_norm, step.clip_norm_type, step.lr,
                                latest.speed if latest else 0.0, "command")

@@ -248,3 +248,13 @@ def test_replay_console_shows_only_what_had_happened(tmp_path):
             assert "no alarms" in _lines(app)
 
     asyncio.run(run())
+
+
+def test_the_rescue_preset_learns_only_when_clipped_at_the_explosion(tmp_path):
+    """Both arms with the same seed, driven as the TUI drives the engine (torch, about 10 s)."""
+    from rescue_arms import run_arm
+
+    unclipped, _ = run_arm("none", str(tmp_path))
+    clipped, story = run_arm("1", str(tmp_path))
+    assert story["explosion"] == 7 and story["advice"] > 100  # the advisor's band sits far above 1
+    assert unclipped < 0.15 < 0.3 < clipped

@@ -33,6 +33,9 @@ def advisor_text(view: RunView, width: int) -> Text:
     key = f"a: clip at {advice.suggestion:g}"
     text.append(long if len(long) + len(key) <= width else short)
     text.append(key, "bold cyan")
+    if not advice.stable:  # Pascanu's band is for a run that was converging; this one was not
+        warning = f"\n⚠ the loss rose ×{compact(advice.loss_rise, 2)} over those steps: no stable phase, the band may be far too high ([ halves)"
+        text.append(warning[: width + 1], "bold yellow")
     text.append("\n")
     total = view.pre_clip
     if settings is not None and settings.clip_on:
