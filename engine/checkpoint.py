@@ -1,19 +1,20 @@
 """Checkpoints: tensors under their textbook names plus plain metadata, written atomically.
 
 A checkpoint holds the run's config, so ``gates`` and ``generate`` rebuild the model from it alone,
-and is read back with ``torch.load(weights_only=True)``: no pickled code ever runs.
+and is read back with ``torch.load(weights_only=True)``: no pickled code ever runs. It also holds a
+SHA-256 of everything else in it (each tensor's dtype, shape and bytes, each value, in key order):
+torch's zip format checks no sums of its own, and a flipped byte would otherwise load as altered weights.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
-import pickle
-import zipfile
 
 import torch
 
 FORMAT = "rnnlab-tui checkpoint"
-VERSION = 1
+VERSION = 2  # 2: with a checksum
 
 
 class CheckpointError(ValueError):
@@ -25,11 +26,20 @@ def save(path: str, payload: dict) -> None:
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     temporary = f"{path}.tmp-{os.getpid()}"
-    with open(temporary, "wb") as handle:
-        torch.save({"format": FORMAT, "version": VERSION, **payload}, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
+    content = {"format": FORMAT, "version": VERSION, **payload}
+    content["checksum"] = checksum(content)
+    try:
+        with open(temporary, "wb") as handle:
+            torch.save(content, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:  # a full disk, an interrupt: no half-written file stays behind
+        try:
+            os.remove(temporary)
+        except OSError:
+            pass
+        raise
     try:
         directory = os.open(folder, os.O_RDONLY)
     except OSError:
@@ -46,20 +56,89 @@ def snapshot_parameters(model) -> dict[str, torch.Tensor]:
             for name, tensor in model.textbook_parameters().items()}
 
 
+def checksum(payload: dict) -> str:
+    """SHA-256 of everything in ``payload`` but its "checksum": tensors by dtype, shape and bytes, other
+    values by repr, dictionaries in key order."""
+    digest = hashlib.sha256()
+    _feed(digest, "", {key: value for key, value in payload.items() if key != "checksum"})
+    return digest.hexdigest()
+
+
+def _feed(digest, where: str, value) -> None:
+    if isinstance(value, torch.Tensor):
+        data = value.detach().to("cpu").contiguous().reshape(-1)
+        digest.update(f"{where}:{data.dtype}:{tuple(value.shape)}\n".encode())
+        digest.update(data.view(torch.uint8).numpy().tobytes())
+    elif isinstance(value, dict):
+        digest.update(f"{where}:dict:{len(value)}\n".encode())
+        for key in sorted(value, key=repr):
+            _feed(digest, f"{where}/{key!r}", value[key])
+    elif isinstance(value, (list, tuple)):
+        digest.update(f"{where}:{type(value).__name__}:{len(value)}\n".encode())
+        for index, item in enumerate(value):
+            _feed(digest, f"{where}/{index}", item)
+    else:
+        digest.update(f"{where}={value!r}\n".encode())
+
+
 def load(path: str) -> dict:
+    """The checkpoint at ``path``, verified; CheckpointError (one line) for anything else."""
     if not os.path.isfile(path):
         raise CheckpointError(f"{path}: no such checkpoint")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile,
-            KeyError, AttributeError, TypeError) as error:
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise CheckpointError(f"{path}: not a readable checkpoint (truncated or corrupt: {reason[:120]})") from None
+    except Exception as error:  # whatever the unpickler trips over in a damaged or foreign file
+        if "Unsupported global" in str(error) or "Unsupported operand" in str(error):
+            raise CheckpointError(f"{path}: refused: it holds pickled code or objects, and a checkpoint "
+                                  "holds tensors and plain values only (nothing in it was run)") from None
+        raise CheckpointError(f"{path}: not a readable checkpoint (truncated, corrupt, or not a checkpoint: "
+                              f"{type(error).__name__})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not an rnnlab-tui checkpoint")
+    if payload.get("version") == 1:
+        raise CheckpointError(f"{path}: written before checkpoints carried a checksum, so it cannot be "
+                              "verified; train the run again to get one")
     if payload.get("version") != VERSION:
-        raise CheckpointError(f"{path}: checkpoint version {payload.get('version')} is not supported")
+        raise CheckpointError(f"{path}: checkpoint version {payload.get('version')!r:.20} is not supported")
+    try:
+        intact = payload.get("checksum") == checksum(payload)
+    except Exception:  # a value no checkpoint of ours holds
+        intact = False
+    if not intact:
+        raise CheckpointError(f"{path}: the checksum does not match its contents: the file is corrupt "
+                              "(or was edited); use another checkpoint")
     for key in ("config", "parameters"):
         if not isinstance(payload.get(key), dict):
             raise CheckpointError(f"{path}: the checkpoint has no {key}")
     return payload
+
+
+def config_of(payload: dict, path: str):
+    """The TrainConfig a checkpoint was trained with; CheckpointError when it is not a valid one."""
+    from .config import ConfigError, TrainConfig, validate
+
+    try:
+        config = TrainConfig.from_dict(payload["config"])
+        validate(config)
+    except (ConfigError, TypeError) as error:
+        raise CheckpointError(f"{path}: the checkpoint's config is not valid: {error}") from None
+    return config
+
+
+def model_of(payload: dict, config, path: str):
+    """The model ``config`` describes, holding the checkpoint's weights; CheckpointError when the
+    tensors do not fit it."""
+    from .models import build_model
+
+    vocabulary = payload.get("vocabulary") or []
+    if not isinstance(vocabulary, list) or not all(isinstance(token, str) for token in vocabulary):
+        raise CheckpointError(f"{path}: the checkpoint's vocabulary is not a list of characters")
+    if config.task == "lm" and not vocabulary:
+        raise CheckpointError(f"{path}: the checkpoint has no vocabulary")
+    try:
+        model = build_model(config, len(vocabulary))
+        model.load_textbook_parameters(payload["parameters"])
+    except (KeyError, ValueError, RuntimeError, TypeError, AttributeError) as error:
+        message = str(error).strip("'\"")
+        raise CheckpointError(f"{path}: the weights do not fit the model its config describes ({message})") from None
+    return model

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from dataclasses import asdict, dataclass, fields, replace
 
 CELLS = ("srn", "lstm", "gru")
@@ -17,6 +18,17 @@ INITS = ("auto", "zeros", "xavier", "torch")
 SAMPLINGS = ("sequential", "random")
 DIGIT_LENGTHS = (5, 10, 15, 20, 25, 30, 35)
 CORPORA = ("timemachine", "tangshi300")
+DEVICE_PATTERN = re.compile(r"cpu|mps|cuda(:[0-9]{1,3})?")
+
+# Upper bounds: beyond them a run cannot work on any machine this lab is for, and numbers this large
+# would reach torch as C++ overflows instead of a sentence.
+MAX_SEED = 2**64 - 1  # torch's generators take 64-bit seeds
+MAX_LR = 1e4  # a larger step sends the weights past float32's range within a few updates
+LIMITS = {"hidden": 8192, "embed": 8192, "batch_size": 65536, "epochs": 1_000_000, "seq_len": 100_000,
+          "log_steps": 10**9, "eval_steps": 10**9}
+# Options that belong to one task only: given for the other, they would be silently ignored.
+DIGITS_ONLY = ("length", "head")
+LM_ONLY = ("corpus", "seq_len", "sampling", "layers", "bidirectional")
 
 # The repository root (the folder above engine/), for the tests and tools that work from a clone.
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -80,8 +92,13 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> "TrainConfig":
-        known = {f.name for f in fields(cls)}
-        return cls(**{key: value for key, value in values.items() if key in known})
+        """The config of these values (unknown keys dropped); ConfigError when one has the wrong type."""
+        known = {f.name: f.type for f in fields(cls)}
+        kept = {key: value for key, value in values.items() if key in known}
+        for key, value in kept.items():
+            if not _has_type(value, known[key]):
+                raise ConfigError(f"{key} must be {_TYPE_WORDS[known[key]]}, not {value!r:.40}")
+        return cls(**kept)
 
     @property
     def resolved_init(self) -> str:
@@ -92,6 +109,22 @@ class TrainConfig:
     @property
     def data_root(self) -> str:
         return self.data_dir or DATA_ROOT
+
+
+_TYPE_WORDS = {"int": "an integer", "float": "a number", "str": "text", "bool": "true or false",
+               "float | None": "a number or none"}
+
+
+def _has_type(value, annotation: str) -> bool:
+    if isinstance(value, bool) or annotation == "bool":  # a bool is an int to Python, not to a config
+        return annotation == "bool" and isinstance(value, bool)
+    if annotation == "int":
+        return isinstance(value, int)
+    if annotation == "str":
+        return isinstance(value, str)
+    if annotation == "float | None" and value is None:
+        return True
+    return isinstance(value, (int, float))
 
 
 # Each preset names an experiment of the source material.
@@ -150,10 +183,27 @@ def build_config(preset: str = "", **overrides) -> TrainConfig:
         # The explosion chapter's defaults make no sense for a language model: start from the
         # corpus's preset (hidden 256, clipping at 1, ...) and let the given options override it.
         values.update(PRESETS["lm-tangshi" if overrides.get("corpus") == "tangshi300" else "lm-timemachine"])
-    values.update({key: value for key, value in overrides.items() if value is not None})
+    given = {key: value for key, value in overrides.items() if value is not None}
+    values.update(given)
     config = TrainConfig.from_dict(values)
     validate(config)
+    check_applicable(config, given)
     return config
+
+
+def check_applicable(config: TrainConfig, given: dict) -> None:
+    """ConfigError for an option given for the task it does not apply to (it would be ignored)."""
+    other = LM_ONLY if config.task == "digits" else DIGITS_ONLY
+    task = {"digits": "the language model task (--task lm)", "lm": "the digits task"}[config.task]
+    for name in other:
+        if name in given:
+            raise ConfigError(f"--{name.replace('_', '-')} is for {task}; this run's task is {config.task}")
+
+
+def _number(value: int) -> str:
+    """An integer as a user typed it, shortened when it is too long to read."""
+    text = str(value)
+    return text if len(text) <= 24 else f"{text[:8]}... ({len(text)} digits)"
 
 
 def _choice(name: str, value: str, allowed: tuple) -> None:
@@ -174,11 +224,19 @@ def validate(config: TrainConfig) -> None:
     _choice("sampling", config.sampling, SAMPLINGS)
     if not (isinstance(config.lr, (int, float)) and math.isfinite(config.lr) and config.lr > 0):
         raise ConfigError(f"--lr must be a positive number, not {config.lr}")
+    if config.lr > MAX_LR:
+        raise ConfigError(f"--lr must be at most {MAX_LR:g}, not {config.lr:g} "
+                          "(a larger step sends the weights past float32's range within a few updates)")
     if config.clip is not None and not (math.isfinite(config.clip) and config.clip > 0):
         raise ConfigError(f"--clip must be a positive max_norm, not {config.clip}")
     for name in ("batch_size", "epochs", "hidden", "layers", "log_steps"):
         if getattr(config, name) < 1:
             raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, not {getattr(config, name)}")
+    for name, limit in LIMITS.items():
+        if getattr(config, name) > limit:
+            raise ConfigError(f"--{name.replace('_', '-')} must be at most {limit:,}, not {_number(getattr(config, name))}")
+    if not 0 <= config.seed <= MAX_SEED:
+        raise ConfigError(f"--seed must be between 0 and 2**64-1 (torch's seeds are 64-bit), not {_number(config.seed)}")
     if config.embed < 0 or (config.task == "digits" and config.embed < 1):
         raise ConfigError(f"--embed must be at least 1 for the digits task, not {config.embed}")
     if config.eval_steps < 0:
@@ -204,8 +262,10 @@ def validate(config: TrainConfig) -> None:
             raise ConfigError("--head regression is for the digits task")
         if config.seq_len < 2:
             raise ConfigError(f"--seq-len must be at least 2, not {config.seq_len}")
-    if config.device != "cpu" and not config.device.startswith(("cuda", "mps")):
+    if not DEVICE_PATTERN.fullmatch(config.device):
         raise ConfigError(f"--device must be cpu, cuda, cuda:N or mps, not {config.device!r}")
+    if not config.checkpoint_dir.strip():
+        raise ConfigError("--checkpoint-dir must name a folder (default checkpoints/)")
     if config.cell == "srn" and config.resolved_init == "zeros" and config.task == "lm":
         raise ConfigError("--init zeros is the digit-sum SRN's source initialisation; use xavier or torch")
 

@@ -66,9 +66,14 @@ def generate_all(root: str) -> list[str]:
             path = os.path.join(folder, f"{split}.txt")
             text = format_examples(generate_examples(length, k))
             temporary = path + ".tmp"
-            with open(temporary, "w", encoding="utf-8", newline="\n") as handle:
-                handle.write(text)
-            os.replace(temporary, path)
+            try:
+                with open(temporary, "w", encoding="utf-8", newline="\n") as handle:
+                    handle.write(text)
+                os.replace(temporary, path)
+            except OSError:  # a full disk: the old file stays, no half-written one beside it
+                if os.path.exists(temporary):
+                    os.remove(temporary)
+                raise
             written.append(path)
     return written
 

@@ -18,9 +18,14 @@ import torch
 
 from .corpus import UNKNOWN, Vocabulary
 from .models import LanguageModel
+from .text import visible
 
 CHUNK = 4  # characters per Generation event: small enough to watch the text appear
 MAX_LENGTH = 10_000
+# Below the lowest temperature sampling is greedy in all but name, above the highest it is uniform;
+# beyond them logits / temperature overflows to inf (or every logit rounds to 0) and the draw fails.
+TEMPERATURES = (1e-2, 1e2)
+MAX_SEED = 2**64 - 1
 
 BIDIRECTIONAL_REFUSAL = (
     "a bidirectional model cannot generate: its backward layer learnt to read the characters that come "
@@ -37,8 +42,9 @@ def check_request(model, prefix: str, length: int, temperature: float, top_k: in
         raise ValueError("give a prefix of at least one character to continue")
     if not 0 <= length <= MAX_LENGTH:
         raise ValueError(f"the length must be between 0 and {MAX_LENGTH}, not {length}")
-    if not temperature >= 0 or temperature == float("inf"):
-        raise ValueError(f"the temperature must be 0 (greedy) or positive, not {temperature}")
+    low, high = TEMPERATURES
+    if not (temperature == 0 or low <= temperature <= high):
+        raise ValueError(f"the temperature must be 0 (greedy) or between {low:g} and {high:g}, not {temperature:g}")
     if top_k < 0:
         raise ValueError(f"top-k must be 0 (all characters) or positive, not {top_k}")
 
@@ -170,28 +176,15 @@ def measure_generation_speed(hidden: int = 256, repeats: int = 3) -> dict:
 
 def load_generator(path: str):
     """(model, vocabulary, config) from a checkpoint; CheckpointError or ValueError with one line."""
-    from .checkpoint import CheckpointError, load
-    from .config import TrainConfig
+    from .checkpoint import config_of, load, model_of
 
     payload = load(path)
-    try:
-        config = TrainConfig.from_dict(payload["config"])
-    except TypeError as error:
-        raise CheckpointError(f"{path}: the checkpoint's config is unreadable ({error})") from None
+    config = config_of(payload, path)
     if config.task != "lm":
         raise ValueError(f"{path}: a {config.task} checkpoint; generation needs a language model "
                          "(train one with --task lm)")
-    tokens = payload.get("vocabulary")
-    if not isinstance(tokens, list) or not tokens or not all(isinstance(t, str) for t in tokens):
-        raise CheckpointError(f"{path}: the checkpoint has no vocabulary")
-    try:
-        vocab = Vocabulary(tokens=tokens)
-        model = LanguageModel(config, len(vocab))
-        model.load_textbook_parameters(payload["parameters"])
-    except (KeyError, ValueError, RuntimeError, TypeError) as error:
-        message = str(error).strip("'\"")
-        raise CheckpointError(f"{path}: the weights do not fit the model its config describes ({message})") from None
-    return model, vocab, config
+    model = model_of(payload, config, path)
+    return model, Vocabulary(tokens=payload["vocabulary"]), config
 
 
 def main(args) -> int:
@@ -199,9 +192,11 @@ def main(args) -> int:
     from .checkpoint import CheckpointError
 
     def fail(message: str) -> int:
-        print(f"rnnlab-tui: {message}", file=sys.stderr)
+        print(f"rnnlab-tui: {visible(message)}", file=sys.stderr)
         return 2
 
+    if not 0 <= args.seed <= MAX_SEED:
+        return fail(f"--seed must be between 0 and 2**64-1 (torch's seeds are 64-bit), not {args.seed}")
     try:
         model, vocab, config = load_generator(args.checkpoint)
         characters = continuation(model, vocab, args.prefix, args.length, args.temperature, args.top_k,
@@ -211,12 +206,13 @@ def main(args) -> int:
         return fail(str(error))
     unknown = vocab.unknown_in(args.prefix)
     if unknown:
-        print(f"rnnlab-tui: {unknown_notice(unknown)}", file=sys.stderr)
+        print(f"rnnlab-tui: {visible(unknown_notice(unknown))}", file=sys.stderr)
     out = sys.stdout
-    out.write(args.prefix + first)
+    # a crafted vocabulary (or prefix) may hold escape sequences: shown, never obeyed
+    out.write(visible(args.prefix + first, lines=True))
     out.flush()
     for char in characters:
-        out.write(char)
+        out.write(visible(char, lines=True))
         if char == "\n":
             out.flush()
     out.write("\n")

@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from . import events as ev
+from .text import visible
 
 RECURRENT_PREFIXES = ("W", "U", "b")
 
@@ -30,7 +31,8 @@ class HeadlessPrinter:
     """Prints ``[Train] epoch: 3/50, step: 17/250, loss: 41.20`` and friends as events arrive."""
 
     def __init__(self, stream=None, log_steps: int = 1, log_path: str | None = None):
-        self.console = Console(file=stream or sys.stdout, highlight=False, soft_wrap=True)
+        # markup off, control characters shown: a line may quote a file name, a prefix, a notice
+        self.console = Console(file=stream or sys.stdout, highlight=False, soft_wrap=True, markup=False)
         self.log_path = log_path  # None: the run's own log, runs/<run-id>.jsonl under its runs_dir
         self.log_steps = log_steps
         self.total_steps = 0
@@ -50,7 +52,7 @@ class HeadlessPrinter:
         self.total_steps = event.total_steps
         self.task_name = config.get("task", "digits")
         clip = f"clip {config.get('clip')} (L{config.get('clip_type')})" if config.get("clip") else "no clipping"
-        self.console.print(f"[Run] {event.run}: {config.get('cell')} ({config.get('impl')}), "
+        self._print(f"[Run] {event.run}: {config.get('cell')} ({config.get('impl')}), "
                            f"{config.get('optimizer')} lr {config.get('lr')}, batch {config.get('batch_size')}, "
                            f"{clip}, {event.total_steps} steps; log "
                            f"{self.log_path or os.path.join(config.get('runs_dir', 'runs'), event.run + '.jsonl')}")
@@ -74,40 +76,43 @@ class HeadlessPrinter:
             line += f" (clipped x{event.clip_factor:.3g})"
         if event.skipped:
             line += " (update skipped)"
-        self.console.print(line)
+        self._print(line)
 
     def on_eval(self, event: ev.Eval) -> None:
         if event.split == "test":
             score = event.accuracy if event.accuracy is not None else event.perplexity
             name = "accuracy" if event.accuracy is not None else "perplexity"
-            self.console.print(f"[Test] {name}: {_fmt(score)}, loss: {_fmt(event.loss)}")
+            self._print(f"[Test] {name}: {_fmt(score)}, loss: {_fmt(event.loss)}")
             return
         score = event.accuracy if event.accuracy is not None else event.perplexity
-        self.console.print(f"[Evaluate] dev score: {_fmt(score)}, dev loss: {_fmt(event.loss)}"
+        self._print(f"[Evaluate] dev score: {_fmt(score)}, dev loss: {_fmt(event.loss)}"
                            + (" (best so far)" if event.is_best else ""))
 
     def on_alarm(self, event: ev.Alarm) -> None:
         if event.kind == "healthy":
-            self.console.print(f"[Alarm] cleared at step {event.step}: {event.message}")
+            self._print(f"[Alarm] cleared at step {event.step}: {event.message}")
         else:
-            self.console.print(f"[Alarm] {event.kind.replace('_', '-')} at step {event.step}: {event.message}")
+            self._print(f"[Alarm] {event.kind.replace('_', '-')} at step {event.step}: {event.message}")
 
     def on_checkpoint(self, event: ev.Checkpoint) -> None:
         if event.kind == "last":
-            self.console.print(f"[Checkpoint] last: {event.path}")
+            self._print(f"[Checkpoint] last: {event.path}")
 
     def on_status(self, event: ev.Status) -> None:
         if event.state in ("failed", "stopped") and event.message:
-            self.console.print(f"[Run] {event.state}: {event.message}")
+            self._print(f"[Run] {event.state}: {event.message}")
 
     def on_notice(self, event: ev.Notice) -> None:
-        self.console.print(f"[{event.level.capitalize()}] {event.message}")
+        self._print(f"[{event.level.capitalize()}] {event.message}")
 
     def on_run_finished(self, event: ev.RunFinished) -> None:
         self.close()
         if event.reason == "stopped":
-            self.console.print(f"[Run] stopped at step {event.step}; resume with "
+            self._print(f"[Run] stopped at step {event.step}; resume with "
                                f"rnnlab-tui train --resume {event.checkpoint}")
+
+    def _print(self, line: str) -> None:
+        self.console.print(visible(line))
 
     def close(self) -> None:
         if self.bar is not None:

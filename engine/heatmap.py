@@ -11,14 +11,15 @@ import sys
 import torch
 
 from . import checkpoint as ckpt
-from .config import TrainConfig, validate
+from .config import TrainConfig
 from .digits import pad_digits, parse_digits
-from .models import build_model
+from .text import visible
 
 RAMP = " .:-=+*#%@"  # low -> high
 TITLES = {"input_gate": "input gate i_t", "forget_gate": "forget gate f_t", "output_gate": "output gate o_t",
           "cell_state": "cell state c_t", "reset_gate": "reset gate r_t", "update_gate": "update gate z_t",
           "candidate": "candidate h~_t", "hidden": "hidden state h_t"}
+MAX_INPUT = 64  # characters of a prefix: one heatmap column each (the TUI's console asks for as many)
 SHOWN = {"lstm": ("input_gate", "forget_gate", "output_gate", "cell_state"),
          "gru": ("reset_gate", "update_gate", "candidate", "hidden"), "srn": ("hidden",)}
 
@@ -46,6 +47,12 @@ def render(name: str, matrix: list[list[float]], tokens: list[str], color: bool 
     return lines
 
 
+def _markup_escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
 def _colour(level: int) -> str:
     palette = ("grey15", "grey30", "blue", "dodger_blue2", "cyan", "green", "yellow", "orange1", "red", "bright_red")
     return palette[level]
@@ -56,6 +63,8 @@ def input_indices(config: TrainConfig, payload: dict, text: str) -> tuple[list[i
         vocabulary = payload.get("vocabulary") or []
         if not text:
             raise ValueError("give --input, a text prefix for the language model")
+        if len(text) > MAX_INPUT:
+            raise ValueError(f"--input is at most {MAX_INPUT} characters (one heatmap column each), not {len(text):,}")
         lookup = {token: i for i, token in enumerate(vocabulary)}
         unknown = lookup.get("<unk>", 0)
         return [lookup.get(ch, unknown) for ch in text], list(text)
@@ -66,22 +75,18 @@ def input_indices(config: TrainConfig, payload: dict, text: str) -> tuple[list[i
 def print_gates(path: str, text: str = "", color: bool = False, stream=None) -> int:
     stream = stream or sys.stdout
     payload = ckpt.load(path)
-    config = TrainConfig.from_dict(payload["config"])
-    try:
-        validate(config)
-    except ValueError as error:
-        raise ckpt.CheckpointError(f"{path}: the checkpoint's config is not valid: {error}") from None
+    config = ckpt.config_of(payload, path)
     indices, tokens = input_indices(config, payload, text)
-    model = build_model(config, len(payload.get("vocabulary") or []))
-    try:
-        model.load_textbook_parameters(payload["parameters"])
-    except (KeyError, ValueError, RuntimeError) as error:
-        raise ckpt.CheckpointError(f"{path}: the weights do not fit the model: {error}") from None
+    model = ckpt.model_of(payload, config, path)
     model.eval()
     matrices = model.record_gates(torch.tensor(indices, dtype=torch.long))
+    # the path, the step and the input come from the user or the file: shown with their control
+    # characters made visible, and (in colour) with rich's markup escaped
+    shield = _markup_escape if color else str
+    tokens = [shield(visible(token)) for token in tokens]
     shown = repr(text) if config.task == "lm" else " ".join(tokens)
-    lines = [f"{config.cell.upper()} ({config.impl}) from {path}, step {payload.get('step', '?')}, "
-             f"input: {shown}", ""]
+    lines = [shield(visible(f"{config.cell.upper()} ({config.impl}) from {path}, step {payload.get('step', '?')}, "
+                            f"input: {shown}")), ""]
     for name in SHOWN[config.cell]:
         lines += render(name, matrices[name].tolist(), tokens, color) + [""]
     if color:

@@ -10,7 +10,6 @@ import math
 import os
 import time
 from collections import deque
-from dataclasses import replace
 
 import torch
 
@@ -434,13 +433,3 @@ class Runner:
 class _Stop(Exception):
     pass
 
-
-def resolve_resume(path: str, overrides: dict) -> tuple[TrainConfig, dict]:
-    """The config of a checkpoint, with the options given on the command line applied on top."""
-    from .config import validate
-
-    payload = ckpt.load(path)
-    config = TrainConfig.from_dict(payload["config"])
-    config = replace(config, **{k: v for k, v in overrides.items() if v is not None}, run_id="")
-    validate(config)
-    return config, payload

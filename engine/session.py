@@ -15,8 +15,10 @@ from typing import IO, Callable
 
 from . import events as ev
 from .config import TrainConfig
+from .preflight import create_exclusively
 from .runner import Runner, new_run_id
 from .stream import CommandReader, EventWriter
+from .text import visible
 
 
 def log_path_for(config: TrainConfig) -> str:
@@ -82,7 +84,16 @@ def run_session(config: TrainConfig, *, events_path: str | None = None, stream: 
         config = replace(config, run_id=new_run_id(config))
     log_path = events_path or log_path_for(config)
     resume = ckpt.load(config.resume) if config.resume else None
+    # A new file or none: an existing log (or anything else) is never truncated, and of two runs
+    # given the same path the second is refused.
+    create_exclusively(log_path)
     writer = EventWriter(log_path, stream=stream, callbacks=callbacks)
+    finished = []  # the RunFinished the run wrote, if it got that far
+
+    def emit(event: ev.Event) -> None:
+        if type(event) is ev.RunFinished:
+            finished.append(event)
+        writer.emit(event)
     runner = None
     previous = {}
 
@@ -104,7 +115,7 @@ def run_session(config: TrainConfig, *, events_path: str | None = None, stream: 
                 writer.emit(ev.Notice(run=config.run_id, level="error", message=message))
 
             commands = CommandReader(command_stream, on_error=malformed)
-        runner = Runner(config, writer.emit, commands, resume=resume, emit_steps=writer.emit_steps)
+        runner = Runner(config, emit, commands, resume=resume, emit_steps=writer.emit_steps)
         reason = runner.run()
     except KeyboardInterrupt:
         if runner is not None:
@@ -116,6 +127,9 @@ def run_session(config: TrainConfig, *, events_path: str | None = None, stream: 
         message = f"{type(error).__name__}: {error}"
         if runner is None:  # failed before the first event: still leave a readable log
             writer.emit(ev.Status(run=config.run_id, state="failed", message=message))
+        elif not finished:  # failed on its way out (a checkpoint on a full disk): the log still ends
+            writer.emit(ev.RunFinished(run=config.run_id, step=runner.step, reason="failed",
+                                       best_dev=runner.best_score))
         writer.close()
         raise
     finally:
@@ -134,21 +148,22 @@ def child_main(argv: list[str] | None = None) -> int:
     from .config import ConfigError, validate
 
     argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 1:
-        print("usage: python -m engine.child CONFIG_JSON", file=sys.stderr)
+    if len(argv) not in (1, 2):
+        print("usage: python -m engine.child CONFIG_JSON [EVENTS_PATH]", file=sys.stderr)
         return 2
+    events_path = argv[1] if len(argv) == 2 else None
     try:
         config = TrainConfig.from_dict(json.loads(argv[0]))
         validate(config)
     except (ValueError, TypeError) as error:
         message = str(error) if isinstance(error, ConfigError) else f"bad config: {error}"
         print(ev.Status(state="failed", message=message).to_json(), flush=True)
-        print(f"rnnlab-tui: {message}", file=sys.stderr)
+        print(f"rnnlab-tui: {visible(message)}", file=sys.stderr)
         return 2
     stdout = sys.stdout
     sys.stdout = sys.stderr  # nothing but events may reach the event stream
     try:
-        reason, _ = run_session(config, stream=stdout, command_stream=sys.stdin)
+        reason, _ = run_session(config, events_path=events_path, stream=stdout, command_stream=sys.stdin)
     except Exception as error:
         from .errors import describe
 
@@ -158,6 +173,6 @@ def child_main(argv: list[str] | None = None) -> int:
             stdout.flush()
         except OSError:
             pass
-        print(f"rnnlab-tui: {message}", file=sys.stderr)
+        print(f"rnnlab-tui: {visible(message)}", file=sys.stderr)
         return 1 if not isinstance(error, ValueError) else 2
     return 0

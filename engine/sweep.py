@@ -32,6 +32,7 @@ from dataclasses import replace
 from .config import CELLS, DIGIT_LENGTHS, ConfigError, build_config
 
 PROGRESS_EVERY = 0.5  # seconds between two progress messages of one worker
+MAX_WORKERS = 256  # worker processes at most: each holds its own torch (some 300 MB)
 
 
 # --- one run, in a worker or in this process ----------------------------------
@@ -427,6 +428,9 @@ def main(args) -> int:
         return 2
     if args.epochs is not None and args.epochs < 1:
         print(f"rnnlab-tui: --epochs must be at least 1, not {args.epochs}", file=sys.stderr)
+        return 2
+    if not 0 <= args.workers <= MAX_WORKERS:
+        print(f"rnnlab-tui: --workers must be 0 (one per core) up to {MAX_WORKERS}, not {args.workers}", file=sys.stderr)
         return 2
     if args.seeds < 1:
         print(f"rnnlab-tui: --seeds must be at least 1, not {args.seeds}", file=sys.stderr)

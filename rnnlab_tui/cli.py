@@ -9,6 +9,7 @@ import sys
 
 from engine.config import (CELLS, CORPORA, HEADS, IMPLS, INITS, NORM_TYPES, OPTIMIZERS, PRESETS,
                            REDUCTIONS, SAMPLINGS, TASKS, ConfigError, build_config)
+from engine.text import visible
 
 EXIT_USAGE = 2
 HOME_HELP = "$RNNLAB_HOME/ if set, else ./"
@@ -18,12 +19,13 @@ class OneLineParser(argparse.ArgumentParser):
     """argparse, but a usage error is one clear line and exit code 2."""
 
     def error(self, message: str):  # noqa: D401 - argparse's hook
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        self.exit(EXIT_USAGE, visible(f"{self.prog}: error: {message} (see {self.prog} --help)") + "\n")
 
 
-def fail(message: str) -> int:
-    print(f"rnnlab-tui: {message}", file=sys.stderr)
-    return EXIT_USAGE
+def fail(message: str, code: int = EXIT_USAGE) -> int:
+    """One line on stderr (what it quotes of the user's input shown, never obeyed); the exit code."""
+    print(f"rnnlab-tui: {visible(message)}", file=sys.stderr)
+    return code
 
 
 def _positive_float(text: str) -> float:
@@ -91,19 +93,22 @@ TUI_DEFAULT_SPEED = 20.0
 
 
 def build_train_config(args: argparse.Namespace, interactive: bool):
+    """The run's config, checked as far as it can be before training starts (ValueError: one line)."""
     overrides = {name: getattr(args, name) for name in TRAIN_FIELDS if name != "preset"}
     if interactive and overrides["speed"] is None and not args.preset == "memory":
         overrides["speed"] = TUI_DEFAULT_SPEED
     if interactive and overrides["pause_on_alarm"] is None:
         overrides["pause_on_alarm"] = True  # digit runs only: the app pauses no language model
+    from engine import preflight
+
     if args.resume:
-        from engine.runner import resolve_resume
-
-        config, _ = resolve_resume(args.resume, overrides)
-        from dataclasses import replace
-
-        return replace(config, resume=args.resume)
-    return build_config(args.preset or "", **overrides)
+        if args.preset:
+            raise ConfigError("--preset starts a fresh run; --resume continues the checkpoint's own settings")
+        config, _ = preflight.resolve_resume(args.resume, overrides)
+    else:
+        config = build_config(args.preset or "", **overrides)
+    preflight.check_run(config, None if args.events in (None, "-") else args.events)
+    return config
 
 
 def terminal_can_draw() -> bool:
@@ -121,7 +126,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if interactive:
         from tui.main import train_live
 
-        return train_live(config.to_dict())
+        return train_live(config.to_dict(), args.events)
     from engine.errors import USER_ERRORS, describe
     from engine.headless import HeadlessPrinter
     from engine.session import run_session
@@ -141,12 +146,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         return fail(describe(error))
     except Exception as error:  # a failed run: one line, the log and last checkpoint are kept
         printer.close()
-        print(f"rnnlab-tui: the run failed: {describe(error)}", file=sys.stderr)
-        return 1
+        return fail(f"the run failed: {describe(error)}", 1)
     finally:
         printer.close()
     if not quiet:
-        printer.console.print(f"[Log] {log_path}")  # the finished log is gzipped: its name has changed
+        printer.console.print(visible(f"[Log] {log_path}"))  # the finished log is gzipped: its name has changed
     return 130 if reason == "stopped" else 0
 
 
@@ -173,11 +177,13 @@ def cmd_watch(args: argparse.Namespace) -> int:
 def cmd_data(args: argparse.Namespace) -> int:
     from engine.data import generate_all
 
+    if os.path.lexists(args.output) and not os.path.isdir(args.output):
+        return fail(f"--output {args.output}: a file, not a folder")
     try:
         paths = generate_all(args.output)
     except OSError as error:
         return fail(f"cannot write {error.filename or args.output}: {error.strerror or error}")
-    print(f"wrote {len(paths)} files under {args.output}")
+    print(visible(f"wrote {len(paths)} files under {args.output}"))
     return 0
 
 
