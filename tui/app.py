@@ -72,6 +72,7 @@ class MonitorApp(RunKeys, App[int]):
         self._request_id = 0
         self.stopping = False
         self.ended: SourceEnded | None = None
+        self.failure = ""  # why a live engine died, said again on stderr once the app has closed
         self.note = ""  # a pending request shown in the header until the engine confirms it
         self.alarm_pause = False  # paused at the first explosion: c, p and r answer it
         self._console_at: int | None = -2  # the cursor the replay's console was last drawn for
@@ -139,6 +140,8 @@ class MonitorApp(RunKeys, App[int]):
             console.note(f"skipped {skipped} unreadable line(s) of the stream", "yellow")
         reason = controls.failure_reason(self.state.status, message.exit_code, message.error)
         if reason and self.source.kind == "live":
+            self.failure = reason
+            self.state.source_end = "failed"  # the header says so, whatever the last status was
             self.monitor.timeline.show_failure(reason)
             for line in message.error.splitlines()[-3:]:
                 console.note(line, "red")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+
 from engine.events import Command, GatesCommand, Generate, Predict, SetClip, Status
 from tui.state import RunSettings
 from tui.widgets.console import GENERATION_LENGTH, parse_digits
@@ -56,14 +58,21 @@ def console_commands(text: str, task: str, request_id: int) -> list[Command]:
 
 
 def failure_reason(status: Status | None, exit_code: int | None, error: str) -> str:
-    """Why the engine died, in one line ("" when it did not): its failed status, else its stderr."""
+    """Why the engine died, in one line ("" when it did not): its failed status, else how the process
+    ended and its last words on stderr."""
     failed = (exit_code or 0) != 0 or (status is not None and status.state == "failed")
     if not failed:
         return ""
     if status is not None and status.state == "failed" and status.message:
         return status.message
+    how = f"exit {exit_code}"
+    if exit_code is not None and exit_code < 0:
+        try:
+            how += f", killed by {signal.Signals(-exit_code).name}"
+        except ValueError:
+            pass
     last_words = [line for line in error.splitlines() if line.strip()]
-    return last_words[-1] if last_words else f"the engine exited with code {exit_code}"
+    return f"the training process ended ({how})" + (f": {last_words[-1]}" if last_words else "")
 
 
 def next_speed(current: float, measured: float, faster: bool) -> float:

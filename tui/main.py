@@ -6,12 +6,16 @@ import json
 import os
 import sys
 
+from engine.text import visible
 from tui.sources import ChildProcessSource, EventSource, LogFileSource, StdinSource
 
 
-def train_live(config: dict) -> int:
-    """Train ``config`` (a TrainConfig dict) in a child process and watch it; the exit code."""
-    argv = [sys.executable, "-m", "engine.child", json.dumps(config)]
+def train_live(config: dict, events_path: str | None = None) -> int:
+    """Train ``config`` (a TrainConfig dict) in a child process and watch it; the exit code.
+
+    When the engine dies (killed, crashed) the app says so and stays open; once it closes, one line
+    on stderr says why, and the exit code is 1 (2 if the engine refused the run)."""
+    argv = [sys.executable, "-m", "engine.child", json.dumps(config)] + ([events_path] if events_path else [])
     # Start the engine first: its torch import (seconds) overlaps with the app's own start.
     # The child runs in the user's directory (runs/ and checkpoints/ are relative to it) and finds
     # the engine package beside tui/ even when the project is not installed.
@@ -19,7 +23,7 @@ def train_live(config: dict) -> int:
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [_repository_root(), env.get("PYTHONPATH", "")]))
     source = ChildProcessSource(argv, env=env).start()
     if source.start_error:
-        print(f"rnnlab-tui: {source.start_error}", file=sys.stderr)
+        print(f"rnnlab-tui: {visible(source.start_error)}", file=sys.stderr)
         return 2
     code, app = _run(source)
     source.terminate()  # a no-op after a clean stop; otherwise the child must not outlive the app
@@ -27,8 +31,10 @@ def train_live(config: dict) -> int:
     if finished is not None and finished.reason == "stopped" and finished.checkpoint:
         print(f"stopped at step {finished.step}; last checkpoint {finished.checkpoint}\n"
               f"resume with: rnnlab-tui train --resume {finished.checkpoint}")
-    child_code = source.exit_code
-    return child_code if child_code else code
+    if app.failure:
+        print(f"rnnlab-tui: {visible(app.failure)}", file=sys.stderr)
+        return 2 if source.exit_code == 2 else 1
+    return code
 
 
 def watch(path: str) -> int:
@@ -40,7 +46,7 @@ def watch(path: str) -> int:
         return _run(source)[0]
     problem = _unreadable(path)
     if problem:
-        print(f"rnnlab-tui: {problem}", file=sys.stderr)
+        print(f"rnnlab-tui: {visible(problem)}", file=sys.stderr)
         return 2
     return _run(LogFileSource(path))[0]
 

@@ -19,10 +19,12 @@ from typing import Iterable, NamedTuple
 
 from engine.events import (Alarm, Checkpoint, Eval, Event, Gates, Generation, Notice, Prediction,
                            RunFinished, RunStarted, Status, Step)
+from engine.text import visible, visible_fields
 from tui.advisor import Advice, ClipAdvisor
 from tui.checks import well_typed
 from tui.history import Bucket, MinMaxHistory
 
+FINAL_STATES = ("finished", "stopped", "failed")
 HISTORY_STEPS = 100_000  # per-step values kept for sparklines, charts and scrubbing
 HISTORY_EVENTS = 2_000  # evaluations, alarms, marks and status changes kept
 HISTORY_GATES = 100  # gate snapshots kept (each is hidden x time x gates numbers)
@@ -108,6 +110,7 @@ class RunState:
         self.checkpoint: Checkpoint | None = None
         self.events_seen = 0
         self.bad_events = 0
+        self.source_end = ""  # "failed" when the engine died before the run ended
 
     # --- ingestion (main thread) -------------------------------------------
 
@@ -122,6 +125,10 @@ class RunState:
             if type(event) is Step:
                 self._ingest_step(event)
                 continue
+            # every string of the rarer events (notices, statuses, tokens, the config) is shown as it
+            # stands, its control characters made visible (a log or a stream can hold anything)
+            event = visible_fields(event, lines=("text", "prefix") if isinstance(event, Generation) else (),
+                                   numbers=("matrices",))
             here = max(0, len(self.steps) - 1)
             shown = self._ingest_other(event, here)
             if shown:
@@ -311,6 +318,10 @@ class RunState:
             view.state = status.state
         elif self.steps:
             view.state = "running"
+        if live and self.source_end and view.state not in FINAL_STATES:
+            view.state = self.source_end
+        # parameter names come from the log: shown with their control characters visible
+        view.grad_norms = {visible(name): values for name, values in view.grad_norms.items()}
         return view
 
     def _window_series(self, view: RunView, end: int, width: int) -> None:

@@ -11,6 +11,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from engine.events import Alarm
+from engine.text import visible
 from tui.story import KIND_STYLES, MARKS, chapters, fragment
 
 SEPARATOR = " · "
@@ -87,5 +88,5 @@ class AlarmTimeline(Static):
 
     def show_failure(self, message: str) -> None:
         """The engine died: a line of its own, kept until the app quits."""
-        self.failure = message
+        self.failure = visible(message)
         self._drawn = ()

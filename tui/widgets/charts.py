@@ -15,6 +15,7 @@ from textual.containers import Horizontal
 from textual.widgets import Static
 from textual_plotext import PlotextPlot
 
+from engine.text import visible
 from tui.history import decades
 from tui.state import RunState
 from tui.widgets.sparklines import is_recurrent, mark_glyph
@@ -91,7 +92,7 @@ class Charts(Horizontal):
         exponents: list[float] = []
         for colour, (name, values) in zip(PALETTE * 2, grouped(norms).items()):
             exponents += _line(plt, steps, values, colour, log=True)
-            legend.append("━ ", STYLES[colour]).append(f"‖∇{name}‖\n")
+            legend.append("━ ", STYLES[colour]).append(f"‖∇{visible(name)}‖\n")
         exponents += _line(plt, steps, series["total"], 255, log=True)
         legend.append("━ ", STYLES[255]).append("total\n")
         settings = state.settings_at(length - 1)

@@ -12,6 +12,7 @@ from textual.widgets import Input, Static
 
 from engine.digits import parse_digits as read_digits
 from engine.events import Alarm, Eval, Event, Generation, Notice, Prediction, RunFinished, Status
+from engine.text import visible
 from tui.format import finished_text, short
 
 MAX_LINES = 200
@@ -124,7 +125,9 @@ class Console(Vertical):
 
     def say(self, message: str | Text, style: str = "") -> None:
         """Add one line (cut to a line: the console answers in one line, never a traceback)."""
-        text = message if isinstance(message, Text) else Text(str(message).splitlines()[0] if message else "", style)
+        if not isinstance(message, Text):  # the text may quote a stream or a child's stderr
+            message = Text(visible(str(message).splitlines()[0]) if message else "", style)
+        text = message
         self.lines.append(text)
         self._draw()
 

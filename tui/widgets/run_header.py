@@ -5,6 +5,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import Static
 
+from engine.text import visible
 from tui.format import norm_name, short
 from tui.state import RunView
 
@@ -70,6 +71,6 @@ def source_label(source, playback, ended: bool = False) -> str:
     if source.kind == "stream" and ended:
         return "stream ended"
     if source.kind != "replay":
-        return source.description + ("" if playback.index is None else " · history (end follows)")
+        return visible(source.description) + ("" if playback.index is None else " · history (end follows)")
     mark = "▶" if playback.playing else "⏸"
-    return f"{source.description} {mark} {playback.speed:g} steps/s"
+    return f"{visible(source.description)} {mark} {playback.speed:g} steps/s"
