@@ -94,8 +94,8 @@ def run_session(config: TrainConfig, *, events_path: str | None = None, stream: 
         if type(event) is ev.RunFinished:
             finished.append(event)
         writer.emit(event)
+
     runner = None
-    previous = {}
 
     def stop(signum, frame):
         if runner is not None and not runner.stop_requested:
@@ -103,18 +103,9 @@ def run_session(config: TrainConfig, *, events_path: str | None = None, stream: 
         else:
             raise KeyboardInterrupt
 
+    previous = _handle_signals(stop)
     try:
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            previous[signum] = signal.signal(signum, stop)
-    except ValueError:  # not the main thread: the caller handles signals
-        previous = {}
-    try:
-        commands = None
-        if command_stream is not None:
-            def malformed(message: str) -> None:
-                writer.emit(ev.Notice(run=config.run_id, level="error", message=message))
-
-            commands = CommandReader(command_stream, on_error=malformed)
+        commands = None if command_stream is None else _command_reader(command_stream, writer, config.run_id)
         runner = Runner(config, emit, commands, resume=resume, emit_steps=writer.emit_steps)
         reason = runner.run()
     except KeyboardInterrupt:
@@ -124,13 +115,7 @@ def run_session(config: TrainConfig, *, events_path: str | None = None, stream: 
             runner.emit(ev.RunFinished, reason="stopped", best_dev=runner.best_score)
         reason = "stopped"
     except Exception as error:
-        message = f"{type(error).__name__}: {error}"
-        if runner is None:  # failed before the first event: still leave a readable log
-            writer.emit(ev.Status(run=config.run_id, state="failed", message=message))
-        elif not finished:  # failed on its way out (a checkpoint on a full disk): the log still ends
-            writer.emit(ev.RunFinished(run=config.run_id, step=runner.step, reason="failed",
-                                       best_dev=runner.best_score))
-        writer.close()
+        _end_failed_log(writer, config, runner, bool(finished), error)
         raise
     finally:
         for signum, handler in previous.items():
@@ -139,6 +124,35 @@ def run_session(config: TrainConfig, *, events_path: str | None = None, stream: 
         if events_path is None:
             log_path = compress_log(log_path)
     return reason, log_path
+
+
+def _handle_signals(handler) -> dict:
+    """SIGINT and SIGTERM to ``handler``; the handlers they had (none when not the main thread, where
+    the caller handles signals)."""
+    previous = {}
+    try:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            previous[signum] = signal.signal(signum, handler)
+    except ValueError:
+        return {}
+    return previous
+
+
+def _command_reader(stream: IO[str], writer: EventWriter, run_id: str) -> CommandReader:
+    def malformed(message: str) -> None:
+        writer.emit(ev.Notice(run=run_id, level="error", message=message))
+
+    return CommandReader(stream, on_error=malformed)
+
+
+def _end_failed_log(writer: EventWriter, config: TrainConfig, runner: Runner | None, finished: bool,
+                    error: Exception) -> None:
+    """The last events of a run that raised ``error``, so its log still reads as a run that ended."""
+    if runner is None:  # failed before the first event: still leave a readable log
+        writer.emit(ev.Status(run=config.run_id, state="failed", message=f"{type(error).__name__}: {error}"))
+    elif not finished:  # failed on its way out (a checkpoint on a full disk)
+        writer.emit(ev.RunFinished(run=config.run_id, step=runner.step, reason="failed", best_dev=runner.best_score))
+    writer.close()
 
 
 def child_main(argv: list[str] | None = None) -> int:

@@ -407,6 +407,17 @@ def chart(report: dict, width: int = 72, height: int = 18) -> str:
     return text if sys.stdout.isatty() else plt.uncolorize(text)
 
 
+def _count_problem(args) -> str:
+    """What is wrong with --epochs, --workers or --seeds, in one line ("" when nothing)."""
+    if args.epochs is not None and args.epochs < 1:
+        return f"--epochs must be at least 1, not {args.epochs}"
+    if not 0 <= args.workers <= MAX_WORKERS:
+        return f"--workers must be 0 (one per core) up to {MAX_WORKERS}, not {args.workers}"
+    if args.seeds < 1:
+        return f"--seeds must be at least 1, not {args.seeds}"
+    return ""
+
+
 def main(args) -> int:
     from rich.console import Console
     from rich.live import Live
@@ -426,14 +437,9 @@ def main(args) -> int:
         print(f"rnnlab-tui: --lengths must be among {', '.join(map(str, DIGIT_LENGTHS))}, not {args.lengths!r}",
               file=sys.stderr)
         return 2
-    if args.epochs is not None and args.epochs < 1:
-        print(f"rnnlab-tui: --epochs must be at least 1, not {args.epochs}", file=sys.stderr)
-        return 2
-    if not 0 <= args.workers <= MAX_WORKERS:
-        print(f"rnnlab-tui: --workers must be 0 (one per core) up to {MAX_WORKERS}, not {args.workers}", file=sys.stderr)
-        return 2
-    if args.seeds < 1:
-        print(f"rnnlab-tui: --seeds must be at least 1, not {args.seeds}", file=sys.stderr)
+    problem = _count_problem(args)
+    if problem:
+        print(f"rnnlab-tui: {problem}", file=sys.stderr)
         return 2
     console = Console(stderr=True)
     live = Live(console=console, refresh_per_second=4, transient=True)
