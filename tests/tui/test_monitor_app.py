@@ -344,7 +344,8 @@ def test_replay_and_stream_refuse_commands_with_a_message(srn_log):
         async with app.run_test(size=SIZE) as pilot:
             await _until(pilot, lambda: app.ended is not None)
             assert "the stream ended" in _last_line(app)  # the viewer says so
-            assert "stream ended" in str(app.monitor.run_header.render())
+            # the header is redrawn at the next frame
+            await _until(pilot, lambda: "stream ended" in str(app.monitor.run_header.render()))
             await pilot.press("r")
             await pilot.pause(0.05)
             assert "cannot be sent" in _last_line(app)
