@@ -118,11 +118,15 @@ def run_session(config: TrainConfig, *, events_path: str | None = None, stream: 
         _end_failed_log(writer, config, runner, bool(finished), error)
         raise
     finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
         writer.close()
-        if events_path is None:
-            log_path = compress_log(log_path)
+        try:
+            if events_path is None:
+                # under this run's handlers: a first Ctrl-C lets compression finish, a second
+                # abandons it and leaves the plain log
+                log_path = compress_log(log_path)
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
     return reason, log_path
 
 
