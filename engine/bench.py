@@ -110,13 +110,13 @@ def _train(preset: str, epochs: int, monitor: bool, folder: str) -> dict:
     run_id = f"bench-{preset}-{'on' if monitor else 'off'}-{time.monotonic_ns()}"
     config = build_config(preset, epochs=epochs, checkpoint_dir=folder, runs_dir=folder, run_id=run_id)
     writer = EventWriter(os.path.join(folder, f"{run_id}.jsonl"))
-    runner = Runner(config, writer.emit, monitor=monitor, emit_steps=writer.emit_steps)
+    runner = Runner(config, writer.emit, monitor=monitor)
     step_times = []
     train_step = runner._train_step
 
-    def timed_step(batch, epoch):
+    def timed_step(batch):
         started = time.perf_counter()
-        train_step(batch, epoch)
+        train_step(batch)
         step_times.append(time.perf_counter() - started)
 
     runner._train_step = timed_step
@@ -151,11 +151,11 @@ def time_interleaved(preset: str, rounds: int, block: int) -> dict:
     with tempfile.TemporaryDirectory(prefix="rnnlab-bench-", dir=_scratch_folder()) as folder:
         config = build_config(preset, checkpoint_dir=folder, runs_dir=folder, run_id="bench-interleaved")
         writer = EventWriter(os.path.join(folder, "bench-interleaved.jsonl"))
-        runner = Runner(config, writer.emit, monitor=True, emit_steps=writer.emit_steps)
+        runner = Runner(config, writer.emit, monitor=True)
         runner.task.start_epoch()
         batches = itertools.cycle(list(runner.task.batches(1)))
         for _ in range(2 * block):  # warm-up
-            runner._train_step(next(batches), 1)
+            runner._train_step(next(batches))
         order, seconds = [True, False], {True: 0.0, False: 0.0}
         shuffle = random.Random(0).shuffle
         for _ in range(rounds):
@@ -164,10 +164,8 @@ def time_interleaved(preset: str, rounds: int, block: int) -> dict:
                 runner.monitor = monitor
                 started = time.perf_counter()
                 for _ in range(block):
-                    runner._train_step(next(batches), 1)
+                    runner._train_step(next(batches))
                 seconds[monitor] += time.perf_counter() - started
-        runner.monitor = True
-        runner._emit_steps()
         writer.close()
         writer_s = writer.cpu_s  # warm-up included
     steps = rounds * block
@@ -242,13 +240,11 @@ def collect(quick: bool = False, progress=None) -> dict:
 
     say = progress or (lambda message: None)
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the small models run fastest on one thread; steadier on a busy machine
-    from .memory import keep_freed_memory
+    from .session import configure_torch
 
-    kept = keep_freed_memory()  # as a training run does (engine/memory.py)
+    configure_torch(1)  # as a training run does
     report = {"quick": quick, "machine": {"cpus": os.cpu_count(), "torch": torch.__version__,
                                           "torch_threads": 1, "default_torch_threads": threads,
-                                          "heap_keeps_freed_memory": kept,
                                           "load_average": [round(v, 2) for v in os.getloadavg()]},
               "cells": [], "monitoring": {}}
     repeats, number = (2, 2) if quick else (15, 10)

@@ -21,7 +21,7 @@ import zlib
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: settings travel as their own event; Step and Status no longer repeat them
 
 EVENT_TYPES: dict[str, type["Event"]] = {}
 COMMAND_TYPES: dict[str, type["Command"]] = {}
@@ -61,6 +61,12 @@ def _decode_value(value: Any) -> Any:
     if isinstance(value, list):
         return [_decode_value(item) for item in value]
     return value
+
+
+def single_precision(value: float) -> float:
+    """``value`` cut to the 9 significant digits a float32 carries: it reads back as the same float32
+    and its JSON spelling is half as long. The loss and the gradient norms are float32 sums."""
+    return float(f"{value:.9g}")
 
 
 def _has_nonfinite(value: Any) -> bool:
@@ -106,15 +112,6 @@ class Command(Message):
     pass
 
 
-def build(cls: type, **fields) -> Message:
-    """``cls(**fields)`` for a caller that gives every field, without running the dataclass's
-    ``__init__``: four times cheaper, for the Step event the training loop makes every step. The result
-    is the same frozen dataclass, equal to ``cls(**fields)``."""
-    message = object.__new__(cls)
-    message.__dict__.update(fields)
-    return message
-
-
 def _register(registry: dict[str, type], cls: type) -> type:
     registry[cls.type] = cls
     return cls
@@ -150,23 +147,42 @@ class RunStarted(Event):
     total_steps: int = 0
     steps_per_epoch: int = 0
     vocabulary: list = field(default_factory=list)  # tokens of the input alphabet
+    settings: dict = field(default_factory=dict)  # the starting Settings' fields (clip_on, lr, ...)
 
 
 @event("step")
 @dataclass(frozen=True)
 class Step(Event):
+    """One training step. The settings it ran under are the latest Settings event's."""
+
     epoch: int = 0  # 1-based
-    epochs: int = 0
     loss: float = 0.0
     grad_norms: dict = field(default_factory=dict)  # textbook name -> pre-clip L2 norm
     total_norm: float = 0.0  # pre-clip norm of all gradients, in the clip's norm type
-    clip_on: bool = False
-    clip_max_norm: float = 0.0
-    clip_norm_type: str = "2"
     clip_factor: float = 1.0  # what clipping multiplied the gradients by (1 = untouched)
     skipped: bool = False  # the update was skipped (non-finite loss or gradient)
-    lr: float = 0.0
     steps_per_s: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        payload = super().to_dict()
+        payload["loss"] = single_precision(self.loss)
+        payload["grad_norms"] = {name: single_precision(value) for name, value in self.grad_norms.items()}
+        payload["total_norm"] = single_precision(self.total_norm)
+        return payload
+
+
+@event("settings")
+@dataclass(frozen=True)
+class Settings(Event):
+    """How training is set up from this step on: sent at the start and whenever a setting changes
+    (the answer to set_clip, set_lr and set_speed), so every chart can mark the change."""
+
+    clip_on: bool = False
+    clip_max_norm: float = 20.0  # the threshold, kept while clipping is off
+    clip_norm_type: str = "2"  # "2", "1" or "inf"
+    lr: float = 0.0
+    speed: float = 0.0  # steps/s cap, 0 = unlimited
+    cause: str = "start"  # start | command | resume | rewind
 
 
 @event("eval")
@@ -233,7 +249,6 @@ class Checkpoint(Event):
 class Status(Event):
     state: str = "running"  # running | paused | finished | stopped | failed
     message: str = ""
-    speed: float = 0.0  # steps/s cap, 0 = unlimited
 
 
 @event("notice")
@@ -305,7 +320,7 @@ class SetSpeed(Command):
 @command("gates")
 @dataclass(frozen=True)
 class GatesCommand(Command):
-    input: str = ""  # digits ("6 7 0 0 1") or a text prefix; "" = the probe input
+    input: str = ""  # digits ("6 7 0 0 1") or a text prefix, shown from now on; "" = refresh what is shown
 
 
 @command("predict")

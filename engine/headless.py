@@ -27,16 +27,26 @@ def _fmt(value: float) -> str:
     return f"{value:.5g}" if 1e-3 <= abs(value) < 1e5 or value == 0 else f"{value:.3e}"
 
 
+class _Console(Console):
+    def on_broken_pipe(self) -> None:
+        """Rich's default ends the process from whichever thread printed; here the event writer
+        notes the failure and the run stops cleanly, with its log and last checkpoint."""
+        self.quiet = True
+        raise BrokenPipeError("the output was closed")
+
+
 class HeadlessPrinter:
     """Prints ``[Train] epoch: 3/50, step: 17/250, loss: 41.20`` and friends as events arrive."""
 
     def __init__(self, stream=None, log_steps: int = 1, log_path: str | None = None):
         # markup off, control characters shown: a line may quote a file name, a prefix, a notice
-        self.console = Console(file=stream or sys.stdout, highlight=False, soft_wrap=True, markup=False)
+        self.console = _Console(file=stream or sys.stdout, highlight=False, soft_wrap=True, markup=False)
         self.log_path = log_path  # None: the run's own log, runs/<run-id>.jsonl under its runs_dir
         self.log_steps = log_steps
         self.total_steps = 0
         self.task_name = "digits"
+        self.epochs = 0
+        self.norm_type = "2"
         self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                                  TextColumn("{task.fields[status]}"), TimeRemainingColumn(),
                                  console=self.console, transient=True)
@@ -51,6 +61,7 @@ class HeadlessPrinter:
         config = event.config
         self.total_steps = event.total_steps
         self.task_name = config.get("task", "digits")
+        self.epochs = config.get("epochs", 0)
         clip = f"clip {config.get('clip')} (L{config.get('clip_type')})" if config.get("clip") else "no clipping"
         self._print(f"[Run] {event.run}: {config.get('cell')} ({config.get('impl')}), "
                            f"{config.get('optimizer')} lr {config.get('lr')}, batch {config.get('batch_size')}, "
@@ -59,20 +70,26 @@ class HeadlessPrinter:
         self.progress.start()
         self.bar = self.progress.add_task("train", total=event.total_steps, completed=event.step, status="")
 
+    def on_settings(self, event: ev.Settings) -> None:
+        self.norm_type = event.clip_norm_type
+        if event.cause == "command":
+            clip = f"clip at {event.clip_max_norm:g} (L{event.clip_norm_type})" if event.clip_on else "no clipping"
+            self._print(f"[Settings] step {event.step}: {clip}, lr {event.lr:g}")
+
     def on_step(self, event: ev.Step) -> None:
         if self.bar is not None:
             self.progress.update(self.bar, completed=event.step, status=f"loss {_fmt(event.loss)}")
         if event.step % self.log_steps and event.step != self.total_steps:
             return
-        line = (f"[Train] epoch: {event.epoch}/{event.epochs}, step: {event.step}/{self.total_steps}, "
+        line = (f"[Train] epoch: {event.epoch}/{self.epochs}, step: {event.step}/{self.total_steps}, "
                 f"loss: {_fmt(event.loss)}")
         recurrent = [name for name in event.grad_norms if name in RECURRENT_PREFIXES]
         if recurrent:  # the SRN: the textbook prints W, U and b
             line += "".join(f", {name}_grad_l2: {_fmt(event.grad_norms[name])}" for name in recurrent)
         else:
-            kind = {"2": "l2", "1": "l1", "inf": "linf"}.get(event.clip_norm_type, event.clip_norm_type)
+            kind = {"2": "l2", "1": "l1", "inf": "linf"}.get(self.norm_type, self.norm_type)
             line += f", grad_{kind}: {_fmt(event.total_norm)}"
-        if event.clip_on and event.clip_factor < 1.0:
+        if event.clip_factor < 1.0:
             line += f" (clipped x{event.clip_factor:.3g})"
         if event.skipped:
             line += " (update skipped)"

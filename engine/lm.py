@@ -78,6 +78,18 @@ class LanguageModelTask:
         """A new epoch starts at a new offset: the carried state belongs to the old one."""
         self.state = None
 
+    def carried_state(self):
+        """The state carried into the next batch (a tensor, a tuple of them, or None): a checkpoint
+        keeps it, so a run resumed mid-epoch continues exactly."""
+        return self.state
+
+    def restore_carried_state(self, state) -> None:
+        if isinstance(state, (tuple, list)):  # the LSTM's (h, c)
+            state = tuple(part.to(self.device) for part in state)
+        elif state is not None:
+            state = state.to(self.device)
+        self.state = state
+
     def train_loss(self, model: LanguageModel, batch) -> torch.Tensor:
         X, Y = batch  # [batch, seq_len]: Y is X one character on
         state = self.state if self.carry_state else None  # random sampling: a fresh state per batch

@@ -1,7 +1,7 @@
 """The training loop (NNDL's RunnerV3): train, log every step, evaluate, keep the best checkpoint.
 
 The loop is flat and talks to the world only through ``emit`` (events out) and ``commands`` (commands
-in, applied at step boundaries). It never formats text for a screen.
+in, applied between two steps). It never formats text for a screen.
 """
 
 from __future__ import annotations
@@ -10,21 +10,21 @@ import math
 import os
 import time
 from collections import deque
+from dataclasses import replace
 
 import torch
 
 from . import checkpoint as ckpt
 from . import events as ev
 from .config import TrainConfig
-from .memory import keep_freed_memory
 from .models import build_model
-from .monitor import AlarmWatch, GradientNorms, clip_factor, copy_state
-from .stream import StepRows
+from .monitor import AlarmWatch, GradientNorms, clip_factor
+from .optim import make_optimizer
+from .stream import LogWriteError
 from .tasks import make_task
 
-FRAME_S = 0.08  # the longest a step's event waits to leave with the next ones (seconds)
-# events of the running loop that may wait for the Step events before them (they leave together)
-_RIDE_ALONG = (ev.Eval, ev.Gates, ev.Checkpoint)
+SNAPSHOT_EVERY = 25  # steps between two snapshots of healthy weights for `rewind`
+SNAPSHOTS_KEPT = 5
 
 
 def new_run_id(config: TrainConfig) -> str:
@@ -32,205 +32,141 @@ def new_run_id(config: TrainConfig) -> str:
     return f"{config.cell}-{config.task}-{stamp}-{os.getpid() % 100000:05d}"
 
 
-def make_optimizer(config: TrainConfig, model: torch.nn.Module):
-    """SGD or Adam (engine/optim.py: torch's kernels, without torch.optim's slow first call)."""
-    from .optim import make_optimizer as optimizer_for
-
-    return optimizer_for(config.optimizer, [p for p in model.parameters() if p.requires_grad], config.lr)
-
-
 class Runner:
     def __init__(self, config: TrainConfig, emit, commands=None, resume: dict | None = None,
-                 monitor: bool = True, emit_steps=None):
+                 monitor: bool = True):
         self.config = config
         self.emit_event = emit
-        # the Step events of a few steps at a time, as StepRows (EventWriter.emit_steps makes the
-        # events in its own thread); by default they are made here and go to ``emit``
-        self.emit_steps = emit_steps or self._emit_step_events
         self.commands = commands  # a CommandReader, or None when nobody steers the run
-        self.monitor = monitor  # False: the bare loop, for measuring what monitoring costs
+        self.monitor = monitor  # False: the textbook's bare loop, to measure what watching costs
+        self.writer_error = lambda: ""  # the event writer's failure, if any: checked between steps
         self.run_id = config.run_id or new_run_id(config)
         self.device = torch.device(config.device)
-        # After an explosion the saturated network's gradients are denormal floats, which the CPU
-        # handles some 20x slower; flushing them to zero changes nothing a norm can show.
-        torch.set_flush_denormal(True)
-        # These networks are small: a second intra-op thread gains little, and when the other core
-        # is busy (a TUI, a second run) its barrier waits make every step up to 100x slower.
-        torch.set_num_threads(1)
-        keep_freed_memory()  # the same tensors every step: keep their pages mapped (engine/memory.py)
         torch.manual_seed(config.seed)
         self.task = make_task(config, self.device)
         self.model = build_model(config, len(self.task.vocabulary)).to(self.device)
-        self.optimizer = make_optimizer(config, self.model)
         self.trainable = [p for p in self.model.parameters() if p.requires_grad]
-        self.names = list(self.model.textbook_parameters())
-        # live settings that commands change between two steps
-        self.clip_on = config.clip is not None
-        self.clip_max_norm = config.clip if config.clip is not None else 20.0
-        self.clip_norm_type = config.clip_type
-        self.speed = config.speed
-        self.lr = config.lr
+        self.optimizer = make_optimizer(config.optimizer, self.trainable, config.lr)
+        # how training is set up now; commands replace it between two steps
+        self.settings = ev.Settings(clip_on=config.clip is not None, clip_max_norm=config.clip or 20.0,
+                                    clip_norm_type=config.clip_type, lr=config.lr, speed=config.speed)
         self.paused = False
         self.steps_left = -1  # after a `step n` command: steps to run before pausing again
         self.stop_requested = False
         self.gates_input = ""  # the heatmaps' input: "" = the probe, else the console's last
-        # progress
-        self.step, self.epoch, self.start_batch = 0, 1, 0
+        # progress: (epoch, next_batch) always names the next batch to run, which a checkpoint resumes
+        self.step, self.epoch, self.next_batch = 0, 1, 0
         self.best_score: float | None = None
         self.best_path = os.path.join(config.checkpoint_dir, self.run_id, "best.pt")
         self.last_path = os.path.join(config.checkpoint_dir, self.run_id, "last.pt")
-        self.alarms = AlarmWatch()
         self.gradient_norms = GradientNorms(self.model)
+        self.alarms = AlarmWatch()
         self.last_alarm_step = -1
-        self.pending: list[tuple] = []  # steps run whose Step events are not out yet
-        self.after: dict[int, list] = {}  # events that follow the pending step of that index
-        self.snapshots: deque = deque(maxlen=5)
-        self.snapshot_every = 25
+        self.snapshots: deque = deque(maxlen=SNAPSHOTS_KEPT)  # (step, parameters, optimizer state)
         self.started = time.monotonic()
+        self.last_step_time: float | None = None
         self.steps_per_s = 0.0
+        self.next_slot = 0.0  # when the next step may start under a speed cap
         if resume is not None:
             self._restore_checkpoint(resume)
 
     # --- events ---------------------------------------------------------
 
     def emit(self, cls, **fields) -> None:
-        event = cls(run=self.run_id, step=self.step, t=round(time.monotonic() - self.started, 4), **fields)
-        if self.pending:  # the steps run so far come first
-            if cls in _RIDE_ALONG:  # an evaluation or a checkpoint leaves with them, a frame later at most
-                self.after.setdefault(len(self.pending) - 1, []).append(event)
-                return
-            self._emit_steps()
-        self.emit_event(event)
+        self.emit_event(cls(run=self.run_id, step=self.step, t=round(time.monotonic() - self.started, 4), **fields))
 
     def notice(self, message: str, level: str = "info") -> None:
         self.emit(ev.Notice, level=level, message=message)
+
+    def _change_settings(self, cause: str = "command", **changes) -> None:
+        self.settings = replace(self.settings, **changes)
+        self.emit(ev.Settings, **_settings_fields(self.settings), cause=cause)
 
     # --- the loop -------------------------------------------------------
 
     def run(self) -> str:
         config, task = self.config, self.task
-        total_steps = config.epochs * task.steps_per_epoch
         shapes = {name: list(t.shape) for name, t in self.model.textbook_parameters().items()}
         self.emit(ev.RunStarted, config=config.to_dict(), parameters=shapes, dataset=task.dataset_sizes,
-                  device=str(self.device), total_steps=total_steps, steps_per_epoch=task.steps_per_epoch,
-                  vocabulary=list(task.vocabulary))
-        self.emit(ev.Status, state="running", speed=self.speed)
-        self._emit_gates("")
+                  device=str(self.device), total_steps=config.epochs * task.steps_per_epoch,
+                  steps_per_epoch=task.steps_per_epoch, vocabulary=list(task.vocabulary),
+                  settings=_settings_fields(self.settings))
+        self._change_settings("resume" if self.step else "start")
+        self.emit(ev.Status, state="running")
+        self._emit_gates()
         self._take_snapshot()
         reason = "finished"
-        next_slot = time.monotonic()
-        last_step_time = time.monotonic()
         try:
-            for epoch in range(self.epoch, config.epochs + 1):
-                self.epoch = epoch
-                task.start_epoch()
-                for index, batch in enumerate(task.batches(epoch)):
-                    if index < self.start_batch:
+            while self.epoch <= config.epochs:
+                if self.next_batch == 0:  # a resumed run carries the state of its epoch from the checkpoint
+                    task.start_epoch()
+                for index, batch in enumerate(task.batches(self.epoch)):
+                    if index < self.next_batch:
                         continue  # resuming in the middle of an epoch
-                    self.start_batch = index + 1
-                    # --- commands, pause, speed cap (between two steps) ---
-                    self._handle_commands()
-                    if self.stop_requested:
-                        raise _Stop
-                    if self.speed > 0:
-                        next_slot = max(next_slot + 1.0 / self.speed, time.monotonic())
-                        delay = next_slot - time.monotonic()
-                        if delay > 0:
-                            self._sleep(delay)
-                            if self.stop_requested:
-                                raise _Stop
-                    # --- one step ---
-                    self._train_step(batch, epoch)
-                    now = time.monotonic()
-                    rate = 1.0 / max(now - last_step_time, 1e-9)
-                    self.steps_per_s = rate if self.steps_per_s == 0 else 0.9 * self.steps_per_s + 0.1 * rate
-                    last_step_time = now
+                    self._between_steps()  # commands, pause, the speed cap, a failing log
+                    self._train_step(batch)
+                    self.next_batch = index + 1
                     # --- evaluation and checkpoints ---
-                    last_step = epoch == config.epochs and index == task.steps_per_epoch - 1
-                    if config.eval_steps:
-                        due = self.step % config.eval_steps == 0
-                    else:
-                        due = index == task.steps_per_epoch - 1
-                    if due or last_step:
+                    last_of_epoch = index == task.steps_per_epoch - 1
+                    due = self.step % config.eval_steps == 0 if config.eval_steps else last_of_epoch
+                    if due or (last_of_epoch and self.epoch == config.epochs):
                         self._evaluate()
                     if self.steps_left > 0:
                         self.steps_left -= 1
                         if self.steps_left == 0:
                             self._set_paused(True)
-                # (epoch, start_batch) always names the next batch to run: what a checkpoint resumes
-                self.epoch, self.start_batch = epoch + 1, 0
+                self.epoch, self.next_batch = self.epoch + 1, 0
+            self._between_steps()  # a stop or a failing log that came with the last step
         except _Stop:
             reason = "stopped"
-        except KeyboardInterrupt:  # interrupted at once: the steps already run still reach the log
-            self._emit_steps()
-            raise
         except Exception as error:  # the run failed: say so, keep the log and the last weights
-            self.emit(ev.Status, state="failed", message=f"{type(error).__name__}: {error}", speed=self.speed)
+            message = str(error) if isinstance(error, LogWriteError) else f"{type(error).__name__}: {error}"
+            self.emit(ev.Status, state="failed", message=message)
             self._save_last()
-            self.emit(ev.RunFinished, reason="failed", best_dev=self.best_score)
+            self.emit(ev.RunFinished, reason="failed", best_dev=self.best_score, checkpoint=self.last_path)
             raise
         return self._finish(reason)
 
-    def _train_step(self, batch, epoch: int) -> None:
-        config = self.config
-        # forward and backward
-        if not (self.monitor and self.gradient_norms.zero_grad()):  # one buffer: one operation
-            self.optimizer.zero_grad(set_to_none=False)
+    def _train_step(self, batch) -> None:
+        settings = self.settings
+        # --- forward and backward ---
+        self.optimizer.zero_grad(set_to_none=False)
         loss = self.task.train_loss(self.model, batch)
         loss.backward()
         self.step += 1
-        if not self.monitor:  # the bare textbook loop, for measuring the monitor's cost
-            if self.clip_on:
-                torch.nn.utils.clip_grad_norm_(self.trainable, self.clip_max_norm,
-                                               norm_type=float(self.clip_norm_type))
+        if not self.monitor:  # the textbook's loop, nothing watched
+            if settings.clip_on:
+                torch.nn.utils.clip_grad_norm_(self.trainable, settings.clip_max_norm,
+                                               norm_type=float(settings.clip_norm_type))
             self.optimizer.step()
             return
-        # the total norm now (for clipping and the finiteness check); the per-parameter norms of
-        # the step are kept and read with those of the next few steps
-        total = self.gradient_norms.capture(self.clip_norm_type)
+        # --- every gradient's norm (one batched computation, one transfer) ---
+        norms = self.gradient_norms.measure(settings.clip_norm_type)
         loss_value = loss.item()
-        skipped = not (math.isfinite(loss_value) and math.isfinite(total))
+        # --- clip and step: a non-finite update would ruin the weights, so it is skipped ---
+        skipped = not (math.isfinite(loss_value) and math.isfinite(norms.total))
         factor = 1.0
-        if skipped:
-            self.optimizer.zero_grad(set_to_none=False)  # a non-finite update would ruin the weights
-        else:
-            if self.clip_on:  # reuse the norm measured above instead of measuring again
-                factor = clip_factor(total, self.clip_max_norm)
+        if not skipped:
+            if settings.clip_on:  # clip_grad_norm_'s arithmetic, on the total measured above
+                factor = clip_factor(norms.total, settings.clip_max_norm)
                 if factor < 1.0:
                     self.gradient_norms.scale(factor)
             self.optimizer.step()
-        t = time.monotonic() - self.started
-        self.pending.append((self.step, t, epoch, loss_value, total, self.clip_on, self.clip_max_norm,
-                             self.clip_norm_type, factor, skipped, self.lr, self.steps_per_s))
-        # Step events leave in small batches; at once when something needs them now: a skipped
-        # update, a speed cap (someone is watching step by step), or a batch a frame old.
-        if skipped or self.speed > 0:
-            self._emit_steps(prompt=True)
-        elif self.gradient_norms.ring_full or t - self.pending[0][1] > FRAME_S:
-            self._emit_steps()
-        if not self.alarms.active and self.step % self.snapshot_every == 0:
+        # --- log ---
+        now = time.monotonic()
+        if self.last_step_time is not None:
+            rate = 1.0 / max(now - self.last_step_time, 1e-9)
+            self.steps_per_s = rate if self.steps_per_s == 0 else 0.9 * self.steps_per_s + 0.1 * rate
+        self.last_step_time = now
+        self.emit(ev.Step, epoch=self.epoch, loss=loss_value, grad_norms=norms.per_parameter,
+                  total_norm=norms.total, clip_factor=factor, skipped=skipped, steps_per_s=round(self.steps_per_s, 2))
+        for report in self.alarms.observe(loss_value, norms.per_parameter):
+            if report.kind != "healthy":
+                self.last_alarm_step = self.step
+            self.emit(ev.Alarm, kind=report.kind, parameter=report.parameter, value=report.value,
+                      ratio=report.ratio, median=report.median, message=report.message)
+        if not self.alarms.active and self.step % SNAPSHOT_EVERY == 0:
             self._take_snapshot()
-
-    def _emit_steps(self, prompt: bool = False) -> None:
-        """The Step events of the steps run since the last call, each followed by its alarms and the
-        events that waited for it; ``prompt``: to be written at once, not with the writer's next burst."""
-        pending, self.pending = self.pending, []
-        after, self.after = self.after, {}
-        names, norms = self.gradient_norms.collect_values()
-        found = self.alarms.observe_steps([record[3] for record in pending], names, norms)
-        for index, reports in found.items():
-            step, t = pending[index][0], round(pending[index][1], 4)
-            for report in reports:
-                if report.kind != "healthy":
-                    self.last_alarm_step = step
-            after[index] = [ev.Alarm(run=self.run_id, step=step, t=t, kind=report.kind, parameter=report.parameter,
-                                     value=report.value, ratio=report.ratio, median=report.median,
-                                     message=report.message) for report in reports] + after.get(index, [])
-        self.emit_steps(StepRows(self.run_id, self.config.epochs, names, pending, norms, after, prompt))
-
-    def _emit_step_events(self, rows: StepRows) -> None:
-        for event in rows.events():
-            self.emit_event(event)
 
     def _evaluate(self) -> None:
         score, loss = self.task.evaluate(self.model, "dev")
@@ -239,14 +175,14 @@ class Runner:
         if better and math.isfinite(score):
             self.best_score = score
             self._save(self.best_path, "best", score)
-        fields = {self.task.score_name: score}
-        self.emit(ev.Eval, split="dev", loss=loss, is_best=better, best=self.best_score, **fields)
-        self._emit_gates(self.gates_input, request=self.gates_input or "probe")
+        self.emit(ev.Eval, split="dev", loss=loss, is_best=better, best=self.best_score,
+                  **{self.task.score_name: score})
+        self._emit_gates()
 
     def _finish(self, reason: str) -> str:
         self._save_last()
         fields = {}
-        if os.path.exists(self.best_path):
+        if os.path.exists(self.best_path):  # the test split, scored by the best dev weights
             best = ckpt.load(self.best_path)
             current = ckpt.snapshot_parameters(self.model)
             self.model.load_textbook_parameters(best["parameters"])
@@ -254,8 +190,7 @@ class Runner:
             self.model.load_textbook_parameters(current)
             self.emit(ev.Eval, split="test", loss=loss, **{self.task.score_name: score})
             fields = {f"test_{self.task.score_name}": score}
-        state = "finished" if reason == "finished" else "stopped"
-        self.emit(ev.Status, state=state, speed=self.speed)
+        self.emit(ev.Status, state="finished" if reason == "finished" else "stopped")
         self.emit(ev.RunFinished, reason=reason, best_dev=self.best_score, checkpoint=self.last_path, **fields)
         return reason
 
@@ -264,8 +199,9 @@ class Runner:
     def _payload(self) -> dict:
         return {"config": self.config.to_dict(), "parameters": ckpt.snapshot_parameters(self.model),
                 "optimizer": self.optimizer.state_dict(), "impl": self.config.impl, "run_id": self.run_id,
-                "step": self.step, "epoch": self.epoch, "batch": self.start_batch,
-                "best": self.best_score, **self.task.checkpoint_extra()}
+                "step": self.step, "epoch": self.epoch, "batch": self.next_batch, "best": self.best_score,
+                "settings": _settings_fields(self.settings), "alarms": self.alarms.state_dict(),
+                "carried_state": self.task.carried_state(), **self.task.checkpoint_extra()}
 
     def _save(self, path: str, kind: str, score: float | None = None) -> None:
         ckpt.save(path, self._payload())
@@ -278,88 +214,78 @@ class Runner:
         self.model.load_textbook_parameters(payload["parameters"])
         if payload.get("impl") == self.config.impl and payload.get("optimizer"):
             self.optimizer.load_state_dict(payload["optimizer"])
-            for group in self.optimizer.param_groups:  # the run's lr (the checkpoint's, or --lr)
-                group["lr"] = self.lr
+        self.settings = _resumed_settings(self.settings, self.config, payload)
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.settings.lr
         self.step = int(payload.get("step", 0))
         self.epoch = int(payload.get("epoch", 1))
-        self.start_batch = int(payload.get("batch", 0))
-        if self.start_batch >= self.task.steps_per_epoch:
-            self.epoch, self.start_batch = self.epoch + 1, 0
+        self.next_batch = int(payload.get("batch", 0))
+        if self.next_batch >= self.task.steps_per_epoch:
+            self.epoch, self.next_batch = self.epoch + 1, 0
         self.best_score = payload.get("best")
+        earlier_best = os.path.join(os.path.dirname(self.config.resume), "best.pt") if self.config.resume else ""
+        if os.path.isfile(earlier_best):  # the run goes on: so does its best checkpoint, scored on test at the end
+            ckpt.save(self.best_path, ckpt.load(earlier_best))
+        self.alarms.load_state_dict(payload.get("alarms") or {})
+        self.task.restore_carried_state(payload.get("carried_state"))
 
     def _take_snapshot(self) -> None:
-        # the parameters themselves (a few packed tensors), not the textbook views of them
-        self.snapshots.append((self.step, [p.detach().clone() for p in self.model.parameters()],
-                               copy_state(self.optimizer.state_dict())))
+        self.snapshots.append((self.step, ckpt.snapshot_parameters(self.model), _copy(self.optimizer.state_dict())))
 
     def _rewind(self) -> None:
-        if self.pending:  # the alarms of the steps run so far decide which snapshot is healthy
-            self._emit_steps()
         healthy = [s for s in self.snapshots if s[0] < self.last_alarm_step] if self.last_alarm_step >= 0 else []
         chosen = healthy[-1] if healthy else (self.snapshots[-1] if self.snapshots else None)
         if chosen is None:
             self.notice("nothing to rewind to yet", "warning")
             return
         step, parameters, optimizer_state = chosen
-        with torch.no_grad():
-            for parameter, value in zip(self.model.parameters(), parameters):
-                parameter.copy_(value)
-        self.optimizer.load_state_dict(optimizer_state)  # copies the values in; the snapshot stays intact
+        self.model.load_textbook_parameters(parameters)  # copies in: the snapshot stays as it was taken
+        self.optimizer.load_state_dict(optimizer_state)  # copies in too
         for group in self.optimizer.param_groups:
-            group["lr"] = self.lr
+            group["lr"] = self.settings.lr
         self.alarms.reset()
         self.last_alarm_step = -1
         self.emit(ev.Alarm, kind="healthy", message=f"rewound to the weights of step {step}")
-        self.notice(f"rewound to the weights of step {step}")
+        self._change_settings("rewind")
 
-    # --- commands -------------------------------------------------------
+    # --- between two steps: commands, pause, speed ------------------------
 
-    def _sleep(self, seconds: float) -> None:
-        """Wait for the speed cap, answering commands that arrive meanwhile."""
-        end = time.monotonic() + seconds
-        while not self.stop_requested:
-            remaining = end - time.monotonic()
-            if remaining <= 0:
-                return
-            if self.commands is None:
-                time.sleep(remaining)
-                return
-            for command in self.commands.wait(min(remaining, 0.05)):
-                self._answer(command)
-            if self.paused:
-                self._handle_commands()
-                return
+    def _between_steps(self) -> None:
+        """Apply the commands that arrived, wait while paused and for the speed cap; raise _Stop when
+        the run must end here (a stop command, Ctrl-C, or a log that can no longer be written)."""
+        self._apply_all(self.commands.poll() if self.commands else [])
+        while self.paused and not self.stop_requested and self.commands is not None:
+            self._apply_all(self.commands.wait(0.1))
+        if self.settings.speed > 0 and not self.stop_requested:
+            self.next_slot = max(self.next_slot + 1.0 / self.settings.speed, time.monotonic())
+            while not self.stop_requested and (remaining := self.next_slot - time.monotonic()) > 0:
+                if self.commands is None:
+                    time.sleep(remaining)
+                else:
+                    self._apply_all(self.commands.wait(min(remaining, 0.05)))
+                if self.paused:  # a pause that came while waiting for the cap
+                    return self._between_steps()
+        error = self.writer_error()
+        if error:
+            raise LogWriteError(error)
+        if self.stop_requested:
+            raise _Stop
 
-    def _handle_commands(self) -> None:
-        if self.commands is None:
-            return
-        for command in self.commands.poll():
-            self._answer(command)
-        while self.paused and not self.stop_requested:
-            for command in self.commands.wait(0.1):
-                self._answer(command)
-
-    def _answer(self, command) -> None:
-        """Apply a command; what it made (and the steps before) is written at once, not with the
-        writer's next burst: someone is waiting for it."""
-        self._apply(command)
-        self._emit_steps(prompt=True)
+    def _apply_all(self, commands) -> None:
+        for command in commands:
+            self._apply(command)
 
     def _set_paused(self, paused: bool) -> None:
         if paused != self.paused:
             self.paused = paused
-            self.emit(ev.Status, state="paused" if paused else "running", speed=self.speed)
+            self.emit(ev.Status, state="paused" if paused else "running")
 
     def _apply(self, command: ev.Command) -> None:
         if isinstance(command, ev.Stop):
-            self.stop_requested = True
-            self.paused = False
-        elif isinstance(command, ev.Pause):
+            self.request_stop()
+        elif isinstance(command, (ev.Pause, ev.Resume)):
             self.steps_left = -1
-            self._set_paused(True)
-        elif isinstance(command, ev.Resume):
-            self.steps_left = -1
-            self._set_paused(False)
+            self._set_paused(isinstance(command, ev.Pause))
         elif isinstance(command, ev.StepCommand):
             self.steps_left = max(1, int(command.n))
             self._set_paused(False)
@@ -369,28 +295,24 @@ class Runner:
             if not (isinstance(command.lr, (int, float)) and math.isfinite(command.lr) and command.lr > 0):
                 self.notice(f"lr must be a positive number, not {command.lr}", "error")
                 return
-            self.lr = float(command.lr)
             for group in self.optimizer.param_groups:
-                group["lr"] = self.lr
-            self.notice(f"lr set to {self.lr:g}")
+                group["lr"] = float(command.lr)
+            self._change_settings(lr=float(command.lr))
         elif isinstance(command, ev.SetSpeed):
             if not (math.isfinite(command.steps_per_s) and command.steps_per_s >= 0):
                 self.notice(f"speed must be 0 (unlimited) or a positive steps/s, not {command.steps_per_s}", "error")
                 return
-            self.speed = float(command.steps_per_s)
-            self.emit(ev.Status, state="paused" if self.paused else "running", speed=self.speed)
+            self._change_settings(speed=float(command.steps_per_s))
         elif isinstance(command, ev.Rewind):
             self._rewind()
-        elif isinstance(command, ev.GatesCommand):
-            if self._emit_gates(command.input, request=command.input or "probe"):
-                self.gates_input = command.input  # later refreshes keep showing the console's input
+        elif isinstance(command, ev.GatesCommand):  # "" refreshes the heatmaps of the input shown
+            if self._emit_gates(command.input or self.gates_input):
+                self.gates_input = command.input or self.gates_input  # later refreshes keep showing it
         elif isinstance(command, ev.Predict):
             try:
-                answer = self.task.predict(self.model, command.input)
+                self.emit(ev.Prediction, **self.task.predict(self.model, command.input))
             except ValueError as error:
                 self.notice(str(error), "error")
-                return
-            self.emit(ev.Prediction, **answer)
         elif isinstance(command, ev.Generate):
             generate = getattr(self.task, "generate", None)
             if generate is None:
@@ -405,27 +327,26 @@ class Runner:
         if command.norm_type is not None and command.norm_type not in ("1", "2", "inf"):
             self.notice(f"norm type must be 1, 2 or inf, not {command.norm_type}", "error")
             return
-        self.clip_on = bool(command.on)
+        changes = {"clip_on": bool(command.on)}
         if command.max_norm is not None:
-            self.clip_max_norm = float(command.max_norm)
+            changes["clip_max_norm"] = float(command.max_norm)
         if command.norm_type is not None:
-            self.clip_norm_type = command.norm_type
-        if self.clip_on:
-            self.notice(f"clipping ON: max_norm {self.clip_max_norm:g}, norm type {self.clip_norm_type}")
-        else:
-            self.notice("clipping OFF")
+            changes["clip_norm_type"] = command.norm_type
+        self._change_settings(**changes)
 
-    def _emit_gates(self, text: str, request: str = "probe") -> bool:
+    def _emit_gates(self, text: str | None = None) -> bool:
+        """Heatmaps of the console's last input (or the probe) with the current weights."""
+        text = self.gates_input if text is None else text
         try:
             tokens, matrices = self.task.gates(self.model, text)
         except ValueError as error:
             self.notice(str(error), "error")
             return False
-        self.emit(ev.Gates, tokens=tokens, cell=self.config.cell, matrices=matrices, request=request)
+        self.emit(ev.Gates, tokens=tokens, cell=self.config.cell, matrices=matrices, request=text or "probe")
         return True
 
     def request_stop(self) -> None:
-        """Called from a signal handler: stop at the next step boundary."""
+        """Stop at the next step boundary (a command, or a signal handler)."""
         self.stop_requested = True
         self.paused = False
 
@@ -433,3 +354,30 @@ class Runner:
 class _Stop(Exception):
     pass
 
+
+def _settings_fields(settings: ev.Settings) -> dict:
+    return {"clip_on": settings.clip_on, "clip_max_norm": settings.clip_max_norm,
+            "clip_norm_type": settings.clip_norm_type, "lr": settings.lr, "speed": settings.speed}
+
+
+def _resumed_settings(settings: ev.Settings, config: TrainConfig, payload: dict) -> ev.Settings:
+    """The settings a checkpoint was left with (clipping switched on with `c`, a new lr ...), except
+    those the command line of ``train --resume`` sets to another value than the run started with."""
+    saved = payload.get("settings") or {}
+    started = TrainConfig.from_dict(payload.get("config") or {})
+    given = {"clip_on": (config.clip is not None, started.clip is not None), "clip_max_norm": (config.clip, started.clip),
+             "clip_norm_type": (config.clip_type, started.clip_type), "lr": (config.lr, started.lr),
+             "speed": (config.speed, started.speed)}
+    kept = {name: saved[name] for name, (now, before) in given.items() if name in saved and now == before}
+    return replace(settings, **kept)
+
+
+def _copy(value):
+    """A deep copy of an optimizer's ``state_dict()``: tensors cloned, containers rebuilt."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().clone()
+    if isinstance(value, dict):
+        return {key: _copy(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_copy(item) for item in value)
+    return value

@@ -21,6 +21,20 @@ from .stream import CommandReader, EventWriter
 from .text import visible
 
 
+def configure_torch(threads: int = 1) -> None:
+    """Process-wide settings, made once where a training process starts (the CLI, the TUI's child, a
+    sweep worker).
+
+    These networks are small: a second intra-op thread gains little, and when the other core is busy
+    (a TUI, a second run) its barrier waits make every step many times slower. After an explosion the
+    saturated network's gradients are denormal floats, which the CPU handles some 20x slower;
+    flushing them to zero changes nothing a norm can show."""
+    import torch
+
+    torch.set_num_threads(threads)
+    torch.set_flush_denormal(True)
+
+
 def log_path_for(config: TrainConfig) -> str:
     return os.path.join(config.runs_dir, f"{config.run_id}.jsonl")
 
@@ -106,7 +120,8 @@ def run_session(config: TrainConfig, *, events_path: str | None = None, stream: 
     previous = _handle_signals(stop)
     try:
         commands = None if command_stream is None else _command_reader(command_stream, writer, config.run_id)
-        runner = Runner(config, emit, commands, resume=resume, emit_steps=writer.emit_steps)
+        runner = Runner(config, emit, commands, resume=resume)
+        runner.writer_error = lambda: writer.error
         reason = runner.run()
     except KeyboardInterrupt:
         if runner is not None:
@@ -178,6 +193,7 @@ def child_main(argv: list[str] | None = None) -> int:
         print(ev.Status(state="failed", message=message).to_json(), flush=True)
         print(f"rnnlab-tui: {visible(message)}", file=sys.stderr)
         return 2
+    configure_torch()
     stdout = sys.stdout
     sys.stdout = sys.stderr  # nothing but events may reach the event stream
     try:

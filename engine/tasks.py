@@ -58,6 +58,12 @@ class DigitTask:
     def start_epoch(self) -> None:
         """Nothing carries across the digit task's batches."""
 
+    def carried_state(self):
+        return None
+
+    def restore_carried_state(self, state) -> None:
+        pass
+
     def train_loss(self, model, batch) -> torch.Tensor:
         digits, labels = batch
         outputs = model(digits)

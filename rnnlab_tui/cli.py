@@ -129,8 +129,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         return train_live(config.to_dict(), args.events)
     from engine.errors import USER_ERRORS, describe
     from engine.headless import HeadlessPrinter
-    from engine.session import run_session
+    from engine.session import configure_torch, run_session
 
+    configure_torch()
     to_stdout = args.events == "-"
     # the events are the output: over ssh, anything on stderr lands on the viewer's terminal, so the
     # progress and log lines go there only when asked for; errors still do
@@ -146,6 +147,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         return fail(describe(error))
     except Exception as error:  # a failed run: one line, the log and last checkpoint are kept
         printer.close()
+        if isinstance(error, OSError):
+            _quiet_stdout()  # a closed pipe must not add Python's own complaint at exit
         return fail(f"the run failed: {describe(error)}", 1)
     finally:
         printer.close()
@@ -160,6 +163,17 @@ def existing_log(path: str) -> str | None:
         if os.path.isfile(candidate):
             return candidate
     return None
+
+
+def _quiet_stdout() -> None:
+    """Point standard output at /dev/null: what is still buffered for a reader that has gone would
+    otherwise end the process with a traceback about a broken pipe."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
 
 
 def cmd_watch(args: argparse.Namespace) -> int:

@@ -123,9 +123,6 @@ class MonitorApp(RunKeys, App[int]):
             self._pause_at_explosion()
         if waiting and self.state.status is not status and self.state.status.state != "paused":
             self.alarm_pause = False  # answered: the run goes on (or ended)
-        if self.state.pin_outdated:  # new weights: the console's input gets fresh heatmaps too
-            self.state.pin_outdated = False
-            self.action_gates()
         self._dirty = True
 
     def on_source_ended(self, message: SourceEnded) -> None:
@@ -204,7 +201,6 @@ class MonitorApp(RunKeys, App[int]):
             self.monitor.console_panel.note(str(problem), "yellow")
             return
         if self.send(commands[0]) and len(commands) > 1:
-            self.state.pinned_gates = commands[1].input  # g (and each evaluation) refreshes these heatmaps
             self.send(commands[1])
 
     async def action_quit(self) -> None:

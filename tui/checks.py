@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from engine.events import Alarm, Eval, Event, Gates, Generation, Notice, Prediction, RunFinished, RunStarted, Status, Step
+from engine.events import (Alarm, Eval, Event, Gates, Generation, Notice, Prediction, RunFinished, RunStarted,
+                           Settings, Status, Step)
 
 _NUMBER = (int, float)
 
@@ -21,11 +22,10 @@ def well_typed(event: Event) -> bool:
         return False
     if type(event) is Step:  # the hot path: sum() type-checks every number at C speed
         norms = event.grad_norms
-        if not isinstance(norms, dict) or not isinstance(event.clip_norm_type, str):
+        if not isinstance(norms, dict):
             return False
         try:
-            sum(norms.values(), event.loss + event.total_norm + event.steps_per_s + event.lr
-                + event.clip_max_norm + event.epoch + event.epochs)
+            sum(norms.values(), event.loss + event.total_norm + event.steps_per_s + event.clip_factor + event.epoch)
         except TypeError:
             return False
         return True
@@ -34,8 +34,11 @@ def well_typed(event: Event) -> bool:
             and isinstance(event.parameter, str) and isinstance(event.message, str)
     if isinstance(event, Eval):
         return _optional_numbers(event.accuracy, event.perplexity, event.best) and isinstance(event.split, str)
+    if isinstance(event, Settings):
+        return _numbers(event.clip_max_norm, event.lr, event.speed) and isinstance(event.clip_norm_type, str) \
+            and isinstance(event.cause, str)
     if isinstance(event, Status):
-        return _numbers(event.speed) and isinstance(event.state, str) and isinstance(event.message, str)
+        return isinstance(event.state, str) and isinstance(event.message, str)
     if isinstance(event, RunStarted):
         return isinstance(event.config, dict) and isinstance(event.parameters, dict) \
             and _numbers(event.total_steps, event.steps_per_epoch)

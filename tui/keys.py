@@ -76,7 +76,7 @@ class RunKeys:
             self.note = f"speed cap {speed:g}/s requested" if speed else "no speed cap requested"
 
     def action_gates(self) -> None:
-        self.send(GatesCommand(input=self.state.pinned_gates))
+        self.send(GatesCommand())  # the engine refreshes the heatmaps of the input it shows
 
     def action_seek(self, where: str) -> None:
         """home, end, or a number of steps to move (scrubbing pauses a replay)."""

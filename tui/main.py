@@ -79,6 +79,9 @@ def _unreadable(path: str) -> str:
         return f"{path} is not an rnnlab-tui event log (first line: {error})"
     if not isinstance(event, RunStarted):
         return f"{path} does not start with a run_started event (found {event.type})"
+    if event.schema != SCHEMA_VERSION:
+        return (f"{path} was written with event schema {event.schema}; this rnnlab-tui reads schema "
+                f"{SCHEMA_VERSION} (train the run again to replay it)")
     return ""
 
 

@@ -13,12 +13,11 @@ import bisect
 import collections
 import itertools
 import math
-import re
 from dataclasses import dataclass, field
 from typing import Iterable, NamedTuple
 
 from engine.events import (Alarm, Checkpoint, Eval, Event, Gates, Generation, Notice, Prediction,
-                           RunFinished, RunStarted, Status, Step)
+                           RunFinished, RunStarted, Settings, Status, Step)
 from engine.text import visible, visible_fields
 from tui.advisor import Advice, ClipAdvisor
 from tui.checks import well_typed
@@ -28,8 +27,6 @@ FINAL_STATES = ("finished", "stopped", "failed")
 HISTORY_STEPS = 100_000  # per-step values kept for sparklines, charts and scrubbing
 HISTORY_EVENTS = 2_000  # evaluations, alarms, marks and status changes kept
 HISTORY_GATES = 100  # gate snapshots kept (each is hidden x time x gates numbers)
-# the engine's answer to set_clip in logs of schema 1 (engine/runner.py)
-CLIP_NOTICE = re.compile(r"clipping (?:OFF|ON: max_norm (\S+), norm type (\S+))$")
 
 
 class RunSettings(NamedTuple):
@@ -104,8 +101,6 @@ class RunState:
         self.status: Status | None = None
         self.first_explosion: Alarm | None = None
         self.latest_gates: Gates | None = None
-        self.pinned_gates = ""  # a console input whose heatmaps stay shown over the engine's probe refresh
-        self.pin_outdated = False  # the engine refreshed its probe since: the pinned input is worth asking again
         self.finished: RunFinished | None = None
         self.checkpoint: Checkpoint | None = None
         self.events_seen = 0
@@ -141,8 +136,11 @@ class RunState:
         if isinstance(event, (Prediction, Generation)):
             return True
         if isinstance(event, Notice):
-            self._confirm_clip(event)
             return True
+        if isinstance(event, Settings):  # in force from the next step on: marked there
+            self._note_settings(len(self.steps), RunSettings(event.clip_on, event.clip_max_norm, event.clip_norm_type,
+                                                             event.lr, event.speed, event.cause), event.step + 1)
+            return False
         if isinstance(event, Eval):
             if event.split == "dev":
                 _append_bounded(self.evals, (here, event))
@@ -152,20 +150,13 @@ class RunState:
             return self._ingest_alarm(event, here)
         if isinstance(event, Gates):
             _append_bounded(self.gates, (here, event), HISTORY_GATES)
-            shown = self.latest_gates
-            if event.request == "probe" and shown is not None and self.pinned_gates == shown.request != "":
-                self.pin_outdated = True  # keep the console's input on screen; the app asks again
-            else:
-                self.latest_gates = event
+            self.latest_gates = event
             return False
         if isinstance(event, Status):
             if event.state == "paused" and (self.status is None or self.status.state != "paused"):
                 self._mark(here, event.step, "pause", "paused")
             self.status = event
             _append_bounded(self.statuses, (here, event))
-            latest = self.latest_settings
-            if latest is not None and latest.speed != event.speed:  # schema 1 reports the cap here
-                self.settings.append((here, latest._replace(speed=event.speed, cause="command")))
             return bool(event.message)
         if isinstance(event, RunStarted):
             self._start(event)
@@ -190,10 +181,6 @@ class RunState:
         self.started = event
         for name in event.parameters:
             self._norm_series(name)
-        config = event.config
-        clip = config.get("clip")
-        self._note_settings(0, RunSettings(clip is not None, float(clip or 0.0), str(config.get("clip_type", "2")),
-                                           float(config.get("lr") or 0.0), float(config.get("speed") or 0.0)))
 
     def _norm_series(self, name: str) -> collections.deque[float]:
         series = self.grad_norms.get(name)
@@ -204,8 +191,6 @@ class RunState:
         return series
 
     def _ingest_step(self, step: Step) -> None:
-        if self.steps and step.step <= self.steps[-1]:  # the step count went back: a rewind
-            self._mark(len(self.steps) - 1, step.step, "rewind", f"rewound to {step.step - 1}")
         self.steps.append(step.step)
         self.epochs.append(step.epoch)
         self.loss.append(step.loss)
@@ -221,19 +206,16 @@ class RunState:
                 if name not in self.grad_norms:
                     self._norm_series(name)[-1] = value
         self.advisor.observe_step(step.step, step.total_norm, step.loss, step.clip_factor, step.skipped)
-        latest = self.latest_settings
-        settings = RunSettings(step.clip_on, step.clip_max_norm, step.clip_norm_type, step.lr,
-                               latest.speed if latest else 0.0, "command")
-        if latest is None or latest[:4] != settings[:4]:
-            self._note_settings(len(self.steps) - 1, settings)
 
     def _note_settings(self, position: int, settings: RunSettings, step: int | None = None) -> None:
-        """Record new settings, and mark what changed (clip on/off or max_norm, lr)."""
+        """Record new settings, and mark what changed (clip on/off or max_norm, lr, a rewind)."""
         before = self.latest_settings
         self.settings.append((position, settings))
+        step = self.steps[position] if step is None and 0 <= position < len(self.steps) else (step or 0)
+        if settings.cause == "rewind":
+            self._mark(position, step, "rewind", "rewind")
         if before is None:
             return
-        step = self.steps[position] if step is None and 0 <= position < len(self.steps) else (step or 0)
         if (before.clip_on, before.clip_max_norm) != (settings.clip_on, settings.clip_max_norm):
             label = f"clip {settings.clip_max_norm:g}" if settings.clip_on else "clip off"
             self._mark(position, step, "clip", label)
@@ -242,22 +224,6 @@ class RunState:
 
     def _mark(self, position: int, step: int, kind: str, label: str) -> None:
         _append_bounded(self.marks, Mark(position, step, kind, label))
-
-    def _confirm_clip(self, notice: Notice) -> None:
-        """Record clipping as the engine confirmed it, so the header shows it even while paused."""
-        match = CLIP_NOTICE.match(notice.message)
-        before = self.latest_settings
-        if match is None or before is None:
-            return
-        on, max_norm, norm_type = match.group(1) is not None, match.group(1), match.group(2)
-        try:
-            max_norm = float(max_norm) if on else before.clip_max_norm
-        except ValueError:
-            return
-        settings = before._replace(clip_on=on, clip_max_norm=max_norm,
-                                   clip_norm_type=norm_type or before.clip_norm_type, cause="command")
-        if settings[:4] != before[:4]:
-            self._note_settings(max(0, len(self.steps) - 1), settings, notice.step)
 
     # --- queries ------------------------------------------------------------
 

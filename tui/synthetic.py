@@ -10,7 +10,7 @@ import math
 import random
 from typing import Iterator
 
-from engine.events import (Alarm, Eval, Event, Gates, RunFinished, RunStarted, Status, Step)
+from engine.events import Alarm, Eval, Event, Gates, RunFinished, RunStarted, Settings, Status, Step
 
 PARAMETERS = {
     "srn": {"W": [32, 32], "U": [32, 32], "b": [32]},
@@ -43,9 +43,11 @@ def synthetic_events(n_steps: int = 250, cell: str = "srn", alarm_step: int = 3,
     config = {"task": task, "cell": cell, "impl": "torch", "optimizer": "sgd", "lr": 0.2, "length": 20,
               "clip": None, "clip_type": "2", "batch_size": 64, "epochs": max(1, n_steps // steps_per_epoch),
               "loss_reduction": "sum"}
-    epochs = config["epochs"]
+    settings = dict(clip_on=False, clip_max_norm=20.0, clip_norm_type="2", lr=0.2, speed=0.0)
     yield RunStarted(run="synthetic", config=config, parameters=parameters, total_steps=n_steps,
-                     steps_per_epoch=steps_per_epoch, dataset={"train": 300, "dev": 100, "test": 100})
+                     steps_per_epoch=steps_per_epoch, dataset={"train": 300, "dev": 100, "test": 100},
+                     settings=settings)
+    yield Settings(run="synthetic", **settings)
     yield Status(run="synthetic", state="running")
     tokens = PROBE.split()
     best = 0.0
@@ -59,9 +61,9 @@ def synthetic_events(n_steps: int = 250, cell: str = "srn", alarm_step: int = 3,
             scale = 1e-6  # saturated: the gradients collapse
         norms = {name: scale * (0.5 + rng.random()) for name in parameters}
         total = math.sqrt(sum(value * value for value in norms.values()))
-        yield Step(run="synthetic", step=step, t=t, epoch=(step - 1) // steps_per_epoch + 1, epochs=epochs,
+        yield Step(run="synthetic", step=step, t=t, epoch=(step - 1) // steps_per_epoch + 1,
                    loss=150.0 / (1 + 0.01 * step) + rng.random(), grad_norms=norms, total_norm=total,
-                   clip_on=False, clip_max_norm=0.0, clip_norm_type="2", lr=0.2, steps_per_s=250.0)
+                   steps_per_s=250.0)
         if step == alarm_step:
             median = 10.0 ** (alarm_step - 2)
             yield Alarm(run="synthetic", step=step, t=t, kind="explosion", parameter="W",

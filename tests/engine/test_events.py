@@ -9,16 +9,19 @@ def sample(cls):
     """An instance of every event and command with non-default values, NaN and inf included."""
     values = {
         ev.RunStarted: dict(config={"cell": "srn", "lr": 0.2}, parameters={"W": [32, 32]}, dataset={"train": 300},
-                            total_steps=250, steps_per_epoch=5, vocabulary=["0", "1"]),
-        ev.Step: dict(epoch=1, epochs=50, loss=math.nan, grad_norms={"W": math.inf, "U": -math.inf, "b": 1.5},
-                      total_norm=math.inf, clip_on=True, clip_max_norm=20.0, clip_factor=0.0, skipped=True),
+                            total_steps=250, steps_per_epoch=5, vocabulary=["0", "1"],
+                            settings={"clip_on": False, "clip_max_norm": 20.0, "clip_norm_type": "2", "lr": 0.2,
+                                      "speed": 0.0}),
+        ev.Step: dict(epoch=1, loss=math.nan, grad_norms={"W": math.inf, "U": -math.inf, "b": 1.5},
+                      total_norm=math.inf, clip_factor=0.0, skipped=True, steps_per_s=812.5),
+        ev.Settings: dict(clip_on=True, clip_max_norm=5.0, clip_norm_type="1", lr=0.05, speed=20.0, cause="command"),
         ev.Eval: dict(split="dev", accuracy=0.5, loss=math.nan, is_best=True, best=0.5),
         ev.Alarm: dict(kind="explosion", parameter="U", value=7621075.5, ratio=math.inf, median=20.0),
         ev.Gates: dict(tokens=["6", "7"], matrices={"forget_gate": [[0.1, 0.9]]}, request="probe"),
         ev.Prediction: dict(tokens=["6", "7"], predicted=13, top=[[13, 0.9], [12, 0.05]], target=13),
         ev.Generation: dict(prefix="床前", text="明月光", done=True, unknown=["☃"], request_id=3),
         ev.Checkpoint: dict(path="checkpoints/x/best.pt", kind="best", score=0.9),
-        ev.Status: dict(state="paused", message="", speed=20.0),
+        ev.Status: dict(state="failed", message="cannot write the run log: No space left on device"),
         ev.Notice: dict(level="error", message="'x' is not a digit 0-9"),
         ev.RunFinished: dict(reason="stopped", best_dev=0.3, test_accuracy=0.25),
         ev.SetClip: dict(on=True, max_norm=20.0, norm_type="inf"),
@@ -84,3 +87,18 @@ def test_read_log_skips_a_truncated_last_line(tmp_path):
     path.write_text("\n".join(lines) + "\n" + lines[1][:20])
     events, bad = ev.read_log(str(path))
     assert [e.type for e in events] == ["run_started", "step"] and bad == 1
+
+
+def test_step_numbers_are_written_with_the_precision_of_float32():
+    import struct
+
+    def single(value):
+        return struct.unpack("f", struct.pack("f", value))[0]
+
+    norms = {"W": single(86.7), "U": single(1.0234567e7), "b": single(3.3e-9)}
+    step = ev.Step(loss=single(41.2), grad_norms=norms, total_norm=single(1.0e7 + 3))
+    line = step.to_json()
+    assert "86.6999969" in line and "86.69999694824219" not in line  # 9 digits, not 17
+    decoded = ev.from_json(line)
+    assert {name: single(value) for name, value in decoded.grad_norms.items()} == norms
+    assert single(decoded.loss) == step.loss and single(decoded.total_norm) == step.total_norm

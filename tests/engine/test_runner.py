@@ -1,4 +1,3 @@
-import dataclasses
 import math
 import queue
 
@@ -23,6 +22,17 @@ def train(tmp_path, commands=None, hook=None, **options):
 
 def of(events, kind):
     return [e for e in events if e.type == kind]
+
+
+def settings_of_steps(events) -> dict:
+    """step -> the Settings event in force when that step ran."""
+    in_force, found = None, {}
+    for event in events:
+        if event.type == "settings":
+            in_force = event
+        elif event.type == "step":
+            found[event.step] = in_force
+    return found
 
 
 class Commands:
@@ -82,7 +92,8 @@ def test_clipping_bounds_the_norm_that_reaches_the_optimizer_and_reports_pre_cli
     assert len(applied) == len(steps) == 250
     assert max(applied) <= 20 + 1e-4
     assert max(s.total_norm for s in steps) > 20  # what clipping prevented is still reported
-    assert all(s.clip_on and s.clip_max_norm == 20 for s in steps)
+    settings = of(events, "settings")
+    assert len(settings) == 1 and settings[0].clip_on and settings[0].clip_max_norm == 20  # one change: the start
     for step, norm in zip(steps, applied):
         assert norm == pytest.approx(step.total_norm * step.clip_factor, rel=1e-4, abs=1e-5)
 
@@ -92,7 +103,7 @@ def test_other_norm_types_clip_in_their_own_norm(tmp_path, clip_type):
     _, events = train(tmp_path, preset="clip", clip_type=clip_type, clip=5.0, epochs=2)
     for step in of(events, "step"):
         assert step.total_norm * step.clip_factor <= 5 + 1e-4
-        assert step.clip_norm_type == clip_type
+    assert [s.clip_norm_type for s in of(events, "settings")] == [clip_type]
 
 
 def test_a_non_finite_loss_skips_the_update_and_raises_an_alarm(tmp_path):
@@ -129,9 +140,6 @@ def test_a_non_finite_loss_skips_the_update_and_raises_an_alarm(tmp_path):
 
 def test_every_step_event_comes_once_in_order_before_what_follows_it(tmp_path):
     runner, events = train(tmp_path, preset="memory", epochs=3)
-    for event in of(events, "step"):  # built without __init__, yet a whole Step
-        assert event == ev.Step(**{f.name: getattr(event, f.name) for f in dataclasses.fields(ev.Step)})
-        assert ev.from_json(event.to_json()) == event
     steps = [e.step for e in events if e.type == "step"]
     assert steps == list(range(1, runner.step + 1))
     last_step = 0
@@ -164,15 +172,19 @@ def test_commands_act_at_the_next_step_boundary(tmp_path):
     }
     commands = Commands(script)
     _, events = train(tmp_path, commands, hook=lambda r: setattr(commands, "runner", r), preset="explode", epochs=2)
-    steps = {s.step: s for s in of(events, "step")}
-    assert not steps[1].clip_on
-    assert steps[2].clip_on and steps[2].clip_max_norm == 7.0
-    assert steps[3].lr == 0.01 and steps[3].clip_norm_type == "inf" and steps[3].clip_max_norm == 0.5
-    assert not steps[4].clip_on
+    settings = settings_of_steps(events)
+    assert not settings[1].clip_on and settings[1].cause == "start"
+    assert settings[2].clip_on and settings[2].clip_max_norm == 7.0 and settings[2].cause == "command"
+    assert settings[3].lr == 0.01 and settings[3].clip_norm_type == "inf" and settings[3].clip_max_norm == 0.5
+    assert not settings[4].clip_on and settings[4].clip_max_norm == 0.5  # the threshold is kept while off
+    assert [s.step for s in of(events, "settings")] == [0, 1, 2, 2, 3]  # each answers its command at once
     prediction = of(events, "prediction")[0]
     assert prediction.tokens[:2] == ["6", "7"] and len(prediction.top) == 3 and prediction.target == 13
     assert any(n.level == "error" and "'x' is not a digit" in n.message for n in of(events, "notice"))
     assert any(g.request == "1 2 3" and g.tokens[:3] == ["1", "2", "3"] for g in of(events, "gates"))
+    # the console's input stays shown: each evaluation refreshes its heatmaps, not the probe's
+    later = [g.request for g in of(events, "gates") if g.step >= 4]
+    assert later == ["1 2 3"] * 3
 
 
 def test_pause_single_step_and_stop(tmp_path):
@@ -191,20 +203,55 @@ def test_pause_single_step_and_stop(tmp_path):
     assert ckpt.load(runner.last_path)["step"] == 4
 
 
-def test_rewind_restores_the_last_healthy_weights(tmp_path):
-    seen = {}
-    commands = Commands({6: [ev.Rewind()]})
+def test_rewind_restores_weights_and_optimizer_state_exactly_as_snapshotted(tmp_path):
+    """Adam keeps moments: a rewind must restore them with the weights, and later training must not
+    alter the snapshot it came from (a second rewind to it gives the same state again)."""
+    commands = Commands({30: [ev.Rewind()], 33: [ev.Rewind()]})
+    kept = {}
 
     def hook(runner):
         commands.runner = runner
-        seen["before"] = {k: v.clone() for k, v in runner.model.textbook_parameters().items()}
-        seen["runner"] = runner
+        take = runner._take_snapshot
 
-    runner, events = train(tmp_path, commands, hook=hook, preset="explode", epochs=2, lr=0.2)
-    assert any("rewound to the weights of step 0" in n.message for n in of(events, "notice"))
-    step6 = [s for s in of(events, "step") if s.step == 6][0]
-    # after the rewind, step 6 starts from the initial weights: the same loss as step 1 of that batch
-    assert math.isfinite(step6.loss)
+        def recorded():
+            take()
+            kept[runner.step] = (ckpt.snapshot_parameters(runner.model), _copy_state(runner.optimizer.state_dict()))
+
+        runner._take_snapshot = recorded
+        train_step = runner._train_step
+
+        def step_and_compare(batch):
+            if runner.step in (29, 32):  # the step after each rewind starts from step 25's state
+                weights, state = kept[25]
+                current = ckpt.snapshot_parameters(runner.model)
+                assert all(torch.equal(current[name], weights[name]) for name in weights)
+                assert_same_state(runner.optimizer.state_dict(), state)
+            train_step(batch)
+
+        runner._train_step = step_and_compare
+
+    runner, events = train(tmp_path, commands, hook=hook, preset="memory", cell="lstm", length=5, epochs=2)
+    rewinds = [a for a in of(events, "alarm") if a.kind == "healthy" and "rewound" in a.message]
+    assert [a.message for a in rewinds] == ["rewound to the weights of step 25"] * 2
+    assert [s.step for s in of(events, "step")] == list(range(1, runner.step + 1))  # the count goes on
+    assert [s.cause for s in of(events, "settings")] == ["start", "rewind", "rewind"]
+
+
+def _copy_state(state):
+    from engine.runner import _copy
+
+    return _copy(state)
+
+
+def assert_same_state(actual, expected):
+    assert actual.keys() == expected.keys()
+    for key, value in expected.items():
+        if isinstance(value, list):
+            assert len(actual[key]) == len(value), key
+            for a, b in zip(actual[key], value):
+                assert torch.equal(a, b) if isinstance(b, torch.Tensor) else a == b, key
+        else:
+            assert actual[key] == value, key
 
 
 def test_best_and_last_checkpoints_load_with_weights_only(tmp_path):

@@ -31,7 +31,8 @@ def test_runner_trains_the_lm_task_and_keeps_the_best_validation_checkpoint(tmp_
     assert "\r" not in started.vocabulary and "\ufeff" not in started.vocabulary
     steps = [e for e in events if isinstance(e, ev.Step)]
     assert len(steps) == 88 and all(math.isfinite(s.loss) for s in steps)
-    assert "W_f" in steps[0].grad_norms and steps[0].clip_on and steps[0].clip_max_norm == 1.0
+    settings = [e for e in events if isinstance(e, ev.Settings)]
+    assert "W_f" in steps[0].grad_norms and settings[0].clip_on and settings[0].clip_max_norm == 1.0
     evals = [e for e in events if isinstance(e, ev.Eval) and e.split == "dev"]
     assert len(evals) == 9  # every 10 steps and at the last
     assert all(e.perplexity is not None and e.accuracy is None for e in evals)

@@ -8,7 +8,7 @@ import math
 
 import pytest
 
-from engine.events import Alarm, Pause, Resume, Rewind, RunStarted, SetClip, Status, Step
+from engine.events import Alarm, Pause, Resume, Rewind, RunStarted, SetClip, Settings, Status, Step
 from tui.app import build_app
 from tui.sources import LogFileSource
 from tui.synthetic import synthetic_events, write_log
@@ -31,11 +31,17 @@ def _lines(app) -> str:
     return "\n".join("".join(segment.text for segment in strip) for strip in strips[:height])
 
 
-def _with_clip(events, from_step, max_norm):
-    """The run with clipping switched on at ``from_step`` (what the Step events report)."""
-    return [dataclasses.replace(event, clip_on=True, clip_max_norm=max_norm,
-                                clip_factor=min(1.0, max_norm / event.total_norm))
-            if isinstance(event, Step) and event.step >= from_step else event for event in events]
+def _with_clip(events, from_step, max_norm, norm_type="2"):
+    """The run with clipping switched on before step ``from_step``: a Settings event, then clipped steps."""
+    changed = []
+    for event in events:
+        if isinstance(event, Step) and event.step == from_step:
+            changed.append(Settings(step=from_step - 1, clip_on=True, clip_max_norm=max_norm, clip_norm_type=norm_type,
+                                    lr=0.2, cause="command"))
+        if isinstance(event, Step) and event.step >= from_step:
+            event = dataclasses.replace(event, clip_factor=min(1.0, max_norm / event.total_norm))
+        changed.append(event)
+    return changed
 
 
 def _pausing(events):
@@ -214,9 +220,7 @@ def test_advisor_averages_healthy_steps_and_a_sets_its_threshold():
 
 
 def test_advisor_shows_pre_and_post_clip_and_the_norm_type(tmp_path):
-    events = _with_clip(list(synthetic_events(30, cell="lstm")), 4, 5.0)  # norms ~1e6 at steps 3-5
-    events = [dataclasses.replace(event, clip_norm_type="1") if isinstance(event, Step) else event
-              for event in events]
+    events = _with_clip(list(synthetic_events(30, cell="lstm")), 4, 5.0, norm_type="1")  # norms ~1e6 at steps 3-5
     path = str(tmp_path / "memory.jsonl")
     write_log(path, events)
 

@@ -161,7 +161,9 @@ class Sparklines(Widget):
     @classmethod
     def _marks_row(cls, view: RunView, width: int, pad: int, label_width: int, value_width: int) -> Text:
         cells = [(" ", "")] * width
-        for point, mark in sorted(view.marks, key=lambda item: item[1].kind == "alarm"):  # alarms on top
+        # what the user did (pause, clip, lr, rewind) over the alarms at the same step: the alarms stay
+        # told in the timeline above
+        for point, mark in sorted(view.marks, key=lambda item: item[1].kind != "alarm"):
             if 0 <= pad + point < width:
                 cells[pad + point] = mark_glyph(mark)
         bars = Text()
