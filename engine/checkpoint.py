@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import warnings
 
 import torch
 
@@ -86,9 +87,11 @@ def load(path: str) -> dict:
     if not os.path.isfile(path):
         raise CheckpointError(f"{path}: no such checkpoint")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns of a foreign pickle protocol: the line below says it
+            warnings.simplefilter("ignore")
+            payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # whatever the unpickler trips over in a damaged or foreign file
-        if "Unsupported global" in str(error) or "Unsupported operand" in str(error):
+        if "GLOBAL" in str(error) or "Unsupported global" in str(error):
             raise CheckpointError(f"{path}: refused: it holds pickled code or objects, and a checkpoint "
                                   "holds tensors and plain values only (nothing in it was run)") from None
         raise CheckpointError(f"{path}: not a readable checkpoint (truncated, corrupt, or not a checkpoint: "
