@@ -82,6 +82,14 @@ def _crafted_log(home, place) -> str:
     return str(path)
 
 
+def terminal_environment(cwd, extra: dict | None = None) -> dict:
+    """The environment of a command in an 80x24 terminal: the size comes from the terminal itself."""
+    env = environment(cwd, {"TERM": "xterm-256color", **(extra or {})})
+    for name in ("COLUMNS", "LINES"):
+        env.pop(name, None)
+    return env
+
+
 def terminal(argv: list[str], cwd, wait_for: str, keys: str = "q", env: dict | None = None) -> tuple[int, bytes]:
     """Run ``argv`` in an 80x24 terminal until ``wait_for`` shows, press ``keys``; (exit code, every
     byte it wrote to the terminal)."""
@@ -90,7 +98,7 @@ def terminal(argv: list[str], cwd, wait_for: str, keys: str = "q", env: dict | N
     pexpect = pytest.importorskip("pexpect")
     log = io.BytesIO()
     child = pexpect.spawn(argv[0], argv[1:], cwd=str(cwd), dimensions=(24, 80), timeout=60,
-                          env=environment(cwd, {"TERM": "xterm-256color", **(env or {})}))
+                          env=terminal_environment(cwd, env))
     child.logfile_read = log
     try:
         child.expect(wait_for)
