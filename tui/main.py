@@ -64,7 +64,7 @@ def _unreadable(path: str) -> str:
     """Why ``path`` cannot be watched, or "" when its first line is a run_started event."""
     import zlib
 
-    from engine.events import DecodeError, RunStarted, from_json, open_log
+    from engine.events import SCHEMA_VERSION, DecodeError, RunStarted, from_json, open_log
 
     try:
         with open_log(path) as handle:
