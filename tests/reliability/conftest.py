@@ -68,9 +68,10 @@ def cli(args: list[str], capsys) -> Result:
 
 def run(args: list[str], cwd, timeout: float = 120, env: dict | None = None, **options) -> Result:
     """``python -m rnnlab_tui ARGS`` as a separate process."""
-    done = subprocess.run(CLI + args, cwd=cwd, capture_output=True, text=True, timeout=timeout,
-                          env=environment(cwd, env), errors="replace", **options)
-    return Result(done.returncode, done.stdout, done.stderr, "Traceback" in done.stderr)
+    streams = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, **options}
+    done = subprocess.run(CLI + args, cwd=cwd, text=True, timeout=timeout, env=environment(cwd, env),
+                          errors="replace", **streams)
+    return Result(done.returncode, done.stdout or "", done.stderr or "", "Traceback" in (done.stderr or ""))
 
 
 def environment(home, extra: dict | None = None) -> dict:

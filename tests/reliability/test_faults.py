@@ -180,3 +180,49 @@ def test_watch_says_when_its_stream_ended(home, place, verdict):
                          place, "the stream ended")
     verdict(Result(code, "", ""), 0, lines=0)
     assert b"stream ended" in raw
+
+
+def _failed_cleanly(log, checkpoints) -> None:
+    """The log's complete lines all read back and the run's last checkpoint loads."""
+    events = _events(log)
+    assert events[0]["type"] == "run_started"
+    last = [path for path in _checkpoints(checkpoints) if path.endswith("last.pt")]
+    assert last, "no last checkpoint"
+    ckpt.load(last[0])
+
+
+@pytest.mark.parametrize("events", ["file", "-"])
+def test_a_reader_that_goes_away_ends_the_run_in_one_line(events, place, verdict):
+    """`train --headless | head -n 1`: the pipe closes after one line; the run stops with its last
+    checkpoint and says so, instead of finishing unlogged with exit 0."""
+    log = place / "run.jsonl"
+    target = ["--events", str(log)] if events == "file" else ["--events", "-"]
+    process = _start(SLOW_RUN + target + ["--checkpoint-dir", str(place / "ck")], place)
+    process.stdout.readline()
+    process.stdout.close()  # what head does after its line
+    err = process.stderr.read()
+    process.wait(timeout=60)
+    verdict(Result(process.returncode, "", err, "Traceback" in err), 1)
+    if events == "file":
+        _failed_cleanly(log, place / "ck")
+
+
+def test_output_on_a_full_device_ends_the_run_in_one_line(place, verdict):
+    log = place / "run.jsonl"
+    with open("/dev/full", "w") as full:
+        result = run(["train", "--headless", "--length", "5", "--epochs", "3", "--events", str(log),
+                      "--checkpoint-dir", str(place / "ck")], cwd=place, stdout=full)
+    verdict(result, 1)
+    assert "No space left on device" in result.err
+    _failed_cleanly(log, place / "ck")
+
+
+def test_a_log_on_a_full_disk_ends_the_run_with_its_last_checkpoint(place, verdict):
+    """40 KB of room: the checkpoints fit, the log outgrows it. The run stops, its last checkpoint is
+    written, one line says why."""
+    log = place / "run.jsonl"
+    result = run(["train", "--headless", "--length", "5", "--epochs", "60", "--events", str(log),
+                  "--checkpoint-dir", str(place / "ck")], cwd=place, preexec_fn=_small_files(40_960))
+    verdict(result, 1)
+    assert "cannot write the run log" in result.err
+    _failed_cleanly(log, place / "ck")
