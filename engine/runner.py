@@ -34,12 +34,12 @@ def new_run_id(config: TrainConfig) -> str:
 
 class Runner:
     def __init__(self, config: TrainConfig, emit, commands=None, resume: dict | None = None,
-                 monitor: bool = True):
+                 monitor: bool = True, log_error=lambda: ""):
         self.config = config
         self.emit_event = emit
         self.commands = commands  # a CommandReader, or None when nobody steers the run
         self.monitor = monitor  # False: the textbook's bare loop, to measure what watching costs
-        self.writer_error = lambda: ""  # the event writer's failure, if any: checked between steps
+        self.log_error = log_error  # the event writer's failure ("" while all is well): checked between steps
         self.run_id = config.run_id or new_run_id(config)
         self.device = torch.device(config.device)
         torch.manual_seed(config.seed)
@@ -265,7 +265,7 @@ class Runner:
                     self._apply_all(self.commands.wait(min(remaining, 0.05)))
                 if self.paused:  # a pause that came while waiting for the cap
                     return self._between_steps()
-        error = self.writer_error()
+        error = self.log_error()
         if error:
             raise LogWriteError(error)
         if self.stop_requested:
@@ -344,6 +344,12 @@ class Runner:
             return False
         self.emit(ev.Gates, tokens=tokens, cell=self.config.cell, matrices=matrices, request=text or "probe")
         return True
+
+    def end_interrupted(self) -> None:
+        """A second Ctrl-C broke into a step: the last checkpoint, and the log ends as a stopped run."""
+        self._save_last()
+        self.emit(ev.Status, state="stopped", message="interrupted")
+        self.emit(ev.RunFinished, reason="stopped", best_dev=self.best_score, checkpoint=self.last_path)
 
     def request_stop(self) -> None:
         """Stop at the next step boundary (a command, or a signal handler)."""

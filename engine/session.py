@@ -120,14 +120,11 @@ def run_session(config: TrainConfig, *, events_path: str | None = None, stream: 
     previous = _handle_signals(stop)
     try:
         commands = None if command_stream is None else _command_reader(command_stream, writer, config.run_id)
-        runner = Runner(config, emit, commands, resume=resume)
-        runner.writer_error = lambda: writer.error
+        runner = Runner(config, emit, commands, resume=resume, log_error=lambda: writer.error)
         reason = runner.run()
     except KeyboardInterrupt:
         if runner is not None:
-            runner._save_last()
-            runner.emit(ev.Status, state="stopped", message="interrupted")
-            runner.emit(ev.RunFinished, reason="stopped", best_dev=runner.best_score)
+            runner.end_interrupted()
         reason = "stopped"
     except Exception as error:
         _end_failed_log(writer, config, runner, bool(finished), error)

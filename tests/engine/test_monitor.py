@@ -196,8 +196,8 @@ def test_a_run_whose_log_fails_stops_with_its_last_checkpoint(tmp_path):
 
     events = []
     config = build_config("explode", epochs=2, checkpoint_dir=str(tmp_path), runs_dir=str(tmp_path))
-    runner = Runner(config, events.append)
-    runner.writer_error = lambda: "cannot write the run log: No space left on device" if runner.step >= 3 else ""
+    runner = Runner(config, events.append,
+                    log_error=lambda: "cannot write the run log: No space left on device" if runner.step >= 3 else "")
     with pytest.raises(LogWriteError):
         runner.run()
     assert runner.step == 3
