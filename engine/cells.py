@@ -39,7 +39,7 @@ import torch
 from torch import nn
 
 from .naive import NaiveCell
-from .parameters import GATES, TextbookCell, initialise, layer_suffix, textbook_name
+from .parameters import GATES, initialise, layer_suffix, textbook_name
 
 # PyTorch packs LSTM gates as i, f, g(=c), o and GRU gates as r, z, n(=h).
 TORCH_GATES = {"srn": ("",), "lstm": ("i", "f", "c", "o"), "gru": ("r", "z", "h")}
@@ -129,13 +129,42 @@ def unroll(cell: str, W, U, b, x: torch.Tensor, state=None, reset_after: bool = 
     return recorded, state
 
 
-class ScratchCell(TextbookCell):
-    """One layer, one direction, written from the equations: one parameter per textbook name."""
+class ScratchCell(nn.Module):
+    """One layer, one direction, written from the equations.
+
+    It holds each matrix with its gates side by side, as ``unroll`` reads them: ``W`` = [W_i W_f W_o W_c]
+    [input, gates*hidden], ``U`` [hidden, gates*hidden], ``b`` [gates*hidden]; the textbook's tensors
+    (``W_i`` [input, hidden] ...) and their gradients are views of them.
+    """
+
+    def __init__(self, cell: str, input_size: int, hidden: int, suffix: str = "", init: str = "xavier",
+                 reset_after: bool = False):
+        super().__init__()
+        self.cell, self.hidden, self.suffix, self.reset_after = cell, hidden, suffix, reset_after
+        size = len(GATES[cell]) * hidden
+        self.W = nn.Parameter(torch.empty(input_size, size))
+        self.U = nn.Parameter(torch.empty(hidden, size))
+        self.b = nn.Parameter(torch.empty(size))
+        initialise(self.textbook_parameters(), init, hidden)
+
+    def _views(self, W, U, b) -> dict[str, torch.Tensor | None]:
+        """Each gate's block of columns, under its textbook name, in ``gate_names`` order."""
+        views = {}
+        for matrix, tensor in (("W", W), ("U", U), ("b", b)):
+            for k, gate in enumerate(GATES[self.cell]):
+                block = None if tensor is None else tensor[..., k * self.hidden:(k + 1) * self.hidden]
+                views[textbook_name(matrix, gate, self.suffix)] = block
+        return views
+
+    def textbook_parameters(self) -> dict[str, torch.Tensor]:
+        return self._views(self.W, self.U, self.b)
+
+    def textbook_gradients(self) -> dict[str, torch.Tensor | None]:
+        return self._views(self.W.grad, self.U.grad, self.b.grad)
 
     def forward(self, x: torch.Tensor, state=None):
         """x [batch, time, input] -> outputs h_1..h_T [batch, time, hidden], final state."""
-        W, U, b = side_by_side(self.textbook_parameters(), self.cell, self.suffix)
-        steps, final = unroll(self.cell, W, U, b, x, state, self.reset_after)
+        steps, final = unroll(self.cell, self.W, self.U, self.b, x, state, self.reset_after)
         return torch.stack([step["hidden"] for step in steps], dim=1), final
 
 

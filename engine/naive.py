@@ -14,12 +14,30 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
-from .parameters import TextbookCell
+from .parameters import gate_names, initialise
 
 
-class NaiveCell(TextbookCell):
+class NaiveCell(nn.Module):
     """One textbook cell: one nn.Parameter per textbook name (W_i [input, hidden], U_i, b_i, ...)."""
+
+    def __init__(self, cell: str, input_size: int, hidden: int, suffix: str = "", init: str = "xavier",
+                 reset_after: bool = False):
+        super().__init__()
+        self.cell, self.hidden, self.suffix, self.reset_after = cell, hidden, suffix, reset_after
+        self.names = gate_names(cell, suffix)
+        shapes = {"W": (input_size, hidden), "U": (hidden, hidden), "b": (hidden,)}
+        # nn.Module attribute names cannot hold the suffix's dots
+        self.textbook = nn.ParameterDict({key.replace(".", "_"): nn.Parameter(torch.empty(shapes[key[0]]))
+                                          for key in self.names})
+        initialise(self.textbook_parameters(), init, hidden)
+
+    def textbook_parameters(self) -> dict[str, torch.Tensor]:
+        return {key: self.textbook[key.replace(".", "_")] for key in self.names}
+
+    def textbook_gradients(self) -> dict[str, torch.Tensor | None]:
+        return {key: parameter.grad for key, parameter in self.textbook_parameters().items()}
 
     def _p(self, key: str) -> torch.Tensor:
         """``self.W_i`` in the textbook's code."""

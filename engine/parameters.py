@@ -1,4 +1,4 @@
-"""The textbook's parameter names, their initialisation, and a cell that holds one tensor per name.
+"""The textbook's parameter names and their initialisation.
 
 NNDL names a cell's input weights ``W`` [input, hidden], its recurrent weights ``U`` [hidden, hidden]
 and its bias ``b`` [hidden]; a gated cell has one of each per gate (``W_i`` ... ``b_c`` for the LSTM,
@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 
 import torch
-from torch import nn
 
 # The gates of each cell, in the textbook's order (the LSTM's c is the candidate c~).
 GATES = {"srn": ("",), "lstm": ("i", "f", "o", "c"), "gru": ("r", "z", "h")}
@@ -59,29 +58,3 @@ def initialise(tensors: dict[str, torch.Tensor], scheme: str, hidden: int,
                 tensor.copy_(uniform(tensor.shape, bound, generator))
             else:
                 raise ValueError(f"unknown initialisation {scheme!r}")
-
-
-class TextbookCell(nn.Module):
-    """One layer, one direction of a cell: one ``nn.Parameter`` per textbook name, in its textbook
-    shape (``W_i`` [input, hidden], ``U_i`` [hidden, hidden], ``b_i`` [hidden], ...)."""
-
-    def __init__(self, cell: str, input_size: int, hidden: int, suffix: str = "", init: str = "xavier",
-                 reset_after: bool = False):
-        super().__init__()
-        self.cell, self.hidden, self.suffix, self.reset_after = cell, hidden, suffix, reset_after
-        self.names = gate_names(cell, suffix)
-        shapes = {"W": (input_size, hidden), "U": (hidden, hidden), "b": (hidden,)}
-        # nn.Module attribute names cannot hold the suffix's dots
-        self.textbook = nn.ParameterDict({key.replace(".", "_"): nn.Parameter(torch.empty(shapes[key[0]]))
-                                          for key in self.names})
-        initialise(self.textbook_parameters(), init, hidden)
-
-    def textbook_parameters(self) -> dict[str, torch.Tensor]:
-        return {key: self.textbook[key.replace(".", "_")] for key in self.names}
-
-    def textbook_gradients(self) -> dict[str, torch.Tensor | None]:
-        return {key: parameter.grad for key, parameter in self.textbook_parameters().items()}
-
-    def parameter(self, matrix: str, gate: str = "") -> torch.Tensor:
-        """This cell's ``W_i`` as ``parameter("W", "i")``."""
-        return self.textbook[textbook_name(matrix, gate, self.suffix).replace(".", "_")]

@@ -73,16 +73,19 @@ def test_naive_cells_equal_the_scratch_cells(cell, reset_after):
         torch.testing.assert_close(b[4][name], a[4][name], **close, msg=name)
 
 
-def test_textbook_tensors_are_the_parameters_the_optimiser_updates():
+def test_textbook_tensors_are_views_of_the_matrices_the_equations_read():
     layer = Recurrent("lstm", "scratch", 4, 3)
     params = layer.textbook_parameters()
     assert list(params) == ["W_i", "W_f", "W_o", "W_c", "U_i", "U_f", "U_o", "U_c", "b_i", "b_f", "b_o", "b_c"]
     assert params["W_i"].shape == (4, 3) and params["U_c"].shape == (3, 3) and params["b_o"].shape == (3,)
-    assert {id(p) for p in params.values()} == {id(p) for p in layer.parameters()}
+    with torch.no_grad():
+        params["U_f"].fill_(0.5)  # writes through to U = [U_i U_f U_o U_c]
+    assert (layer.cells[0].U[:, 3:6] == 0.5).all() and (layer.textbook_parameters()["U_f"] == 0.5).all()
     outputs, _ = layer(torch.randn(2, 5, 4))
     outputs.sum().backward()
     grads = layer.textbook_gradients()
     assert list(grads) == list(params) and all(g is not None and g.shape == params[n].shape for n, g in grads.items())
+    torch.testing.assert_close(grads["W_o"], layer.cells[0].W.grad[:, 6:9])
 
 
 def test_record_still_gives_every_gate():
