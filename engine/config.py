@@ -264,8 +264,9 @@ def validate(config: TrainConfig) -> None:
             raise ConfigError(f"--seq-len must be at least 2, not {config.seq_len}")
     if not DEVICE_PATTERN.fullmatch(config.device):
         raise ConfigError(f"--device must be cpu, cuda, cuda:N or mps, not {config.device!r}")
-    if not config.checkpoint_dir.strip():
-        raise ConfigError("--checkpoint-dir must name a folder (default checkpoints/)")
+    for name in ("checkpoint_dir", "runs_dir"):
+        if not getattr(config, name).strip():
+            raise ConfigError(f"--{name.replace('_', '-')} must name a folder")
     if config.cell == "srn" and config.resolved_init == "zeros" and config.task == "lm":
         raise ConfigError("--init zeros is the digit-sum SRN's source initialisation; use xavier or torch")
 

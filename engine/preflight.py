@@ -133,6 +133,8 @@ def check_run(config: TrainConfig, events_path: str | None) -> None:
     check_folder(config.checkpoint_dir)
     if events_path is not None:
         check_new_file(events_path)
+    else:  # the run's own log goes to runs/<run-id>.jsonl
+        check_folder(config.runs_dir, "--runs-dir")
 
 
 def resolve_resume(path: str, overrides: dict) -> tuple[TrainConfig, dict]:
