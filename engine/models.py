@@ -144,9 +144,10 @@ class LanguageModel(TextbookNamed):
         return self.rnn.record(self.embed(tokens.unsqueeze(0)))
 
 
-# Decimals a gate heatmap's values are sent with: the heatmap shades ten levels, and three decimals
-# make its Gates event a third as long (a memory run's log carries 190 of them, 32x10 values x 5).
-GATE_DECIMALS = 3
+# Decimals a gate heatmap's values are sent with: the monitor shades ten levels and writes the
+# ranges to two decimals; a Gates event of float32 reprs is eight times longer, and a memory run's
+# log carries 191 of them (5 matrices of 32x10).
+GATE_DECIMALS = 2
 
 
 def heatmap_lists(matrices: dict[str, torch.Tensor]) -> dict[str, list[list[float]]]:

@@ -112,14 +112,14 @@ def test_gates_label_columns_with_the_prefix(task):
         lm.predict(model, "time")
 
 
-def test_gate_values_travel_to_three_decimals(task):
+def test_gate_values_travel_to_two_decimals(task):
     lm, config = task()
     model = LanguageModel(config, len(lm.vocabulary))
     _, matrices = lm.gates(model, "time")
     exact = model.record_gates(torch.tensor(lm.vocab.encode("time"), dtype=torch.long))
     for name, rows in matrices.items():
-        assert torch.allclose(torch.tensor(rows), exact[name].float(), rtol=0, atol=5e-4 + 1e-6), name
-        assert all(value == round(value, 3) for row in rows for value in row)
+        assert torch.allclose(torch.tensor(rows), exact[name].float(), rtol=0, atol=5e-3 + 1e-6), name
+        assert all(value == round(value, 2) for row in rows for value in row)
 
 
 def test_checkpoint_extra_holds_the_vocabulary(task):
