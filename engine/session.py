@@ -48,6 +48,8 @@ def compress_log(path: str) -> str:
     disk), the plain log stays.
     """
     target = path + ".gz"
+    if os.path.exists(target):  # never replaced: this log stays plain beside it
+        return path
     temporary = f"{target}.tmp-{os.getpid()}"
     try:
         with open(path, "rb") as plain, open(temporary, "wb") as raw:

@@ -49,6 +49,13 @@ def test_a_failure_while_compressing_keeps_the_plain_log(tmp_path, monkeypatch):
     assert path.read_bytes() == text and os.listdir(tmp_path) == ["run.jsonl"]
 
 
+def test_an_existing_compressed_log_is_never_replaced(tmp_path):
+    path = _plain_log(tmp_path)
+    (tmp_path / "run.jsonl.gz").write_bytes(b"an earlier log")
+    assert compress_log(str(path)) == str(path)
+    assert (tmp_path / "run.jsonl.gz").read_bytes() == b"an earlier log" and path.exists()
+
+
 def test_a_damaged_gzip_log_keeps_what_came_before_the_damage(tmp_path):
     path = _plain_log(tmp_path, steps=2000)
     everything, _ = read_log(str(path))
