@@ -12,7 +12,10 @@ from engine.config import (CELLS, CORPORA, HEADS, IMPLS, INITS, NORM_TYPES, OPTI
 from engine.text import visible
 
 EXIT_USAGE = 2
-HOME_HELP = "$RNNLAB_HOME/ if set, else ./"
+
+
+def home_help(folder: str) -> str:
+    return f"default ./{folder}, or $RNNLAB_HOME/{folder} when RNNLAB_HOME is set"
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -77,9 +80,9 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--no-pause-on-alarm", dest="pause_on_alarm", action="store_false", default=None,
                      help="the TUI keeps training through the first explosion instead of pausing there")
     run.add_argument("--device", help="cpu (default), cuda, cuda:N or mps")
-    run.add_argument("--runs-dir", metavar="DIR", help=f"where the run's log goes (default {HOME_HELP}runs)")
+    run.add_argument("--runs-dir", metavar="DIR", help=f"where the run's log goes ({home_help('runs')})")
     run.add_argument("--checkpoint-dir", metavar="DIR",
-                     help=f"where best and last checkpoints go (default {HOME_HELP}checkpoints)")
+                     help=f"where best and last checkpoints go ({home_help('checkpoints')})")
     run.add_argument("--resume", metavar="CHECKPOINT", help="continue the run saved in this checkpoint")
 
 
@@ -316,8 +319,8 @@ def make_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--seeds", type=int, default=1,
                        help="train each (cell, length) N times, seeds from the preset's on (default 1); "
                             "tables, chart and conclusion use the mean")
-    sweep.add_argument("--runs-dir", metavar="DIR", help=f"where logs and results go (default {HOME_HELP}runs)")
-    sweep.add_argument("--checkpoint-dir", metavar="DIR", help=f"where checkpoints go (default {HOME_HELP}checkpoints)")
+    sweep.add_argument("--runs-dir", metavar="DIR", help=f"where logs and results go ({home_help('runs')})")
+    sweep.add_argument("--checkpoint-dir", metavar="DIR", help=f"where checkpoints go ({home_help('checkpoints')})")
     sweep.set_defaults(func=cmd_sweep)
     bench = commands.add_parser("bench", help="time the cells, the monitor, event ingest and generation")
     bench.add_argument("--json", action="store_true", help="print a machine-readable report")
