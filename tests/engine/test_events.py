@@ -95,10 +95,11 @@ def test_step_numbers_are_written_with_the_precision_of_float32():
     def single(value):
         return struct.unpack("f", struct.pack("f", value))[0]
 
-    norms = {"W": single(86.7), "U": single(1.0234567e7), "b": single(3.3e-9)}
+    norms = {"W": single(86.7), "U": single(1.0234567e7), "b": single(3.3e-9), "W_f": single(0.104274996)}
     step = ev.Step(loss=single(41.2), grad_norms=norms, total_norm=single(1.0e7 + 3))
     line = step.to_json()
-    assert "86.6999969" in line and "86.69999694824219" not in line  # 9 digits, not 17
+    assert "86.699997" in line and "86.69999694824219" not in line  # 8 digits where they suffice, not 17
+    assert "0.104274996" in line  # 9 where 8 would read back as another float32
     decoded = ev.from_json(line)
     assert {name: single(value) for name, value in decoded.grad_norms.items()} == norms
     assert single(decoded.loss) == step.loss and single(decoded.total_norm) == step.total_norm
