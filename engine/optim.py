@@ -85,8 +85,11 @@ class Adam(_Optimizer):
             raise ValueError(f"an optimizer state of kind {state.get('kind')!r} cannot restore Adam")
         for name in ("exp_avg", "exp_avg_sq", "steps"):
             values = state[name]
-            if len(values) != len(self.params):
-                raise ValueError("the optimizer state does not fit this model")
+            if len(values) != len(self.params) or any(
+                    target.shape != value.shape for target, value in zip(getattr(self, name), values)):
+                # e.g. a checkpoint whose cells held their weights in another layout: the weights load
+                # by textbook name, but the moments are kept per parameter tensor
+                raise ValueError("the optimizer state in the checkpoint does not fit this model's parameters")
             for target, value in zip(getattr(self, name), values):
                 target.copy_(value)
         self.param_groups[0]["lr"] = float(state.get("lr", self.lr))

@@ -37,6 +37,9 @@ def test_adam_state_round_trips_through_a_checkpoint(tmp_path):
     torch.testing.assert_close(fresh.exp_avg[0], optimizer.exp_avg[0])
     with pytest.raises(ValueError):
         SGD(model.parameters(), lr=0.1).load_state_dict(optimizer.state_dict())
+    transposed = torch.nn.Linear(2, 3)  # the same number of tensors, held in another shape
+    with pytest.raises(ValueError, match="does not fit"):
+        Adam(transposed.parameters(), lr=1e-2).load_state_dict(optimizer.state_dict())
 
 
 def test_no_slow_compiler_import_on_the_training_path():
