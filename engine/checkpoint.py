@@ -84,6 +84,8 @@ def _feed(digest, where: str, value) -> None:
 
 def load(path: str) -> dict:
     """The checkpoint at ``path``, verified; CheckpointError (one line) for anything else."""
+    if os.path.isdir(path):
+        raise CheckpointError(f"{path}: a folder, not a checkpoint (checkpoints are <run>/best.pt and last.pt)")
     if not os.path.isfile(path):
         raise CheckpointError(f"{path}: no such checkpoint")
     try:
