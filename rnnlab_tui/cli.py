@@ -247,7 +247,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     from engine.config import home_dirs
-    from engine.sweep import main as sweep_main
+    from engine.sweep.command import main as sweep_main
 
     for name, folder in home_dirs().items():
         if getattr(args, name) is None:
@@ -280,6 +280,33 @@ def add_file_commands(commands) -> None:
     data.set_defaults(func=cmd_data)
 
 
+def add_sweep_options(sweep: argparse.ArgumentParser) -> None:
+    sweep.add_argument("--study", choices=("memory", "stability"),
+                       help="memory (default): cells x lengths; stability: lr x clip max_norm (none, 20, 5, 1) "
+                            "on the explode preset, which runs explode and when")
+    sweep.add_argument("--preset", help="the base of every point (default memory); its study's grid, if any")
+    sweep.add_argument("--grid", nargs="+", action="extend", metavar="KEY=V1,V2",
+                       help="an axis over a train option, e.g. lr=0.05,0.2 clip=none,20 cell=srn,lstm; it replaces "
+                            "the study's axis of that key")
+    sweep.add_argument("--cells", help="shorthand for --grid cell=... (default srn,lstm)")
+    sweep.add_argument("--lengths", help="shorthand for --grid length=... (default 10,15,20,25,30,35)")
+    sweep.add_argument("--backend", choices=("local", "ray"), default="local",
+                       help="local worker processes (default) or Ray tasks (pip install 'rnnlab-tui[ray]')")
+    sweep.add_argument("--address", help="with --backend ray: the cluster to join (default: start a local one)")
+    sweep.add_argument("--workers", type=int, default=0,
+                       help="worker processes, or a local Ray cluster's CPUs (default: one per core)")
+    sweep.add_argument("--epochs", type=int, help="override the preset's epochs")
+    sweep.add_argument("--impl", choices=("auto",) + IMPLS + ("naive",), default="auto",
+                       help="cell implementation: auto (default) takes the faster one per cell, scratch SRN "
+                            "and torch LSTM (the same functions); naive = the textbook's cells, for comparison")
+    sweep.add_argument("--sequential", action="store_true", help="one run after another in this process")
+    sweep.add_argument("--seeds", type=int, default=1,
+                       help="train each point N times, seeds from the preset's on (default 1); "
+                            "tables, chart and conclusion use the mean")
+    sweep.add_argument("--runs-dir", metavar="DIR", help=f"where logs and results go ({home_help('runs')})")
+    sweep.add_argument("--checkpoint-dir", metavar="DIR", help=f"where checkpoints go ({home_help('checkpoints')})")
+
+
 def make_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="rnnlab-tui", description="Watch recurrent networks learn, fail and recover: "
                            "the RNN experiments of NNDL and d2l, live in the terminal.")
@@ -307,20 +334,11 @@ def make_parser() -> argparse.ArgumentParser:
     gates.add_argument("--input", default="", help='digits, e.g. "6 7 0 0 1 0 0 0 0 0" (default: the probe)')
     gates.add_argument("--color", action="store_true", help="colour as well as shading")
     gates.set_defaults(func=cmd_gates)
-    sweep = commands.add_parser("sweep", help="the memory experiment: cells x lengths in parallel workers")
-    sweep.add_argument("--cells", default="srn,lstm", help="comma-separated cells (default srn,lstm)")
-    sweep.add_argument("--lengths", default="10,15,20,25,30,35", help="comma-separated lengths")
-    sweep.add_argument("--workers", type=int, default=0, help="worker processes (default: one per core)")
-    sweep.add_argument("--epochs", type=int, help="override the preset's 500 epochs")
-    sweep.add_argument("--impl", choices=("auto",) + IMPLS + ("naive",), default="auto",
-                       help="cell implementation: auto (default) takes the faster one per cell, scratch SRN "
-                            "and torch LSTM (the same functions); naive = the textbook's cells, for comparison")
-    sweep.add_argument("--sequential", action="store_true", help="one run after another in this process")
-    sweep.add_argument("--seeds", type=int, default=1,
-                       help="train each (cell, length) N times, seeds from the preset's on (default 1); "
-                            "tables, chart and conclusion use the mean")
-    sweep.add_argument("--runs-dir", metavar="DIR", help=f"where logs and results go ({home_help('runs')})")
-    sweep.add_argument("--checkpoint-dir", metavar="DIR", help=f"where checkpoints go ({home_help('checkpoints')})")
+    sweep = commands.add_parser("sweep", help="many runs of a preset over a grid of train options (default: the "
+                                "memory experiment, cells x lengths), on local workers or Ray",
+                                description="Train every point of a grid of train options, from a preset. "
+                                "Without --grid: the memory experiment (NNDL 6.3, SRN and LSTM x L 10-35).")
+    add_sweep_options(sweep)
     sweep.set_defaults(func=cmd_sweep)
     bench = commands.add_parser("bench", help="time the cells, the monitor, event ingest and generation")
     bench.add_argument("--json", action="store_true", help="print a machine-readable report")

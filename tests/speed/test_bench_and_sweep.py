@@ -10,7 +10,8 @@ import sys
 from engine.config import DATA_ROOT, ROOT
 from engine.events import read_log
 
-from engine.sweep import run_sweep
+from engine.sweep.grid import make_spec
+from engine.sweep.run import run_sweep
 
 CLI = [sys.executable, "-m", "rnnlab_tui"]
 
@@ -61,7 +62,8 @@ def test_a_failing_run_is_reported_and_the_others_finish(tmp_path):
     shutil.copytree(os.path.join(DATA_ROOT, "digits", "10"), data / "10")
     (data / "15").mkdir()
     (data / "15" / "train.txt").write_text("this is not a digit line\n")
-    report = run_sweep(["srn"], [10, 15], workers=2, epochs=1, runs_dir=str(tmp_path / "runs"),
+    spec = make_spec(grid=["cell=srn", "length=10,15"], epochs=1)
+    report = run_sweep(spec, workers=2, runs_dir=str(tmp_path / "runs"),
                        checkpoint_dir=str(tmp_path / "checkpoints"), data_dir=str(tmp_path / "data"))
     states = {r["length"]: r for r in report["runs"]}
     assert states[10]["state"] == "finished" and states[10]["test_accuracy"] is not None

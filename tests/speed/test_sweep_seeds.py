@@ -10,7 +10,9 @@ import sys
 from rich.console import Console
 
 from engine.config import ROOT, build_config
-from engine.sweep import Sweep, _table, lstm_above_srn, seed_means
+from engine.sweep.grid import make_spec
+from engine.sweep.state import Sweep, lstm_above_srn, seed_means
+from engine.sweep.table import live_table
 
 CLI = [sys.executable, "-m", "rnnlab_tui"]
 
@@ -59,8 +61,8 @@ def test_two_seeds_give_one_row_per_run_and_the_mean_per_length(tmp_path):
 
 def _run(cell, length, seed, state, accuracy, error=""):
     return {"cell": cell, "length": length, "seed": seed, "state": state, "step": 10, "total": 10,
-            "best_dev": accuracy, "test_accuracy": accuracy, "wall_s": 1.0, "log": f"runs/x-s{seed}.jsonl",
-            "error": error}
+            "best_dev": accuracy, "test_accuracy": accuracy, "exploded": False, "first_explosion_step": None,
+            "wall_s": 1.0, "log": f"runs/x-s{seed}.jsonl", "error": error}
 
 
 def test_a_failed_seed_is_reported_and_the_mean_is_over_the_others():
@@ -68,16 +70,18 @@ def test_a_failed_seed_is_reported_and_the_mean_is_over_the_others():
             _run("srn", 15, 7, "finished", 0.7),
             _run("lstm", 15, 5, "finished", 0.9), _run("lstm", 15, 6, "finished", 0.4),
             _run("lstm", 15, 7, "finished", 0.5)]
-    srn, lstm = seed_means(runs)
+    srn, lstm = seed_means(runs, ["cell", "length"])
     assert srn["n"] == 2 and abs(srn["mean_test_accuracy"] - 0.6) < 1e-9 and srn["failed_seeds"] == [6]
     assert (srn["min_test_accuracy"], srn["max_test_accuracy"]) == (0.5, 0.7)
     assert lstm["n"] == 3 and abs(lstm["mean_test_accuracy"] - 0.6) < 1e-9
-    assert lstm_above_srn(runs) is False  # 0.6 is not above 0.6, though LSTM's best seed is
+    assert lstm_above_srn([srn, lstm]) is False  # 0.6 is not above 0.6, though LSTM's best seed is
 
-    sweep = Sweep([], "x", {"impl": "auto", "workers": 2, "sequential": False, "seeds": [5, 6, 7]})
-    sweep.rows = {(r["cell"], r["length"], r["seed"]): r for r in runs}
+    spec = make_spec(grid=["length=15"], seeds=3)
+    sweep = Sweep(spec, [], "x", {"backend": "local", "impl": "auto", "workers": 2, "sequential": False,
+                                  "runs_dir": "runs"})
+    sweep.rows = dict(enumerate(runs))
     console = Console(record=True, width=200)
-    console.print(_table(sweep))
+    console.print(live_table(sweep))
     text = console.export_text()
     assert "2 finished, 1 failed: bad data" in text and "0.500–0.700" in text
     assert len([line for line in text.splitlines() if " 15 " in line]) == 2

@@ -1,0 +1,213 @@
+"""What the sweep shows: the live table (one row per run, or per point with several seeds), the
+stability map (learning rate x clipping threshold) and the charts, in plotext with the legend beside."""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+
+from .state import Sweep, seed_means
+
+HEADINGS = {"length": "L", "clip": "max_norm", "clip_type": "norm", "batch_size": "batch"}
+STATES = ("finished", "running", "queued", "stopped", "failed")
+COLORS = ("red", "green", "blue", "magenta", "cyan", "yellow")
+MARKERS = ("o", "+", "*", "#", "%", "@")
+
+
+def spell(value) -> str:
+    """An axis value as ``--grid`` takes it: clipping off is ``none``."""
+    if value is None:
+        return "none"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _fmt(value) -> str:
+    return "" if value is None else f"{value:.3f}"
+
+
+def _title(sweep: Sweep, elapsed: float) -> str:
+    options, seeds = sweep.options, sweep.spec.seeds
+    where = ("sequential" if options["sequential"] else f"{options['workers']} workers") \
+        if options["backend"] == "local" else f"ray{' at ' + options['address'] if options.get('address') else ''}"
+    about = sweep.spec.study or f"preset {sweep.spec.preset}"
+    logs = f"; logs {os.path.join(options['runs_dir'], sweep.id)}-<log>" if len(seeds) == 1 else ""
+    return (f"{sweep.id}  ({about}, {options['impl']}, {where}, "
+            + (f"seeds {seeds[0]}-{seeds[-1]}, " if len(seeds) > 1 else "") + f"{elapsed:.0f} s{logs})")
+
+
+def _explosions_shown(sweep: Sweep) -> bool:
+    return bool({"lr", "clip"} & set(sweep.spec.axes)) or any(r["exploded"] for r in sweep.rows.values())
+
+
+def _state(rows: list[dict]) -> str:
+    """``finished``, ``running 120/250``, ``2 finished, 1 failed: <why>``."""
+    states = [row["state"] for row in rows]
+    counts = [f"{states.count(state)} {state}" for state in STATES if state in states]
+    text = states[0] if len(counts) == 1 else ", ".join(counts)
+    total = max(row["total"] or 0 for row in rows)
+    if "running" in states and total:
+        text += f" {sum(row['step'] for row in rows)}/{total * len(rows)}"
+    errors = [row["error"] for row in rows if row["error"] and row["state"] in ("failed", "stopped")]
+    return text + (f": {errors[0][:60]}" if errors and "failed" in states else "")
+
+
+def live_table(sweep: Sweep, elapsed: float | None = None):
+    """One row per run; with several seeds, one per point (the mean over the seeds finished so far)."""
+    from rich.table import Table
+
+    elapsed = time.monotonic() - sweep.started if elapsed is None else elapsed
+    table = Table(title=_title(sweep, elapsed))
+    axes = list(sweep.spec.axes)
+    explosions = _explosions_shown(sweep)
+    several = len(sweep.spec.seeds) > 1
+    columns = [HEADINGS.get(key, key) for key in axes] + ["state"]
+    columns += ["mean acc", "spread", "n"] if several else ["best dev", "test acc"]
+    columns += ["explosion"] * explosions + ["time/run" if several else "time"] + ([] if several else ["log"])
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("cell", "state", "log") else "right")
+    groups: dict[tuple, list[dict]] = {}
+    for row in sweep.rows.values():
+        groups.setdefault(tuple(row[key] for key in axes) if several else (id(row),), []).append(row)
+    means = iter(seed_means(list(sweep.rows.values()), axes)) if several else None
+    for rows in groups.values():
+        table.add_row(*_cells(rows, axes, next(means) if several else None, explosions, sweep.id))
+    return table
+
+
+def _cells(rows: list[dict], axes: list[str], mean: dict | None, explosions: bool, sweep_id: str) -> list[str]:
+    first = rows[0]
+    cells = [spell(first[key]) for key in axes] + [_state(rows)]
+    if mean is not None:
+        spread = f"{_fmt(mean['min_test_accuracy'])}–{_fmt(mean['max_test_accuracy'])}" if mean["n"] > 1 else ""
+        cells += [_fmt(mean["mean_test_accuracy"]), spread, str(mean["n"])]
+    else:
+        cells += [_fmt(first["best_dev"]), _fmt(first["test_accuracy"])]
+    if explosions:
+        steps = [row["first_explosion_step"] for row in rows if row["exploded"]]
+        cells.append((f"{len(steps)}/{len(rows)} from {min(steps)}" if mean is not None else f"step {steps[0]}")
+                     if steps else ("-" if any(row["state"] == "finished" for row in rows) else ""))
+    walls = [row["wall_s"] for row in rows if row["state"] == "finished" and row["wall_s"]]
+    cells.append(f"{sum(walls) / len(walls):.0f} s" if walls else "")
+    if mean is None:  # the title names the sweep: the log's name after it is enough
+        cells.append(os.path.basename(first["log"]).split(f"{sweep_id}-", 1)[-1])
+    return cells
+
+
+def map_table(report: dict):
+    """The stability map: a row per learning rate, a column per clipping threshold; each cell the first
+    explosion step (- when none) and the test accuracy."""
+    from rich.table import Table
+
+    table = Table(title="stability map: first explosion step · test accuracy",
+                  caption=f"preset {report['preset']}; columns: clip max_norm (none = no clipping)")
+    table.add_column("lr", justify="right")
+    for cell in report["stability_map"][0]["thresholds"]:
+        table.add_column(spell(cell["clip"]), justify="right")
+    for row in report["stability_map"]:
+        table.add_row(spell(row["lr"]), *[_map_cell(cell) for cell in row["thresholds"]])
+    return table
+
+
+def _map_cell(cell: dict) -> str:
+    if not cell["n"]:
+        return ""
+    if cell["exploded"] and cell["n"] > 1:
+        explosion = f"{cell['exploded']}/{cell['n']} from {cell['first_explosion_step']}"
+    else:
+        explosion = f"step {cell['first_explosion_step']}" if cell["exploded"] else "-"
+    return f"{explosion} · {_fmt(cell['mean_test_accuracy'])}"
+
+
+def _beside(plot: str, legend: list[str]) -> str:
+    """The legend to the right of the plot, from its second line (plotext draws lines of equal width)."""
+    lines = plot.split("\n")
+    for index, text in enumerate(legend, start=1):
+        if index < len(lines):
+            lines[index] += "  " + text
+    return "\n".join(lines)
+
+
+def _finish(plt, legend: list[tuple[str, str, str]], heading: str) -> str:
+    """The built plot with its legend ((marker, color, label) entries); colour only on a terminal."""
+    colour = sys.stdout.isatty()
+    entries = [heading] + [(plt.colorize(f"{marker}──", color) if colour else f"{marker}──") + f" {label}"
+                           for marker, color, label in legend]
+    text = _beside(plt.build(), entries)
+    return text if colour else plt.uncolorize(text)
+
+
+def memory_chart(report: dict, width: int = 60, height: int = 18) -> str:
+    """Test accuracy against sequence length, one line per cell."""
+    import plotext as plt
+
+    plt.clear_figure()
+    plt.plotsize(width, height)
+    plt.theme("clear")
+    legend = []
+    means = seed_means(report["runs"], list(report["grid"]))  # with one seed, each run's own accuracy
+    for index, cell in enumerate(report["cells"]):
+        points = sorted((m["length"], m["mean_test_accuracy"]) for m in means
+                        if m["cell"] == cell and m["mean_test_accuracy"] is not None)
+        if points:
+            marker, color = MARKERS[index % len(MARKERS)], COLORS[index % len(COLORS)]
+            plt.plot([p[0] for p in points], [p[1] for p in points], marker=marker, color=color)
+            legend.append((marker, color, cell))
+    seeds = len(report["seeds"])
+    plt.title("test accuracy vs sequence length" + (f" (mean of {seeds} seeds)" if seeds > 1 else ""))
+    plt.xticks(report["lengths"])
+    plt.xlabel("L")
+    plt.ylim(0, 1)
+    return _finish(plt, legend, "cell")
+
+
+def stability_charts(report: dict, width: int = 56, height: int = 14) -> str:
+    """Against the learning rate (log scale), one line per clipping threshold: the largest gradient
+    norm the run saw (before clipping), exploded runs marked x; then the test accuracy."""
+    import plotext as plt
+
+    rates = report["grid"]["lr"]
+    xs = [math.log10(lr) for lr in rates]
+    charts = []
+    for title, value in (("largest gradient norm before clipping (log10)", _peak), ("test accuracy", _accuracy)):
+        plt.clear_figure()
+        plt.plotsize(width, height)
+        plt.theme("clear")
+        legend, exploded = [], []
+        for index, clip in enumerate(report["grid"]["clip"]):
+            marker, color = MARKERS[index % len(MARKERS)], COLORS[index % len(COLORS)]
+            points = [(x, value(report, lr, clip)) for x, lr in zip(xs, rates)]
+            points = [(x, y) for x, y in points if y is not None]
+            if points:
+                plt.plot([p[0] for p in points], [p[1] for p in points], marker=marker, color=color)
+                legend.append((marker, color, spell(clip)))
+            exploded += [(x, y) for x, y in points if _exploded(report, rates[xs.index(x)], clip)]
+        if exploded:
+            plt.scatter([p[0] for p in exploded], [p[1] for p in exploded], marker="x", color="black")
+        plt.xticks(xs, [spell(lr) for lr in rates])
+        plt.title(title)
+        plt.xlabel("lr")
+        if value is _accuracy:
+            plt.ylim(0, 1)
+        legend_text = _finish(plt, legend, "max_norm")
+        charts.append(legend_text + ("\n" + " " * 4 + "x = the run exploded" if exploded else ""))
+    return "\n".join(charts)
+
+
+def _runs(report: dict, lr, clip) -> list[dict]:
+    return [r for r in report["runs"] if r["lr"] == lr and r["clip"] == clip and r["state"] == "finished"]
+
+
+def _peak(report: dict, lr, clip):
+    peaks = [r["max_grad_norm"] for r in _runs(report, lr, clip) if r["max_grad_norm"]]
+    return math.log10(max(peaks)) if peaks else None
+
+
+def _accuracy(report: dict, lr, clip):
+    values = [r["test_accuracy"] for r in _runs(report, lr, clip) if r["test_accuracy"] is not None]
+    return sum(values) / len(values) if values else None
+
+
+def _exploded(report: dict, lr, clip) -> bool:
+    return any(r["exploded"] for r in _runs(report, lr, clip))

@@ -1,0 +1,105 @@
+"""``sweep --grid``: what a grid trains, and one line with exit 2 for anything that cannot be swept."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from engine.config import ROOT, build_config
+from engine.sweep.grid import GridError, make_jobs, make_spec, parse_axis
+
+CLI = [sys.executable, "-m", "rnnlab_tui"]
+
+
+def rnnlab(*args, env=None):
+    return subprocess.run(CLI + list(args), cwd=ROOT, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": ROOT, **(env or {})})
+
+
+def test_values_take_the_options_types_and_none_turns_clipping_off():
+    assert parse_axis("lr=0.05,0.2") == ("lr", [0.05, 0.2])
+    assert parse_axis("clip=none,20,5,1") == ("clip", [None, 20.0, 5.0, 1.0])
+    assert parse_axis("clip-type=1,inf") == ("clip_type", ["1", "inf"])
+    assert parse_axis("hidden=16,64") == ("hidden", [16, 64])
+    assert parse_axis("shuffle=true,no") == ("shuffle", [True, False])
+
+
+def test_plain_sweep_is_the_memory_experiment():
+    spec = make_spec()
+    assert spec.preset == "memory" and spec.study == "memory"
+    assert spec.axes == {"cell": ["srn", "lstm"], "length": [10, 15, 20, 25, 30, 35]}
+    assert spec.seeds == [build_config("memory").seed]
+
+
+def test_the_stability_study_and_its_grid_spelt_out_train_the_same_runs():
+    study = make_jobs(make_spec("stability"), "s")
+    spelt = make_jobs(make_spec(preset="explode", grid=["lr=0.05,0.2,0.5,2", "clip=none,20,5,1"]), "s")
+    assert len(study) == 16 and [job.config for job in study] == [job.config for job in spelt]
+    configs = {(job.point["lr"], job.point["clip"]): job.config for job in study}
+    assert configs[(0.2, None)].clip is None and configs[(0.5, 5.0)].clip == 5.0
+    assert configs[(2.0, 1.0)].lr == 2.0 and configs[(2.0, 1.0)].preset == "explode"
+    assert configs[(0.2, None)].run_id == "s-lr0.2-clipnone"
+
+
+def test_a_grid_axis_replaces_the_studys_axis_of_its_key_and_others_are_added():
+    spec = make_spec(grid=["length=10,15", "hidden=16,32"], seeds=2)
+    assert spec.axes == {"cell": ["srn", "lstm"], "length": [10, 15], "hidden": [16, 32]}
+    jobs = make_jobs(spec, "s")
+    assert len(jobs) == 2 * 2 * 2 * 2 and len({job.config.run_id for job in jobs}) == len(jobs)
+    assert {job.config.seed for job in jobs} == {5, 6} and jobs[-1].config.run_id == "s-lstm-L15-hidden32-s6"
+
+
+def test_another_preset_starts_from_no_axes():
+    spec = make_spec(preset="clip", grid=["seed=1,2,3"])
+    assert spec.axes == {"seed": [1, 2, 3]}
+    assert [job.config.seed for job in make_jobs(spec, "s")] == [1, 2, 3]
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("foo=1", "unknown option 'foo'"),
+    ("lr=fast", "'fast' is not a number"),
+    ("hidden=1.5", "'1.5' is not a whole number"),
+    ("clip=off,nan", "'nan' is not a number or none"),
+    ("lr", "--grid wants KEY=V1,V2"),
+    ("lr=", "--grid lr: no values"),
+    ("lr=0.1,0.1", "given twice"),
+])
+def test_a_bad_axis_says_what_is_wrong(text, fragment):
+    with pytest.raises(GridError, match=fragment):
+        make_spec(grid=[text])
+
+
+def test_a_bad_point_is_named():
+    with pytest.raises(GridError, match="point cell=srn length=10 lr=-1.0: --lr must be a positive"):
+        make_jobs(make_spec(grid=["lr=0.1,-1"]), "s")
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--grid", "colour=red"], "--grid: unknown option 'colour'"),
+    (["--grid", "lr=0.1,abc"], "--grid lr: 'abc' is not a number"),
+    (["--grid", "length=7"], "--grid point cell=srn length=7: --length must be one of"),
+    (["--preset", "explode", "--grid", "clip=none,-5"], "--clip must be a positive max_norm"),
+    (["--grid", "lr=0.1", "--grid", "lr=0.2"], "--grid lr is given twice"),
+    (["--lengths", "10", "--grid", "length=15"], "--grid length is given twice"),
+    (["--study", "stability", "--preset", "clip"], "give --study or --preset"),
+    (["--grid", "seed=1,2", "--seeds", "2"], "not both"),
+    (["--preset", "nope"], "--preset must be one of"),
+    (["--address", "127.0.0.1:1"], "--address is for --backend ray"),
+    (["--backend", "ray", "--sequential"], "--sequential is for the local backend"),
+    (["--workers", "999"], "--workers must be 0 (one per core) up to 256"),
+    (["--epochs", "0"], "--epochs must be at least 1"),
+])
+def test_the_command_answers_a_bad_grid_with_one_line_and_exit_2(args, fragment):
+    done = rnnlab("sweep", *args)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines() == [done.stderr.strip()] and "Traceback" not in done.stderr
+    assert fragment in done.stderr and done.stdout == ""
+
+
+def test_without_ray_the_ray_backend_says_how_to_get_it(tmp_path):
+    (tmp_path / "ray").mkdir()  # a ray that cannot be imported, as on a machine without the extra
+    (tmp_path / "ray" / "__init__.py").write_text("raise ImportError('No module named ray')\n")
+    done = rnnlab("sweep", "--backend", "ray", env={"PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"})
+    assert done.returncode == 2
+    assert done.stderr == "rnnlab-tui: --backend ray needs Ray, an optional extra: pip install 'rnnlab-tui[ray]'\n"
