@@ -169,6 +169,11 @@ def run_name(point: dict, seed: int, several_seeds: bool) -> str:
 def make_jobs(spec: SweepSpec, sweep_id: str, *, impl: str = "auto", runs_dir: str = "runs",
               checkpoint_dir: str = "checkpoints", data_dir: str = "") -> list[Job]:
     """Every (point, seed), its config built and checked: a bad combination fails here, naming its point."""
+    try:  # the options every point shares, said as themselves when they are what is wrong
+        build_config(spec.preset, runs_dir=runs_dir, checkpoint_dir=checkpoint_dir, data_dir=data_dir or None,
+                     **spec.fixed)
+    except ConfigError as error:
+        raise GridError(str(error)) from None
     jobs = []
     for point in spec.points():
         for seed in spec.seeds if "seed" not in point else [point["seed"]]:
