@@ -100,8 +100,8 @@ def map_table(report: dict):
     explosion step (- when none) and the test accuracy."""
     from rich.table import Table
 
-    table = Table(title="stability map: first explosion step · test accuracy",
-                  caption=f"preset {report['preset']}; columns: clip max_norm (none = no clipping)")
+    table = Table(title="stability map: first explosion step (- none) · test accuracy",
+                  caption=f"preset {report['preset']}; rows: lr; columns: clip max_norm (none = no clipping)")
     table.add_column("lr", justify="right")
     for cell in report["stability_map"][0]["thresholds"]:
         table.add_column(spell(cell["clip"]), justify="right")
@@ -116,7 +116,7 @@ def _map_cell(cell: dict) -> str:
     if cell["exploded"] and cell["n"] > 1:
         explosion = f"{cell['exploded']}/{cell['n']} from {cell['first_explosion_step']}"
     else:
-        explosion = f"step {cell['first_explosion_step']}" if cell["exploded"] else "-"
+        explosion = str(cell["first_explosion_step"]) if cell["exploded"] else "-"
     return f"{explosion} · {_fmt(cell['mean_test_accuracy'])}"
 
 

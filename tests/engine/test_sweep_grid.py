@@ -103,3 +103,35 @@ def test_without_ray_the_ray_backend_says_how_to_get_it(tmp_path):
     done = rnnlab("sweep", "--backend", "ray", env={"PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"})
     assert done.returncode == 2
     assert done.stderr == "rnnlab-tui: --backend ray needs Ray, an optional extra: pip install 'rnnlab-tui[ray]'\n"
+
+
+def test_the_stability_map_puts_each_runs_first_explosion_and_accuracy_in_its_cell():
+    from rich.console import Console
+
+    from engine.sweep.state import Sweep
+    from engine.sweep.table import map_table, stability_charts
+
+    spec = make_spec("stability")
+    jobs = make_jobs(spec, "s")
+    sweep = Sweep(spec, jobs, "s", {"backend": "local", "impl": "auto", "workers": 2, "sequential": False,
+                                    "threads": 1, "epochs": 50, "runs_dir": "runs"})
+    for job in jobs:  # the runs at lr 2 and the unclipped ones explode, at a step of their own
+        exploded = job.point["lr"] == 2.0 or job.point["clip"] is None
+        sweep.apply("started", job.key, {"pid": 1})
+        sweep.apply("progress", job.key, {"exploded": exploded, "max_grad_norm": 1e6 if exploded else 10.0,
+                                          "first_explosion_step": job.key + 1 if exploded else None})
+        sweep.apply("done", job.key, {"state": "finished", "test_accuracy": 0.25 if exploded else 0.5})
+    report = sweep.report()
+    cells = {(row["lr"], cell["clip"]): cell for row in report["stability_map"] for cell in row["thresholds"]}
+    assert cells[(0.2, None)] == {"clip": None, "n": 1, "exploded": 1, "first_explosion_step": 5,
+                                  "mean_test_accuracy": 0.25}
+    assert cells[(0.2, 20.0)]["exploded"] == 0 and cells[(2.0, 1.0)]["first_explosion_step"] == 16
+    console = Console(record=True, width=80)
+    console.print(map_table(report))
+    rows = [line for line in console.export_text().splitlines() if line.startswith("│")]
+    assert [line.split("│")[1].strip() for line in rows] == ["0.05", "0.2", "0.5", "2"]
+    assert [cell.strip() for cell in rows[1].split("│")[2:6]] == ["5 · 0.250", "- · 0.500", "- · 0.500", "- · 0.500"]
+    assert [cell.strip() for cell in rows[3].split("│")[2:6]] == ["13 · 0.250", "14 · 0.250", "15 · 0.250",
+                                                                  "16 · 0.250"]
+    charts = stability_charts(report)
+    assert "max_norm" in charts and "x = the run exploded" in charts and "o── none" in charts
