@@ -35,11 +35,13 @@ def save(path: str, payload: dict) -> None:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, path)
-    except BaseException:  # a full disk, an interrupt: no half-written file stays behind
+    except BaseException as error:  # a full disk, an interrupt: no half-written file stays behind
         try:
             os.remove(temporary)
         except OSError:
             pass
+        if isinstance(error, OSError):  # say which file could not be written
+            raise OSError(error.errno, f"cannot write the checkpoint {path}: {error.strerror or error}") from None
         raise
     try:
         directory = os.open(folder, os.O_RDONLY)

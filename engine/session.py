@@ -169,7 +169,7 @@ def _end_failed_log(writer: EventWriter, config: TrainConfig, runner: Runner | N
     if runner is None:  # failed before the first event: still leave a readable log
         writer.emit(ev.Status(run=config.run_id, state="failed", message=f"{type(error).__name__}: {error}"))
     elif not finished:  # failed on its way out (a checkpoint on a full disk)
-        writer.emit(ev.RunFinished(run=config.run_id, step=runner.step, reason="failed", best_dev=runner.best_score))
+        runner.emit(ev.RunFinished, reason="failed", best_dev=runner.best_score)
     writer.close()
 
 

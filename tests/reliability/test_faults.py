@@ -95,6 +95,7 @@ def test_a_checkpoint_that_cannot_be_written_ends_the_run_in_one_line(place, hom
     result = run(["train", "--headless", "--length", "5", "--epochs", "3", "--events", str(log),
                   "--checkpoint-dir", str(place / "ck")], cwd=place, preexec_fn=_small_files(12_000))
     verdict(result, 1, files)
+    assert "cannot write the checkpoint" in result.err
     assert "File too large" in result.err or "No space left" in result.err
     assert not [path for path in _checkpoints(place) if ".tmp" in path]
     events = _events(log)
