@@ -23,6 +23,9 @@ from tui.widgets.console import Console
 from tui.widgets.run_header import source_label
 
 FRAME_SECONDS = 1 / 15  # widgets are redrawn at this steady rate, never once per event
+# ... and at once when a followed run's events arrive this long after the last frame: a step's numbers
+# reach the screen without waiting for the next tick (at 20 steps/s, each step gets its own frame)
+ARRIVAL_GAP = 1 / 30
 STOP_TIMEOUT = 5.0  # seconds the engine gets to stop cleanly before it is terminated
 
 
@@ -124,6 +127,8 @@ class MonitorApp(RunKeys, App[int]):
         if waiting and self.state.status is not status and self.state.status.state != "paused":
             self.alarm_pause = False  # answered: the run goes on (or ended)
         self._dirty = True
+        if self.playback.index is None and time.monotonic() - self._last_frame >= ARRIVAL_GAP:
+            self._draw_frame()
 
     def on_source_ended(self, message: SourceEnded) -> None:
         self.ended = message

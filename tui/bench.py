@@ -69,7 +69,75 @@ async def _replay(path: str, events: int) -> dict:
     }
 
 
+def measure_step_latency(seconds: float = 10.0, speed: float = 20.0) -> dict:
+    """How long after its step a step's numbers are on screen, for a real run at ``speed`` steps/s.
+
+    The engine runs in a child process, as under ``train``. Two parts, in milliseconds: on the pipe,
+    each Step's arrival minus its ``t`` (the engine's clock), less the smallest such difference (so
+    the best-delivered step counts 0: a lower bound of the writer's delay); in the app, from the
+    reader getting the line to the end of the frame that draws it.
+    """
+    return asyncio.run(_live(seconds, speed))
+
+
+async def _live(seconds: float, speed: float) -> dict:
+    import json
+    import sys
+
+    from engine.config import build_config
+    from engine.events import Step
+    from tui.app import build_app
+    from tui.sources import ChildProcessSource
+
+    config = build_config("explode", speed=speed, epochs=1000, runs_dir=tempfile.mkdtemp(),
+                          checkpoint_dir=tempfile.mkdtemp())
+    source = ChildProcessSource([sys.executable, "-m", "engine.child", json.dumps(config.to_dict())]).start()
+    arrived: dict[int, float] = {}  # step -> when the reader had it
+    offsets: dict[int, float] = {}  # step -> arrival minus the engine's t
+    batches = source.batches
+
+    def timed_batches():
+        for batch in batches():
+            now = time.perf_counter()
+            for event in batch:
+                if isinstance(event, Step):
+                    arrived[event.step] = now
+                    offsets[event.step] = now - event.t
+            yield batch
+
+    source.batches = timed_batches  # type: ignore[method-assign]
+    app = build_app(source)
+    drawn: dict[int, float] = {}
+    draw = app.monitor.draw
+
+    def timed_draw(*args, **kwargs):
+        result = draw(*args, **kwargs)
+        now = time.perf_counter()
+        for step in list(arrived):
+            if step not in drawn and app.state.steps and step <= app.state.steps[-1]:
+                drawn[step] = now
+        return result
+
+    app.monitor.draw = timed_draw  # type: ignore[method-assign]
+    async with app.run_test(size=(120, 40)) as pilot:
+        start = time.perf_counter()
+        while time.perf_counter() - start < seconds + 30 and len(drawn) < seconds * speed:
+            await asyncio.sleep(0.05)
+        await pilot.press("q")
+    source.terminate()
+    steps = sorted(step for step in drawn if step in offsets)[5:]  # the first steps wait for torch to warm up
+    base = min(offsets[step] for step in steps)
+    pipe = sorted((offsets[step] - base) * 1000 for step in steps)
+    screen = sorted((drawn[step] - arrived[step]) * 1000 for step in steps)
+    total = sorted((offsets[step] - base + drawn[step] - arrived[step]) * 1000 for step in steps)
+    return {"steps": len(steps), "pipe_ms_median": pipe[len(pipe) // 2], "pipe_ms_max": pipe[-1],
+            "app_ms_median": screen[len(screen) // 2], "app_ms_max": screen[-1],
+            "total_ms_median": total[len(total) // 2], "total_ms_p95": total[int(len(total) * 0.95)],
+            "total_ms_max": total[-1]}
+
+
 if __name__ == "__main__":
     import json
+    import sys
 
-    print(json.dumps(measure_ingest(), indent=2))
+    print(json.dumps(measure_step_latency() if sys.argv[1:] == ["latency"] else measure_ingest(), indent=2))

@@ -216,7 +216,7 @@ class RunState:
             self._mark(position, step, "rewind", "rewind")
         if before is None:
             return
-        if (before.clip_on, before.clip_max_norm) != (settings.clip_on, settings.clip_max_norm):
+        if before.clip_on != settings.clip_on or (settings.clip_on and before.clip_max_norm != settings.clip_max_norm):
             label = f"clip {settings.clip_max_norm:g}" if settings.clip_on else "clip off"
             self._mark(position, step, "clip", label)
         if before.lr != settings.lr:

@@ -4,7 +4,7 @@ suggest, how much clipping is doing, and the step's norm before and after it."""
 from __future__ import annotations
 
 from rich.text import Text
-from textual.widgets import Static
+from textual.widget import Widget
 
 from tui.advisor import BAND
 from tui.state import RunView
@@ -51,10 +51,24 @@ def advisor_text(view: RunView, width: int) -> Text:
     return text
 
 
-class ClipAdvisor(Static):
+class ClipAdvisor(Widget):
     DEFAULT_CSS = """
     ClipAdvisor { height: auto; }
     """
 
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self._text = Text()
+
     def show(self, view: RunView) -> None:
-        self.update(advisor_text(view, self.content_size.width or 80))
+        text = advisor_text(view, self.content_size.width or 80)
+        if text != self._text:
+            lines_changed = text.plain.count("\n") != self._text.plain.count("\n")
+            self._text = text
+            self.refresh(layout=lines_changed)  # a new layout only when its height changes
+
+    def get_content_height(self, container, viewport, width: int) -> int:
+        return self._text.plain.count("\n") + 1
+
+    def render(self) -> Text:
+        return self._text

@@ -132,8 +132,11 @@ class GateHeatmaps(Widget):
     def show(self, gates: Gates | None) -> None:
         if gates is self.gates:
             return
+        before = self.gates
         self.gates = gates
-        self.refresh(layout=True)
+        # a new layout only when the panel's height can change (other units, gates or input length)
+        same_shape = before is not None and gates is not None and _shape(before) == _shape(gates)
+        self.refresh(layout=not same_shape)
 
     @property
     def column_labels(self) -> list[str]:
@@ -200,6 +203,11 @@ class GateHeatmaps(Widget):
         for row in rows:
             lines.extend(_join([render_gate(name, matrix, tokens, widest, shown) for name, matrix in row]))
         return lines
+
+
+def _shape(gates: Gates) -> tuple:
+    return (len(gates.tokens), gates.cell, tuple((name, len(matrix)) for name, matrix in gates.matrices.items()
+                                                 if isinstance(matrix, list)))
 
 
 def _join(blocks: list[list[Text]]) -> list[Text]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from rich.text import Text
-from textual.widgets import Static
+from textual.widget import Widget
 
 from engine.text import visible
 from tui.format import norm_name, short
@@ -61,9 +61,21 @@ def header_text(view: RunView, source: str, note: str = "") -> Text:
     return line
 
 
-class RunHeader(Static):
+class RunHeader(Widget):
+    """Two lines of fixed height: redrawn each frame without a new layout (Static.update asks for one)."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self._text = Text()
+
     def show(self, view: RunView, source: str, note: str = "") -> None:
-        self.update(header_text(view, source, note))
+        text = header_text(view, source, note)
+        if text != self._text:
+            self._text = text
+            self.refresh()
+
+    def render(self) -> Text:
+        return self._text
 
 
 def source_label(source, playback, ended: bool = False) -> str:
