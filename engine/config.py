@@ -136,7 +136,7 @@ PRESETS: dict[str, dict] = {
     "clip": dict(cell="srn", optimizer="sgd", lr=0.2, loss_reduction="sum", batch_size=64,
                  length=20, epochs=50, init="zeros", clip=20.0, clip_type="2", log_steps=1),
     # the explode settings at L=5: the norms explode at step 7 and the run ends at chance (test 0.08);
-    # clipped at max_norm 1 it learns (0.60 from the start, about 0.47 from the explosion with a rewind).
+    # clipped at max_norm 1 it learns (0.60 from the start, 0.58 from the explosion with a rewind).
     # The advisor's band (0.5-10x the healthy average, about 990) does not rescue it: README says why
     "rescue": dict(cell="srn", optimizer="sgd", lr=0.2, loss_reduction="sum", batch_size=64,
                    length=5, epochs=200, init="zeros", clip=None, log_steps=1),

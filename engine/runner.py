@@ -62,6 +62,9 @@ class Runner:
         self.gradient_norms = GradientNorms(self.model)
         self.alarms = AlarmWatch()
         self.last_alarm_step = -1
+        # config.pause_on_alarm: pause after the step of the first explosion (the TUI's default), so the
+        # run waits at that very step for an answer instead of racing a pause sent by the viewer
+        self.pause_at_explosion = config.pause_on_alarm and config.task == "digits"
         self.snapshots: deque = deque(maxlen=SNAPSHOTS_KEPT)  # (step, parameters, optimizer state)
         self.started = time.monotonic()
         self.last_step_time: float | None = None
@@ -165,6 +168,9 @@ class Runner:
                 self.last_alarm_step = self.step
             self.emit(ev.Alarm, kind=report.kind, parameter=report.parameter, value=report.value,
                       ratio=report.ratio, median=report.median, message=report.message)
+            if report.kind == "explosion" and self.pause_at_explosion:
+                self.pause_at_explosion = False
+                self._set_paused(True)
         if not self.alarms.active and self.step % SNAPSHOT_EVERY == 0:
             self._take_snapshot()
 

@@ -11,14 +11,11 @@ ALARM_PROMPT = "paused at the explosion: c clip and continue · p continue witho
 
 class RunKeys:
     def _pause_at_explosion(self) -> None:
-        """A live digit run pauses at its first explosion (unless started with --no-pause-on-alarm)."""
+        """A live digit run started with pause_on_alarm (the TUI's default; --no-pause-on-alarm keeps
+        going) pauses itself after the step of its first explosion: its keys answer the prompt."""
         config = self.state.config
-        if self.source.kind != "live" or self.state.task != "digits" or not config.get("pause_on_alarm"):
-            return
-        status = self.state.status
-        if status is None or status.state == "running":
-            self.send(Pause())
-        self.alarm_pause = True
+        if self.source.kind == "live" and self.state.task == "digits" and config.get("pause_on_alarm"):
+            self.alarm_pause = True
 
     # --- actions (one per key) ----------------------------------------------------
 

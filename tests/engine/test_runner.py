@@ -203,6 +203,23 @@ def test_pause_single_step_and_stop(tmp_path):
     assert ckpt.load(runner.last_path)["step"] == 4
 
 
+def test_pause_on_alarm_pauses_at_the_step_of_the_first_explosion(tmp_path):
+    class Script(Commands):
+        def wait(self, timeout):  # paused: the answer is clipping and continuing, once
+            return self.pending.pop(0) if self.pending else [ev.Stop()]
+
+    commands = Script({})
+    commands.pending = [[ev.SetClip(on=True, max_norm=20.0), ev.Resume()]]
+    _, events = train(tmp_path, commands, hook=lambda r: setattr(commands, "runner", r), preset="explode",
+                      pause_on_alarm=True, epochs=4)
+    explosion = next(e for e in events if e.type == "alarm" and e.kind == "explosion")
+    after = events[events.index(explosion) + 1:]
+    assert after[0].type == "status" and after[0].state == "paused"  # before any later step
+    assert next(e for e in after if e.type == "step").step == explosion.step + 1
+    assert [s.state for s in of(events, "status")].count("paused") == 1  # the first explosion only
+    assert settings_of_steps(events)[explosion.step + 1].clip_on
+
+
 def test_rewind_restores_weights_and_optimizer_state_exactly_as_snapshotted(tmp_path):
     """Adam keeps moments: a rewind must restore them with the weights, and later training must not
     alter the snapshot it came from (a second rewind to it gives the same state again)."""

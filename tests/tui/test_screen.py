@@ -167,11 +167,10 @@ def test_a_live_run_pauses_at_its_first_explosion_and_spells_out_the_keys():
         async with app.run_test(size=(80, 24)) as pilot:
             await _until(pilot, lambda: app.state.last_index == 1)
             assert source.sent == []
-            source.push([event for event in synthetic_events(4, finish=False) if event.step >= 3])
-            await _until(pilot, lambda: source.sent == [Pause()])
-            source.push([Status(step=3, state="paused")])
+            source.push([event for event in synthetic_events(4, finish=False) if 3 <= event.step < 4])
+            source.push([Status(step=3, state="paused")])  # the engine pauses itself at the alarm's step
             await _until(pilot, lambda: "c clip and continue · p continue without · r rewind" in _lines(app))
-            assert "exploded" in _lines(app)
+            assert "exploded" in _lines(app) and source.sent == []
             await pilot.press("r")
             await _until(pilot, lambda: source.sent[-1] == Rewind())
             await pilot.press("c")  # clip (the textbook's 20) and continue
