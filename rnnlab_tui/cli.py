@@ -180,15 +180,20 @@ def _quiet_stdout() -> None:
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
-    path = args.log if args.log == "-" else existing_log(args.log)
-    if path is None:
-        return fail(f"{args.log}: no such log file")
+    if "-" in args.log and len(args.log) > 1:
+        return fail("watch - follows one stream; give log files to overlay several runs")
+    paths = []
+    for log in args.log:
+        path = log if log == "-" else existing_log(log)
+        if path is None:
+            return fail(f"{log}: no such log file")
+        paths.append(path)
     if not terminal_can_draw():
         return fail("watch draws the monitor on a terminal, and this is not one (or TERM is dumb); "
                     "`rnnlab-tui export` turns a log into CSV or TensorBoard files")
     from tui.main import watch
 
-    return watch(path)
+    return watch(paths)
 
 
 def cmd_data(args: argparse.Namespace) -> int:
@@ -317,9 +322,10 @@ def make_parser() -> argparse.ArgumentParser:
                                 "chapter: SRN, SGD lr 0.2, sum loss, batch 64, L=20, 50 epochs.")
     add_train_options(train)
     train.set_defaults(func=cmd_train)
-    watch = commands.add_parser("watch", help="replay a run log in the TUI, or follow a stream on stdin ('-')")
-    watch.add_argument("log", help="runs/<id>.jsonl.gz (a finished run), runs/<id>.jsonl (a running one), "
-                                   "or - for standard input")
+    watch = commands.add_parser("watch", help="replay run logs in the TUI (several are overlaid), "
+                                "or follow a stream on stdin ('-')")
+    watch.add_argument("log", nargs="+", help="runs/<id>.jsonl.gz (a finished run), runs/<id>.jsonl (a running "
+                                              "one), or - for standard input; several logs are overlaid")
     watch.set_defaults(func=cmd_watch)
     generate = commands.add_parser("generate", help="continue a prefix with a character language model")
     generate.add_argument("--checkpoint", required=True)

@@ -18,6 +18,7 @@ from tui.reader import BATCHES_IN_FLIGHT, EventsArrived, SourceEnded, read_event
 from tui.screens.help import HelpScreen
 from tui.screens.monitor import MonitorScreen
 from tui.sources import EventSource
+from tui.runs import RunSet
 from tui.state import RunState
 from tui.widgets.console import Console
 from tui.widgets.run_header import source_label
@@ -52,6 +53,7 @@ class MonitorApp(RunKeys, App[int]):
         Binding("a", "advise", "advised clip"),
         Binding("w", "toggle_whole", "whole run"),
         Binding("v", "toggle_charts", "charts"),
+        Binding("o", "front", "other run"),
         Binding("ctrl+c", "quit", "quit", show=False, priority=True),
         Binding("escape", "dismiss", "dismiss", show=False),
         Binding("left", "seek('-1')", "back", key_display="←"),
@@ -66,7 +68,7 @@ class MonitorApp(RunKeys, App[int]):
         super().__init__()
         self.source = source
         self.monitor = MonitorScreen()
-        self.state = RunState()
+        self.runs = RunSet()  # one RunState per run: a log, or each branch of a fork
         self.playback = controls.Playback(follow=source.kind != "replay")
         self._slots = threading.Semaphore(BATCHES_IN_FLIGHT)
         self._reader_stop = threading.Event()
@@ -78,7 +80,12 @@ class MonitorApp(RunKeys, App[int]):
         self.failure = ""  # why a live engine died, said again on stderr once the app has closed
         self.note = ""  # a pending request shown in the header until the engine confirms it
         self.alarm_pause = False  # paused at the first explosion: c, p and r answer it
-        self._console_at: int | None = -2  # the cursor the replay's console was last drawn for
+        self._console_at: tuple | None = None  # the cursor (and front run) the replay's console was drawn for
+
+    @property
+    def state(self) -> RunState:
+        """The run at the front: drawn in full, and the one the keys speak of."""
+        return self.runs.front
 
     def get_default_screen(self) -> MonitorScreen:
         return self.monitor
@@ -117,7 +124,7 @@ class MonitorApp(RunKeys, App[int]):
     def on_events_arrived(self, message: EventsArrived) -> None:
         self._slots.release()
         explosion, status, waiting = self.state.first_explosion, self.state.status, self.alarm_pause
-        for event in self.state.ingest(message.events):
+        for event in self.runs.ingest(message.events):
             if self.source.kind != "replay":  # a replay's console follows its cursor
                 self.monitor.console_panel.show_event(event)
             if isinstance(event, Notice):
@@ -148,7 +155,7 @@ class MonitorApp(RunKeys, App[int]):
             for line in message.error.splitlines()[-3:]:
                 console.note(line, "red")
         elif self.source.kind == "replay":
-            self._console_at = -2
+            self._console_at = None
         elif self.source.kind == "stream":
             console.note(f"the stream ended after {self.state.events_seen} events: the run stays on screen · q quit",
                         "bold yellow")
@@ -157,17 +164,18 @@ class MonitorApp(RunKeys, App[int]):
 
     def _draw_frame(self) -> None:
         now = time.monotonic()
-        moved = self.playback.tick(now - self._last_frame, self.state.last_index)
+        moved = self.playback.tick(now - self._last_frame, self.runs.last_index)
         self._last_frame = now
         if self._dirty or moved:
             label = source_label(self.source, self.playback, self.ended is not None)
             paused = self.state.status is not None and self.state.status.state == "paused"
             prompt = ALARM_PROMPT if self.alarm_pause and paused else ""  # once the engine has paused
-            self._dirty = self.monitor.draw(self.state, self.playback.index, label, self.note, prompt)
-            if self.source.kind == "replay" and self._console_at != self.playback.index:
-                self._console_at = self.playback.index
-                cursor = self.state.last_index if self.playback.index is None else self.playback.index
-                self.monitor.console_panel.replay(self.state.console_until(cursor))
+            self._dirty = self.monitor.draw(self.runs, self.playback.index, label, self.note, prompt)
+            if self.source.kind == "replay" and self._console_at != (self.playback.index, self.runs.front_number):
+                self._console_at = (self.playback.index, self.runs.front_number)
+                cursor = self.runs.position(self.state, self.playback.index)
+                self.monitor.console_panel.replay(self.state.console_until(
+                    self.state.last_index if cursor is None else cursor))
 
     # --- sending commands -------------------------------------------------------------
 

@@ -31,7 +31,7 @@ class RunKeys:
             self.note = f"clip {'ON' if command.on else 'OFF'} requested"
 
     def action_advise(self) -> None:
-        view = self.state.view(self.playback.index, width=1)
+        view = self.state.view(self.runs.position(self.state, self.playback.index), width=1)
         suggestion = view.advice.suggestion if view.advice is not None else None
         if suggestion is None:
             self.monitor.console_panel.note("the advisor has no healthy steps to average yet", "yellow")
@@ -46,7 +46,7 @@ class RunKeys:
 
     def action_pause(self) -> None:
         if self.source.kind != "live":
-            self.playback.toggle(self.state.last_index)
+            self.playback.toggle(self.runs.last_index)
         else:
             running = self.state.status is None or self.state.status.state == "running"
             self.send(Pause() if running else Resume())
@@ -75,9 +75,17 @@ class RunKeys:
     def action_gates(self) -> None:
         self.send(GatesCommand())  # the engine refreshes the heatmaps of the input it shows
 
+    def action_front(self) -> None:
+        """Bring the next run to the front (overlaid logs, or the branches of a fork)."""
+        if not self.runs.overlaid:
+            self.monitor.console_panel.note("one run on screen: watch A.jsonl B.jsonl overlays several", "yellow")
+            return
+        self.runs.bring_forward()
+        self._dirty = True
+
     def action_seek(self, where: str) -> None:
         """home, end, or a number of steps to move (scrubbing pauses a replay)."""
-        last = self.state.last_index
+        last = self.runs.last_index
         if where == "home":
             self.playback.home()
         elif where == "end":

@@ -7,7 +7,7 @@ import os
 import sys
 
 from engine.text import visible
-from tui.sources import ChildProcessSource, EventSource, LogFileSource, StdinSource
+from tui.sources import ChildProcessSource, EventSource, LogFileSource, LogFilesSource, StdinSource
 
 
 def train_live(config: dict, events_path: str | None = None) -> int:
@@ -37,18 +37,20 @@ def train_live(config: dict, events_path: str | None = None) -> int:
     return code
 
 
-def watch(path: str) -> int:
-    """Replay a recorded log, or follow a stream on standard input when ``path`` is "-"."""
-    if path == "-":
+def watch(paths: list[str] | str) -> int:
+    """Replay recorded logs (several are overlaid), or follow a stream on standard input ("-")."""
+    paths = [paths] if isinstance(paths, str) else list(paths)
+    if paths == ["-"]:
         source = _stdin_source()
         if source is None:
             return 2
         return _run(source)[0]
-    problem = _unreadable(path)
-    if problem:
-        print(f"rnnlab-tui: {visible(problem)}", file=sys.stderr)
-        return 2
-    return _run(LogFileSource(path))[0]
+    for path in paths:
+        problem = _unreadable(path)
+        if problem:
+            print(f"rnnlab-tui: {visible(problem)}", file=sys.stderr)
+            return 2
+    return _run(LogFileSource(paths[0]) if len(paths) == 1 else LogFilesSource(paths))[0]
 
 
 def _run(source: EventSource):

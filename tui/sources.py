@@ -209,6 +209,52 @@ class LogFileSource(EventSource):
         self._closed.set()
 
 
+class LogFilesSource(EventSource):
+    """Several recorded runs overlaid: their logs read in turn, a batch of each at a time, so every
+    run is on screen from the first frames. Two logs of one run id (a log and its copy) are told apart
+    by a suffix, since the app splits events by run."""
+
+    kind = "replay"
+
+    def __init__(self, paths: list[str]) -> None:
+        super().__init__()
+        self.logs = [LogFileSource(path) for path in paths]
+        self.description = f"replay of {len(paths)} logs"
+
+    def batches(self) -> Iterator[list[Event]]:
+        readers = [(number, log.batches()) for number, log in enumerate(self.logs)]
+        renamed: dict[int, str] = {}  # log number -> the run id its events take
+        seen: set[str] = set()
+        while readers:
+            for number, reader in list(readers):
+                batch = next(reader, None)
+                self.bad_lines = sum(log.bad_lines for log in self.logs)
+                if batch is None:
+                    readers.remove((number, reader))
+                    continue
+                yield self._tagged(number, batch, renamed, seen)
+
+    @staticmethod
+    def _tagged(number: int, batch: list[Event], renamed: dict[int, str], seen: set[str]) -> list[Event]:
+        if number not in renamed and batch:
+            run = batch[0].run
+            unique, copy = run, 1
+            while unique in seen:
+                copy += 1
+                unique = f"{run}#{copy}"
+            seen.add(unique)
+            renamed[number] = unique
+        unique = renamed.get(number)
+        for event in batch:
+            if event.run != unique:
+                object.__setattr__(event, "run", unique)  # frozen: the run id is set once, before anyone reads it
+        return batch
+
+    def terminate(self) -> None:
+        for log in self.logs:
+            log.terminate()
+
+
 class StdinSource(EventSource):
     """A stream on standard input (a run on another machine, piped over ssh). Read-only."""
 

@@ -38,6 +38,8 @@ KEYS = [("c", "clipping on/off (the header changes when the engine confirms); at
         ("+ -", "faster / slower (steps/s cap)"), ("g", "refresh the heatmaps"),
         ("/", "focus the console (digits → predicted sum; lm: prefix → text)"),
         ("w", "whole run / live window"), ("v", "sparklines / full charts"),
+        ("o", "the next run to the front (watch A.jsonl B.jsonl, or a fork's branches): drawn in full, "
+              "the others as their loss, dev and total-norm rows in their colours"),
         ("← → home end", "scrub through a replay"), ("esc", "leave the console"), ("?", "this help"),
         ("q", "quit (stops the run cleanly; prints how to resume it)")]
 

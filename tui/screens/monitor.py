@@ -9,7 +9,7 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
-from tui.state import RunState
+from tui.runs import RunSet, legend, run_colour
 from tui.widgets.alarm_timeline import AlarmTimeline
 from tui.widgets.charts import Charts
 from tui.widgets.clip_advisor import ClipAdvisor
@@ -64,23 +64,30 @@ class MonitorScreen(Screen):
         self.whole = not self.whole
         self._last_chart = 0.0
 
-    def draw(self, state: RunState, index: int | None, source: str, note: str, prompt: str = "") -> bool:
-        """Draw the run at series position ``index`` (None = newest); True if charts still owe a frame."""
+    def draw(self, runs: RunSet, index: int | None, source: str, note: str, prompt: str = "") -> bool:
+        """Draw the runs at the cursor ``index`` (None = newest): the front one in full, the others over
+        it; True if charts still owe a frame."""
         if self.has_class("tiny"):
             return False
-        view = state.view(index, width=max(10, self.sparklines.bars_width()), whole=self.whole)
-        self.run_header.show(view, source, note)
+        state = runs.front
+        position = runs.position(state, index)
+        view = state.view(position, width=max(10, self.sparklines.bars_width()), whole=self.whole)
+        entries = legend(runs, index) if runs.overlaid else []
+        self.run_header.styles.height = 2 + len(entries)
+        self.run_header.show(view, source, note, entries)
         self.timeline.show(view.alarms, str(view.config.get("cell", "srn")), prompt, self.has_class("narrow"))
         self.advisor.show(view)
         self.heatmaps.show(view.gates)
         if state.task == "lm":
             self.console_panel.set_placeholder("/ then a prefix to continue, e.g. time traveller")
         if not self.charts.display:
-            self.sparklines.show(view)
+            overlays = runs.overlays(view.first_steps, view.step, index) if runs.overlaid else []
+            colour = f"color({run_colour(runs.front_number)})" if runs.overlaid else "green"
+            self.sparklines.show(view, overlays, colour)
             return False
         now = time.monotonic()
         if now - self._last_chart < CHART_SECONDS:
             return True
         self._last_chart = now
-        self.charts.show(state, None if index is None else view.index + 1, self.whole)
+        self.charts.show(runs, None if position is None else view.index + 1, self.whole)
         return False

@@ -17,6 +17,7 @@ from textual_plotext import PlotextPlot
 
 from engine.text import visible
 from tui.history import decades
+from tui.runs import RunSet, score_of, run_colour, run_letter
 from tui.state import RunState
 from tui.widgets.sparklines import is_recurrent, mark_glyph
 
@@ -65,26 +66,29 @@ class Charts(Horizontal):
         yield Static("", id="chart-legend")
         yield PlotextPlot(id="chart-score")
 
-    def show(self, state: RunState, end: int | None = None, whole: bool = False) -> None:
-        """Redraw up to series position ``end`` (None = everything): the whole run or its last steps."""
+    def show(self, runs: RunSet, end: int | None = None, whole: bool = False) -> None:
+        """Redraw the front run up to its series position ``end`` (None = everything), the whole run or
+        its last steps; the other runs' loss, total norm and dev score over it, up to the same step."""
+        state = runs.front
         length = len(state.steps) if end is None else end
-        if whole:
-            steps = [state.steps[b.first - (state.appended - len(state.steps))]
-                     for b in state.whole_columns("step", MAX_POINTS, length)]
-            series = {"loss": _highs(state.whole_columns("loss", MAX_POINTS, length)),
-                      "total": _highs(state.whole_columns("total_norm", MAX_POINTS, length))}
-            norms = {name: _highs(state.whole_columns(name, MAX_POINTS, length)) for name in state.grad_norms}
-        else:
-            view = state.view(length - 1, MAX_POINTS)
-            steps, norms = view.first_steps, view.grad_norms
-            series = {"loss": view.loss, "total": view.total_norm}
+        steps, series, norms = _series(state, length, whole)
+        behind = []  # (colour, letter, steps, series, evaluations) of each run behind the front
+        for number, other in enumerate(runs.states):
+            if number != runs.front_number and other.steps:
+                other_end = len(other.steps) if end is None else \
+                    (runs.position_of(other, state.steps[length - 1]) + 1 if length > 0 else 0)
+                behind.append((run_colour(number), run_letter(number), *_series(other, other_end, whole)[:2],
+                               [(item.step, score_of(item)) for at, item in other.evals if at < other_end]))
+        front_colour = run_colour(runs.front_number) if behind else PALETTE[0]
         first = steps[0] if steps else 0
         marks = [mark for mark in state.marks if mark.position < length and mark.step >= first]
         ticks = integer_ticks(first, steps[-1] if steps else 1)
         suffix = " (whole run, max per bucket)" if whole else ""
 
         plt = self._start("#chart-loss", "loss" + suffix, ticks, marks)
-        _line(plt, steps, series["loss"], PALETTE[0], log=False)
+        _line(plt, steps, series["loss"], front_colour, log=False)
+        for colour, _, other_steps, other_series, _ in behind:
+            _line(plt, other_steps, other_series["loss"], colour, log=False)
         self.query_one("#chart-loss", PlotextPlot).refresh()
 
         plt = self._start("#chart-norms", "gradient norms (log)", ticks, marks)
@@ -95,6 +99,9 @@ class Charts(Horizontal):
             legend.append("━ ", STYLES[colour]).append(f"‖∇{visible(name)}‖\n")
         exponents += _line(plt, steps, series["total"], 255, log=True)
         legend.append("━ ", STYLES[255]).append("total\n")
+        for colour, letter, other_steps, other_series, _ in behind:
+            exponents += _line(plt, other_steps, other_series["total"], colour, log=True)
+            legend.append("━ ", f"color({colour})").append(f"total {letter}\n")
         settings = state.settings_at(length - 1)
         if settings is not None and settings.clip_on and settings.clip_max_norm > 0:
             exponents.append(math.log10(settings.clip_max_norm))
@@ -113,11 +120,9 @@ class Charts(Horizontal):
         plt = self._start("#chart-score", "dev perplexity" if lm else "dev accuracy", ticks, marks)
         points = [(item.step, item.perplexity if lm else item.accuracy) for position, item in state.evals
                   if position < length and item.step >= first]
-        points = [(x, y) for x, y in points if y is not None and math.isfinite(y)]
-        if points:
-            xs, ys = zip(*points)
-            plt.plot(list(xs), list(ys), marker="braille", color=PALETTE[2])
-            plt.scatter(list(xs), list(ys), marker="●", color=PALETTE[2])
+        _scores(plt, points, front_colour if behind else PALETTE[2])
+        for colour, _, _, _, evaluations in behind:
+            _scores(plt, [(x, y) for x, y in evaluations if x >= first], colour)
         self.query_one("#chart-score", PlotextPlot).refresh()
 
     def _start(self, selector: str, title: str, ticks: list[int], marks) -> object:
@@ -129,6 +134,27 @@ class Charts(Horizontal):
         for mark in marks:
             plt.vline(mark.step, MARK_COLOURS.get(mark.kind, 255))
         return plt
+
+
+def _series(state: RunState, length: int, whole: bool) -> tuple[list[int], dict, dict]:
+    """A run's first ``length`` positions: the steps drawn, its loss and total norm, its norms."""
+    if whole:
+        steps = [state.steps[b.first - (state.appended - len(state.steps))]
+                 for b in state.whole_columns("step", MAX_POINTS, length)]
+        series = {"loss": _highs(state.whole_columns("loss", MAX_POINTS, length)),
+                  "total": _highs(state.whole_columns("total_norm", MAX_POINTS, length))}
+        return steps, series, {name: _highs(state.whole_columns(name, MAX_POINTS, length))
+                               for name in state.grad_norms}
+    view = state.view(length - 1, MAX_POINTS)
+    return view.first_steps, {"loss": view.loss, "total": view.total_norm}, view.grad_norms
+
+
+def _scores(plt, points: list[tuple[int, float]], colour: int) -> None:
+    points = [(x, y) for x, y in points if y is not None and math.isfinite(y)]
+    if points:
+        xs, ys = zip(*points)
+        plt.plot(list(xs), list(ys), marker="braille", color=colour)
+        plt.scatter(list(xs), list(ys), marker="●", color=colour)
 
 
 def _highs(columns) -> list[float]:

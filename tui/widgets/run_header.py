@@ -61,15 +61,34 @@ def header_text(view: RunView, source: str, note: str = "") -> Text:
     return line
 
 
+def legend_text(entries) -> Text:
+    """One line per overlaid run: its colour and letter, its id, what differs, where it is."""
+    text = Text()
+    for entry in entries:
+        text.append("\n")
+        text.append("▶" if entry.front else " ", "bold")
+        text.append(f"━{entry.letter} ", f"bold color({entry.colour})")
+        text.append(visible(entry.run), "bold" if entry.front else "")
+        if entry.differences:
+            text.append(" · " + visible(" · ".join(entry.differences)), f"color({entry.colour})")
+        text.append(f" · step {entry.step} · ")
+        text.append(entry.state, STATE_STYLES.get(entry.state, "bold"))
+    return text
+
+
 class RunHeader(Widget):
-    """Two lines of fixed height: redrawn each frame without a new layout (Static.update asks for one)."""
+    """Two lines of fixed height, and one a run when several are overlaid: redrawn each frame without
+    a new layout (Static.update asks for one)."""
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self._text = Text()
 
-    def show(self, view: RunView, source: str, note: str = "") -> None:
+    def show(self, view: RunView, source: str, note: str = "", entries=()) -> None:
         text = header_text(view, source, note)
+        if entries:
+            text.append_text(legend_text(entries))
+            text.no_wrap, text.overflow = True, "ellipsis"  # one line a run, cut at the edge
         if text != self._text:
             self._text = text
             self.refresh()

@@ -37,15 +37,16 @@ def is_recurrent(name: str) -> bool:
     return not name.startswith(("embedding", "linear"))
 
 
-def spark(values: list[float], width: int, log: bool = False, limit: float | None = None,
-          low: float | None = None, high: float | None = None, tinted: frozenset = frozenset()) -> Text:
+def spark(values: list, width: int, log: bool = False, limit: float | None = None,
+          low: float | None = None, high: float | None = None, tinted: frozenset = frozenset(),
+          colour: str = "green") -> Text:
     """The last ``width`` values as bar characters, right-aligned; non-finite values show as a red
-    ``!``, a zero norm on a log scale as ``_``; values above ``limit`` are red; columns in ``tinted``
-    (counted from the left of the row) get a background."""
+    ``!``, a zero norm on a log scale as ``_``, a step the run does not have (None) as a blank; values
+    above ``limit`` are red; columns in ``tinted`` (counted from the left of the row) get a background."""
     values = values[-width:] if width > 0 else []
     pad = width - len(values)
     text = Text(" " * pad)
-    scaled = [_scaled(value, log) for value in values]
+    scaled = [None if value is None else _scaled(value, log) for value in values]
     finite = [value for value in scaled if value is not None]
     low = (min(finite) if finite else 0.0) if low is None else low
     high = (max(finite) if finite else 1.0) if high is None else high
@@ -53,14 +54,16 @@ def spark(values: list[float], width: int, log: bool = False, limit: float | Non
     # consecutive bars of one style go in one span: far cheaper for Textual to draw than one each
     run, run_style = [], ""
     for column, (value, level) in enumerate(zip(values, scaled), pad):
-        if not math.isfinite(value):
+        if value is None:
+            bar, style = " ", ""
+        elif not math.isfinite(value):
             bar, style = "!", "bold red"
         elif level is None:
             bar, style = "_", "dim"
         else:
             position = 0 if span <= 0 else int((level - low) / span * (len(BARS) - 1) + 0.5)
             bar = BARS[max(0, min(position, len(BARS) - 1))]
-            style = "red" if limit is not None and value > limit else "green"
+            style = "red" if limit is not None and value > limit else colour
         if column in tinted:
             style = f"{style} {TINT}"
         if style != run_style and run:
@@ -81,6 +84,22 @@ def _scaled(value: float, log: bool) -> float | None:
     return value
 
 
+def _style(overlay) -> str:
+    return f"color({overlay.colour})"
+
+
+def _last(values: list) -> float | None:
+    """The last value a run has (None: it has no step in the columns drawn)."""
+    return next((value for value in reversed(values) if value is not None), None)
+
+
+def _span(rows: list[list], log: bool = False) -> tuple[float | None, float | None]:
+    """The lowest and highest finite value of several runs' rows (log10 of them when ``log``)."""
+    levels = [_scaled(value, log) for values in rows for value in values if value is not None]
+    finite = [level for level in levels if level is not None]
+    return (min(finite), max(finite)) if finite else (None, None)
+
+
 def log_range(values: list[float]) -> str:
     """The decades a norm row spans, e.g. 1e-9..1e7."""
     positive = [value for value in values if math.isfinite(value) and value > 0]
@@ -98,14 +117,16 @@ class Sparklines(Widget):
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self._view = RunView()
+        self._overlays: list = []  # the runs behind the front (tui.runs.Overlay), one row each per series
+        self._colour = "green"  # the front run's
 
-    def show(self, view: RunView) -> None:
-        rows_changed = len(view.grad_norms) != len(self._view.grad_norms)
-        self._view = view
+    def show(self, view: RunView, overlays=(), colour: str = "green") -> None:
+        rows_changed = (len(view.grad_norms), len(overlays)) != (len(self._view.grad_norms), len(self._overlays))
+        self._view, self._overlays, self._colour = view, list(overlays), colour
         self.refresh(layout=rows_changed)  # a new parameter row changes the panel's height
 
     def get_content_height(self, container, viewport, width: int) -> int:
-        return 4 + len(self._view.grad_norms)
+        return 4 + 3 * len(self._overlays) + len(self._view.grad_norms)
 
     def _widths(self) -> tuple[int, int, int]:
         total = self.content_size.width or 80
@@ -127,28 +148,47 @@ class Sparklines(Widget):
         def row(label, bars, value, alarm=False):
             return self._row(label, bars, value, label_width, value_width, alarm)
 
-        lines = [row("loss", spark(view.loss, width, tinted=tinted), short(view.loss[-1]) if view.loss else "—")]
+        overlays, colour = self._overlays, self._colour
+        # every run's loss (and total norm) on one scale, so that a higher bar is a higher value
+        low, high = _span([view.loss, *(overlay.loss for overlay in overlays)])
+        lines = [row("loss", spark(view.loss, width, tinted=tinted, colour=colour, low=low, high=high),
+                     short(view.loss[-1]) if view.loss else "—")]
+        for overlay in overlays:
+            lines.append(row(f"loss {overlay.letter}", spark(overlay.loss, width, colour=_style(overlay), low=low,
+                                                              high=high), short(_last(overlay.loss))))
         lm = view.config.get("task") == "lm"
         value = f"{short(view.scores[-1])} best {short(view.best)}" if view.scores else "no eval yet"
         low, high = (None, None) if lm else (0.0, 1.0)
-        lines.append(row("dev ppl" if lm else "dev acc", spark(view.scores, width, low=low, high=high), value))
+        label = "dev ppl" if lm else "dev acc"
+        lines.append(row(label, spark(view.scores, width, low=low, high=high, colour=colour), value))
+        for overlay in overlays:
+            lines.append(row(f"{label} {overlay.letter}", spark(overlay.scores, width, low=low, high=high,
+                                                                 colour=_style(overlay)),
+                             short(overlay.scores[-1]) if overlay.scores else "no eval yet"))
         norms = sorted(view.grad_norms.items(), key=lambda item: not is_recurrent(item[0]))  # stable
-        height = self.size.height or len(norms) + 4
-        room = max(1, height - 4)
+        height = self.size.height or len(norms) + 4 + 3 * len(overlays)
+        room = max(1, height - 4 - 3 * len(overlays))
         folded = norms[room - 1:] if len(norms) > room else []
         for name, series in norms[: len(norms) - len(folded)]:
             current = series[-1] if series else None
             shown = log_range(series) if view.whole else sci(current)
-            lines.append(row(f"‖∇{name}‖", spark(series, width, log=True, tinted=tinted), shown,
+            lines.append(row(f"‖∇{name}‖", spark(series, width, log=True, tinted=tinted, colour=colour), shown,
                              current is not None and not math.isfinite(current)))
         if folded:  # too many parameters for the panel: the rest share one row (v shows them all)
             lines.append(self._folded(folded, width, label_width, value_width))
-        lines.append(self._total_row(view, width, tinted, row))
+        low, high = _span([view.total_norm, *(overlay.total_norm for overlay in overlays)], log=True)
+        lines.append(self._total_row(view, width, tinted, row, colour, low, high))
+        for overlay in overlays:
+            settings = overlay.settings
+            limit = settings.clip_max_norm if settings is not None and settings.clip_on else None
+            lines.append(row(f"total {overlay.letter}", spark(overlay.total_norm, width, log=True, limit=limit,
+                                                               colour=_style(overlay), low=low, high=high),
+                             sci(_last(overlay.total_norm))))
         lines.append(self._marks_row(view, width, pad, label_width, value_width))
         return Text("\n").join(lines)
 
     @staticmethod
-    def _total_row(view: RunView, width: int, tinted: frozenset, row) -> Text:
+    def _total_row(view: RunView, width: int, tinted: frozenset, row, colour: str, low, high) -> Text:
         settings = view.settings
         limit = settings.clip_max_norm if settings is not None and settings.clip_on else None
         clip = "" if settings is None else (f" / clip {short(settings.clip_max_norm)}" if settings.clip_on
@@ -156,7 +196,8 @@ class Sparklines(Widget):
         current = view.total_norm[-1] if view.total_norm else None
         value = log_range(view.total_norm) if view.whole else sci(current) + clip
         over = current is not None and limit is not None and current > limit
-        return row("total norm", spark(view.total_norm, width, log=True, limit=limit, tinted=tinted), value, over)
+        bars = spark(view.total_norm, width, log=True, limit=limit, tinted=tinted, colour=colour, low=low, high=high)
+        return row("total norm", bars, value, over)
 
     @classmethod
     def _marks_row(cls, view: RunView, width: int, pad: int, label_width: int, value_width: int) -> Text:

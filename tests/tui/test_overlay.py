@@ -1,0 +1,100 @@
+"""Several runs on one screen: two recorded logs overlaid (no torch, no child)."""
+
+import asyncio
+
+from engine.events import Settings
+from tui.app import build_app
+from tui.runs import RunSet
+from tui.sources import LogFilesSource
+from tui.synthetic import synthetic_events, write_log
+
+SIZE = (120, 40)
+
+
+async def _until(pilot, condition, timeout=5.0):
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not reached")
+        await pilot.pause(0.02)
+
+
+def _log(path, steps, clip=None, seed=0):
+    """A synthetic run of ``steps`` steps, clipped at ``clip`` from its start (None: unclipped)."""
+    def events():
+        for event in synthetic_events(steps, seed=seed):
+            if isinstance(event, Settings) and clip is not None:
+                event = Settings(run=event.run, clip_on=True, clip_max_norm=clip, lr=event.lr)
+            yield event
+    write_log(str(path), events())
+    return str(path)
+
+
+def _header(app):
+    return str(app.monitor.run_header.render())
+
+
+def _sparklines(app):
+    return str(app.monitor.sparklines.render())
+
+
+def test_two_logs_of_different_lengths_are_overlaid_and_scrubbed_together(tmp_path):
+    long_log = _log(tmp_path / "a.jsonl", 120)
+    short_log = _log(tmp_path / "b.jsonl", 80, clip=1.0, seed=1)
+
+    async def run():
+        app = build_app(LogFilesSource([long_log, short_log]))
+        async with app.run_test(size=SIZE) as pilot:
+            await _until(pilot, lambda: app.ended is not None)
+            await pilot.press("end")
+            await _until(pilot, lambda: "step 120 · finished" in _header(app))
+            header = _header(app)
+            # both runs listed with their letter; the one setting they differ in is said, the shared ones not
+            assert "▶━A synthetic · clip off" in header
+            assert "━B synthetic#2 · clip 1 L2" in header and "step 80 · finished" in header
+            assert "lr 0.2" not in header.split("\n", 2)[2]
+            # the run behind the front has its own rows; past its last step they are empty
+            assert "loss B" in _sparklines(app) and "total B" in _sparklines(app)
+            await pilot.press("home", *["right"] * 9)  # scrubbing: step 10 of every run
+            await _until(pilot, lambda: "step 10/120" in _header(app))
+            lines = _header(app).splitlines()
+            assert lines[2].startswith("▶━A synthetic · clip off") and "· step 10 ·" in lines[2]
+            assert lines[3].startswith(" ━B synthetic#2 · clip 1 L2") and "· step 10 ·" in lines[3]
+            loss_b = next(line for line in _sparklines(app).splitlines() if line.startswith("loss B"))
+            assert loss_b.split()[-1] != "—"  # run B has a loss at step 10
+            await pilot.press("o")  # B to the front: drawn in full, the cursor stays at step 10
+            await _until(pilot, lambda: "▶━B" in _header(app))
+            assert "step 10/80" in _header(app) and "clip ON max_norm=1" in _header(app)
+            assert "loss A" in _sparklines(app)
+            await pilot.press("v")  # the charts draw every run too
+            await _until(pilot, lambda: "total A" in str(app.monitor.charts.query_one("#chart-legend").render()))
+
+    asyncio.run(run())
+
+
+def test_one_log_is_drawn_as_before(tmp_path):
+    log = _log(tmp_path / "a.jsonl", 30)
+
+    async def run():
+        app = build_app(LogFilesSource([log]))
+        async with app.run_test(size=SIZE) as pilot:
+            await _until(pilot, lambda: app.ended is not None)
+            await pilot.press("end", "o")
+            await _until(pilot, lambda: "step 30/30" in _header(app))
+            assert "━A" not in _header(app) and "loss B" not in _sparklines(app)
+
+    asyncio.run(run())
+
+
+def test_a_run_behind_is_aligned_by_step_and_blank_where_it_has_none():
+    runs = RunSet()
+    runs.ingest(list(synthetic_events(20, seed=0)))
+    late = [event for event in synthetic_events(20, seed=1) if event.step == 0 or event.step > 10]
+    for event in late:
+        object.__setattr__(event, "run", "late")
+    runs.ingest(late)
+    assert len(runs.states) == 2
+    (overlay,) = runs.overlays(list(range(6, 21)), 20, None)
+    assert overlay.loss[:5] == [None] * 5  # steps 6..10: the late run has none
+    assert all(value is not None for value in overlay.loss[5:])
+    assert runs.position(runs.states[1], 14) == 4  # cursor at step 15 of the longer run: its 5th step
