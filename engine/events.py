@@ -351,6 +351,41 @@ class Generate(Command):
     request_id: int = 0
 
 
+@command("fork")
+@dataclass(frozen=True)
+class Fork(Command):
+    """Fork the run at this step into two branches trained in lockstep from the same weights,
+    optimiser state and batches; the second differs in one setting."""
+
+    setting: str = "clip"  # clip (None = off) | max_norm (clipping on at it) | lr
+    value: float | None = None
+
+    SETTINGS: ClassVar[tuple[str, ...]] = ("clip", "max_norm", "lr")
+
+    @classmethod
+    def parse(cls, text: str) -> "Fork":
+        """``clip=1``, ``clip=none``, ``max_norm=5`` or ``lr=0.1``; ValueError says what is wrong, in one line."""
+        name, equals, value = text.strip().partition("=")
+        name, value = name.strip(), value.strip()
+        if not equals or name not in cls.SETTINGS:
+            raise ValueError(f"a fork changes clip=MAX_NORM, clip=none, max_norm=MAX_NORM or lr=LR, not {text!r}")
+        if name == "clip" and value.lower() in ("none", "off"):
+            return cls(setting="clip", value=None)
+        try:
+            number = float(value)
+        except ValueError:
+            raise ValueError(f"the fork's {name}= takes a number, not {value!r}") from None
+        if not (math.isfinite(number) and number > 0):
+            raise ValueError(f"the fork's {name}= must be a positive number, not {value}")
+        return cls(setting=name, value=number)
+
+    def describe(self) -> str:
+        """What the second branch changes, as the header says it: clip 1, clip off, lr 0.1."""
+        if self.setting == "lr":
+            return f"lr {self.value:g}"
+        return "clip off" if self.value is None else f"clip {self.value:g}"
+
+
 @command("stop")
 @dataclass(frozen=True)
 class Stop(Command):

@@ -17,6 +17,7 @@ import torch
 from . import checkpoint as ckpt
 from . import events as ev
 from .config import TrainConfig
+from .fork import start_branch
 from .models import build_model
 from .monitor import AlarmWatch, GradientNorms, clip_factor
 from .optim import make_optimizer
@@ -54,6 +55,7 @@ class Runner:
         self.steps_left = -1  # after a `step n` command: steps to run before pausing again
         self.stop_requested = False
         self.gates_input = ""  # the heatmaps' input: "" = the probe, else the console's last
+        self.branch = None  # after a fork: the second branch, stepped after each step (engine/fork.py)
         # progress: (epoch, next_batch) always names the next batch to run, which a checkpoint resumes
         self.step, self.epoch, self.next_batch = 0, 1, 0
         self.best_score: float | None = None
@@ -112,8 +114,11 @@ class Runner:
                     # --- evaluation and checkpoints ---
                     last_of_epoch = index == task.steps_per_epoch - 1
                     due = self.step % config.eval_steps == 0 if config.eval_steps else last_of_epoch
-                    if due or (last_of_epoch and self.epoch == config.epochs):
+                    evaluate = due or (last_of_epoch and self.epoch == config.epochs)
+                    if evaluate:
                         self._evaluate()
+                    if self.branch is not None:  # a forked run: its second branch, on the same batch
+                        self.branch.follow(batch, evaluate)
                     if self.steps_left > 0:
                         self.steps_left -= 1
                         if self.steps_left == 0:
@@ -198,6 +203,8 @@ class Runner:
             fields = {f"test_{self.task.score_name}": score}
         self.emit(ev.Status, state="finished" if reason == "finished" else "stopped")
         self.emit(ev.RunFinished, reason=reason, best_dev=self.best_score, checkpoint=self.last_path, **fields)
+        if self.branch is not None:
+            self.branch.finish(reason)
         return reason
 
     # --- checkpoints and snapshots ---------------------------------------
@@ -287,6 +294,8 @@ class Runner:
             self.emit(ev.Status, state="paused" if paused else "running")
 
     def _apply(self, command: ev.Command) -> None:
+        if self.branch is not None:
+            self.branch.apply(command)
         if isinstance(command, ev.Stop):
             self.request_stop()
         elif isinstance(command, (ev.Pause, ev.Resume)):
@@ -319,6 +328,8 @@ class Runner:
                 self.emit(ev.Prediction, **self.task.predict(self.model, command.input))
             except ValueError as error:
                 self.notice(str(error), "error")
+        elif isinstance(command, ev.Fork):
+            self.branch = start_branch(self, command)
         elif isinstance(command, ev.Generate):
             generate = getattr(self.task, "generate", None)
             if generate is None:

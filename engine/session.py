@@ -10,9 +10,11 @@ import os
 import shutil
 import signal
 import sys
+import threading
 from dataclasses import replace
 from typing import IO, Callable
 
+from . import checkpoint as ckpt
 from . import events as ev
 from .config import TrainConfig
 from .preflight import create_exclusively
@@ -83,19 +85,40 @@ def _fsync_folder(folder: str) -> None:
         os.close(handle)
 
 
+def branch_log_path(log_path: str) -> str:
+    """Where a fork's second branch writes: beside the first branch's log, runs/<run>.jsonl ->
+    runs/<run>-b.jsonl (its run id is the first's with -b), x.jsonl -> x-b.jsonl."""
+    stem, extension = os.path.splitext(log_path[:-3] if log_path.endswith(".gz") else log_path)
+    return f"{stem}-b{extension}"
+
+
+class _SharedStream:
+    """One stream written by two event writers (the branches of a fork): a line at a time."""
+
+    def __init__(self, stream: IO[str]):
+        self.stream = stream
+        self.lock = threading.Lock()
+
+    def write(self, line: str) -> None:
+        with self.lock:
+            self.stream.write(line)
+
+    def flush(self) -> None:
+        with self.lock:
+            self.stream.flush()
+
+
 def run_session(config: TrainConfig, *, events_path: str | None = None, stream: IO[str] | None = None,
                 callbacks: list[Callable[[ev.Event], None]] | None = None,
-                command_stream: IO[str] | None = None) -> tuple[str, str]:
+                command_stream: IO[str] | None = None, fork_at: tuple[int, ev.Fork] | None = None) -> tuple[str, str]:
     """Train one run; returns (reason, log path). reason: finished | stopped | failed.
 
     Events always go to the run log, and also to ``stream`` and ``callbacks`` when given. The run's own
     log, runs/<run-id>.jsonl, is compressed to runs/<run-id>.jsonl.gz when the run ends, however it
     ends; a log at a path the caller chose (``events_path``) is left as written. SIGINT and SIGTERM
     stop the run at the next step boundary, write the last checkpoint and flush the log; a second
-    SIGINT interrupts at once (the log is still flushed).
+    SIGINT interrupts at once (the log is still flushed). A fork's second branch logs beside the first.
     """
-    from . import checkpoint as ckpt
-
     if not config.run_id:
         config = replace(config, run_id=new_run_id(config))
     log_path = events_path or log_path_for(config)
@@ -103,7 +126,8 @@ def run_session(config: TrainConfig, *, events_path: str | None = None, stream: 
     # A new file or none: an existing log (or anything else) is never truncated, and of two runs
     # given the same path the second is refused.
     create_exclusively(log_path)
-    writer = EventWriter(log_path, stream=stream, callbacks=callbacks)
+    branches = _BranchLogs(log_path, stream)
+    writer = EventWriter(log_path, stream=branches.stream, callbacks=callbacks)
     finished = []  # the RunFinished the run wrote, if it got that far
 
     def emit(event: ev.Event) -> None:
@@ -122,11 +146,12 @@ def run_session(config: TrainConfig, *, events_path: str | None = None, stream: 
     previous = _handle_signals(stop)
     try:
         commands = None if command_stream is None else _command_reader(command_stream, writer, config.run_id)
-        runner = Runner(config, emit, commands, resume=resume, log_error=lambda: writer.error)
-        reason = runner.run()
+        runner = Runner(config, emit, commands, resume=resume, log_error=lambda: writer.error or branches.error())
+        reason = branches.attach(runner, fork_at).run()
     except KeyboardInterrupt:
-        if runner is not None:
-            runner.end_interrupted()
+        for interrupted in (runner, runner and runner.branch and runner.branch.runner):
+            if interrupted is not None:
+                interrupted.end_interrupted()
         reason = "stopped"
     except Exception as error:
         _end_failed_log(writer, config, runner, bool(finished), error)
@@ -134,6 +159,7 @@ def run_session(config: TrainConfig, *, events_path: str | None = None, stream: 
     finally:
         writer.close()
         try:
+            branches.close(compress=events_path is None)
             if events_path is None:
                 # under this run's handlers: a first Ctrl-C lets compression finish, a second
                 # abandons it and leaves the plain log
@@ -142,6 +168,39 @@ def run_session(config: TrainConfig, *, events_path: str | None = None, stream: 
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
     return reason, log_path
+
+
+class _BranchLogs:
+    """The log of a fork's second branch, opened beside the run's own when the run forks."""
+
+    def __init__(self, log_path: str, stream: IO[str] | None):
+        self.log_path = log_path
+        self.stream = _SharedStream(stream) if stream is not None else None  # both branches write to it
+        self.writers: list[EventWriter] = []
+
+    def attach(self, runner: Runner, fork_at: tuple[int, ev.Fork] | None) -> Runner:
+        """``runner``, able to fork (a command), and forking at a step if asked (``train --fork-at``)."""
+        runner.open_branch_writer = self.open
+        if fork_at is not None:
+            from .fork import ForkAt
+
+            runner.commands = ForkAt(runner.commands, fork_at[0], fork_at[1], lambda: runner.step)
+        return runner
+
+    def open(self, run_id: str) -> EventWriter:
+        path = branch_log_path(self.log_path)
+        create_exclusively(path)
+        self.writers.append(EventWriter(path, stream=self.stream))
+        return self.writers[-1]
+
+    def error(self) -> str:
+        return next((writer.error for writer in self.writers if writer.error), "")
+
+    def close(self, compress: bool) -> None:
+        for writer in self.writers:
+            writer.close()
+            if compress:
+                compress_log(writer.log_path)
 
 
 def _handle_signals(handler) -> dict:

@@ -84,6 +84,12 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--checkpoint-dir", metavar="DIR",
                      help=f"where best and last checkpoints go ({home_help('checkpoints')})")
     run.add_argument("--resume", metavar="CHECKPOINT", help="continue the run saved in this checkpoint")
+    fork = parser.add_argument_group("fork (headless; in the TUI press f)")
+    fork.add_argument("--fork-at", type=int, metavar="STEP",
+                      help="after STEP steps, train a second branch beside the run, from the same weights, "
+                           "optimiser state and batches; its log is the run's with -b")
+    fork.add_argument("--fork", metavar="CHANGE", help="what the second branch changes: clip=MAX_NORM, clip=none, "
+                                                       "max_norm=MAX_NORM or lr=LR")
 
 
 TRAIN_FIELDS = ("preset", "task", "cell", "impl", "head", "length", "hidden", "embed", "layers", "bidirectional",
@@ -120,8 +126,27 @@ def terminal_can_draw() -> bool:
     return sys.stdout.isatty() and os.environ.get("TERM", "") not in ("", "dumb")
 
 
+def fork_option(args: argparse.Namespace):
+    """(step, Fork) from --fork-at and --fork, or None; ValueError in one line."""
+    from engine.events import Fork
+
+    if args.fork_at is None and args.fork is None:
+        return None
+    if args.fork_at is None or args.fork is None:
+        raise ValueError("--fork-at STEP and --fork CHANGE go together (e.g. --fork-at 3 --fork clip=1)")
+    if args.fork_at < 1:
+        raise ValueError(f"--fork-at must be a step of the run (1 or more), not {args.fork_at}")
+    return args.fork_at, Fork.parse(args.fork)
+
+
 def cmd_train(args: argparse.Namespace) -> int:
-    interactive = not args.headless and args.events != "-" and terminal_can_draw() and sys.stdin.isatty()
+    try:
+        fork_at = fork_option(args)
+    except ValueError as error:
+        return fail(str(error))
+    # a fork at a given step trains headless: in the TUI, f forks the run at the step it is at
+    interactive = (not args.headless and fork_at is None and args.events != "-" and terminal_can_draw()
+                   and sys.stdin.isatty())
     try:
         config = build_train_config(args, interactive)
     except ValueError as error:  # ConfigError, CheckpointError
@@ -144,7 +169,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     try:
         reason, log_path = run_session(config, events_path=None if to_stdout else args.events,
                                        stream=sys.stdout if to_stdout else None,
-                                       callbacks=[] if quiet else [printer])
+                                       callbacks=[] if quiet else [printer], fork_at=fork_at)
     except USER_ERRORS as error:
         printer.close()
         return fail(describe(error))
@@ -157,6 +182,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         printer.close()
     if not quiet:
         printer.console.print(visible(f"[Log] {log_path}"))  # the finished log is gzipped: its name has changed
+        if fork_at is not None:
+            from engine.session import branch_log_path
+
+            branch = existing_log(branch_log_path(log_path))
+            if branch:
+                printer.console.print(visible(f"[Log] {branch} (the second branch; watch both: "
+                                              f"rnnlab-tui watch {log_path} {branch})"))
     return 130 if reason == "stopped" else 0
 
 

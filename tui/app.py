@@ -53,6 +53,7 @@ class MonitorApp(RunKeys, App[int]):
         Binding("a", "advise", "advised clip"),
         Binding("w", "toggle_whole", "whole run"),
         Binding("v", "toggle_charts", "charts"),
+        Binding("f", "fork", "fork"),
         Binding("o", "front", "other run"),
         Binding("ctrl+c", "quit", "quit", show=False, priority=True),
         Binding("escape", "dismiss", "dismiss", show=False),

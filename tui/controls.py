@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import signal
 
-from engine.events import Command, GatesCommand, Generate, Predict, SetClip, Status
+from engine.events import Command, Fork, GatesCommand, Generate, Predict, SetClip, Status
 from tui.state import RunSettings
 from tui.widgets.console import GENERATION_LENGTH, parse_digits
 
@@ -33,6 +33,13 @@ def clip_at(settings: RunSettings | None, config: dict, max_norm: float | None =
     return SetClip(on=True, max_norm=max_norm or current, norm_type=norm_type)
 
 
+def fork_clip(settings: RunSettings | None, config: dict, advised: float | None) -> Fork:
+    """What f forks: the other side of the clipping switch, on at the advisor's max_norm when it has
+    one (else the current threshold), or off."""
+    on, max_norm, _ = _clip(settings, config)
+    return Fork(setting="clip", value=None) if on else Fork(setting="clip", value=advised or max_norm)
+
+
 def _clip(settings: RunSettings | None, config: dict) -> tuple[bool, float, str]:
     if settings is not None:
         on, max_norm, norm_type = settings.clip_on, settings.clip_max_norm, settings.clip_norm_type
@@ -48,6 +55,8 @@ def console_commands(text: str, task: str, request_id: int) -> list[Command]:
 
     Raises ValueError with a one-line explanation for input that cannot be sent.
     """
+    if text.strip().startswith("fork"):  # "fork lr=0.1": a second branch with that change
+        return [Fork.parse(text.strip()[len("fork"):])]
     if task == "lm":
         if not text.strip():
             raise ValueError("type a prefix for the model to continue")

@@ -75,6 +75,14 @@ class RunKeys:
     def action_gates(self) -> None:
         self.send(GatesCommand())  # the engine refreshes the heatmaps of the input it shows
 
+    def action_fork(self) -> None:
+        """Fork the live run here: a second branch with clipping switched (type fork lr=… for another change)."""
+        view = self.state.view(None, width=1)
+        advised = view.advice.suggestion if view.advice is not None else None
+        command = controls.fork_clip(self.state.latest_settings, self.state.config, advised)
+        if self.send(command):
+            self.note = f"fork with {command.describe()} requested"
+
     def action_front(self) -> None:
         """Bring the next run to the front (overlaid logs, or the branches of a fork)."""
         if not self.runs.overlaid:

@@ -20,7 +20,7 @@ from tui.state import RunSettings, RunState, _window
 RUN_COLOURS = (("A", 46), ("B", 208), ("C", 201), ("D", 33), ("E", 226), ("F", 141))
 # config fields that say where a run wrote or how it was steered, not what it trained
 LOGISTICS = frozenset({"run_id", "runs_dir", "checkpoint_dir", "resume", "speed", "pause_on_alarm", "device",
-                       "log_steps", "events", "lr", "clip", "clip_type"})
+                       "log_steps", "events", "lr", "clip", "clip_type", "forked_from", "fork_step"})
 
 
 class Overlay(NamedTuple):
@@ -196,6 +196,8 @@ def legend(runs: RunSet, index: int | None) -> list[Entry]:
         position = runs.position(state, index)
         settings = state.latest_settings if position is None else state.settings_at(position)
         config = {key: f"{key} {value}" for key, value in state.config.items() if key not in LOGISTICS}
+        if "fork_step" in state.config:  # the second branch of a fork says where it branched off
+            config["fork"] = f"branch from step {state.config['fork_step']}"
         words.append({**config, **_setting_words(settings)})
     keys = sorted({key for entry in words for key in entry})
     differing = [key for key in keys if len({entry.get(key, "") for entry in words}) > 1]

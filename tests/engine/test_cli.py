@@ -45,6 +45,14 @@ def assert_one_line_error(result, fragment):
     (["gates", "--checkpoint", "missing.pt"], "missing.pt: no such checkpoint"),
     (["watch", "missing.jsonl"], "missing.jsonl: no such log file"),
     (["frobnicate"], "invalid choice: 'frobnicate'"),
+    (["train", "--fork", "clip=1"], "--fork-at STEP and --fork CHANGE go together"),
+    (["train", "--fork-at", "3"], "--fork-at STEP and --fork CHANGE go together"),
+    (["train", "--fork-at", "0", "--fork", "clip=1"], "--fork-at must be a step of the run"),
+    (["train", "--fork-at", "three", "--fork", "clip=1"], "invalid int value: 'three'"),
+    (["train", "--fork-at", "3", "--fork", "momentum=0.9"], "not 'momentum=0.9'"),
+    (["train", "--fork-at", "3", "--fork", "clip=big"], "clip= takes a number, not 'big'"),
+    (["train", "--fork-at", "3", "--fork", "lr=-1"], "lr= must be a positive number"),
+    (["watch", "-", "a.jsonl"], "watch - follows one stream"),
 ])
 def test_bad_input_is_one_clear_line_and_exit_2(args, fragment):
     assert_one_line_error(rnnlab(*args), fragment)
@@ -70,6 +78,18 @@ def test_headless_training_prints_the_textbook_log_lines(lstm_checkpoint):
     assert "[Train] epoch: 1/1, step: 3/5, loss:" in result.stdout
     assert "W_grad_l2:" in result.stdout and "U_grad_l2:" in result.stdout and "b_grad_l2:" in result.stdout
     assert "[Evaluate] dev score:" in result.stdout and "[Alarm] explosion at step" in result.stdout
+
+
+def test_headless_fork_writes_two_logs_that_watch_can_overlay(tmp_path):
+    log = tmp_path / "run.jsonl"
+    result = rnnlab("train", "--preset", "explode", "--epochs", "2", "--headless", "--fork-at", "4", "--fork",
+                    "clip=1", "--checkpoint-dir", str(tmp_path), "--events", str(log))
+    assert result.returncode == 0, result.stderr
+    second = tmp_path / "run-b.jsonl"
+    assert f"[Log] {second} (the second branch; watch both: rnnlab-tui watch {log} {second})" in result.stdout
+    lines = [json.loads(line) for line in second.read_text().splitlines()]
+    assert lines[0]["type"] == "run_started" and lines[0]["config"]["fork_step"] == 4
+    assert [line["step"] for line in lines if line["type"] == "step"] == list(range(5, 11))
 
 
 def test_gates_prints_the_lstm_heatmaps_labelled_by_the_input(lstm_checkpoint):

@@ -38,6 +38,9 @@ KEYS = [("c", "clipping on/off (the header changes when the engine confirms); at
         ("+ -", "faster / slower (steps/s cap)"), ("g", "refresh the heatmaps"),
         ("/", "focus the console (digits → predicted sum; lm: prefix → text)"),
         ("w", "whole run / live window"), ("v", "sparklines / full charts"),
+        ("f", "fork the live run here: a second branch from the same weights, optimiser state and batches, "
+              "with clipping switched (on at the advisor's max_norm); /fork lr=0.1 (or clip=5, clip=none) "
+              "forks with another change. p, n, + - and r act on both branches"),
         ("o", "the next run to the front (watch A.jsonl B.jsonl, or a fork's branches): drawn in full, "
               "the others as their loss, dev and total-norm rows in their colours"),
         ("← → home end", "scrub through a replay"), ("esc", "leave the console"), ("?", "this help"),

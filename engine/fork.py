@@ -1,0 +1,157 @@
+"""A run forked at a step into two branches trained in lockstep.
+
+The run goes on as the first branch. The second is a deep copy of it at the fork (weights, optimiser
+state, the task's carried state, the alarm watch, the rewind snapshots) with one setting changed; after
+every step of the first branch it takes a step on the same batch, and it evaluates when the first
+does. Whatever differs between the two from then on is caused by that one setting: same weights, same
+optimiser state, same batches. Each branch emits to its own writer and log, tagged with its own run id,
+so one event stream can carry both and ``watch`` replays the two logs together.
+
+Pause, step and the speed cap act on both because one loop steps both (the second branch's log says
+so too); a rewind rewinds each to its own snapshot; the other commands (clip, lr, gates, console)
+steer the first branch.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import time
+from dataclasses import replace
+
+from . import checkpoint as ckpt
+from . import events as ev
+from .monitor import GradientNorms
+
+
+def start_branch(runner, fork: ev.Fork):
+    """The runner's branch after a fork command: a new second branch, or the one it has (refused)."""
+    open_writer = getattr(runner, "open_branch_writer", None)  # set where the run's logs are opened
+    if runner.branch is not None or open_writer is None:
+        runner.notice("this run is forked already" if runner.branch is not None else
+                      "this run cannot fork: it has no place for a second log", "error")
+        return runner.branch
+    return Branch(runner, fork, open_writer(f"{runner.run_id}-b"))
+
+
+def changed_settings(settings: ev.Settings, fork: ev.Fork) -> dict:
+    """The Settings fields the second branch changes."""
+    if fork.setting == "lr":
+        return {"lr": float(fork.value)}
+    if fork.value is None:
+        return {"clip_on": False}
+    return {"clip_on": True, "clip_max_norm": float(fork.value)}
+
+
+class Branch:
+    """The second branch of a forked runner: ``follow`` after each of the first branch's steps."""
+
+    def __init__(self, runner, fork: ev.Fork, writer):
+        """``writer`` is the second branch's own event writer (its log, and the stream if there is one)."""
+        self.fork = fork
+        open_writer = getattr(runner, "open_branch_writer", None)
+        run_id = f"{runner.run_id}-b"
+        changes = changed_settings(runner.settings, fork)
+        # a deep copy of everything the runner trains and watches; what it talks to is not copied
+        memo = {id(runner.commands): None, id(runner.emit_event): writer.emit,
+                id(runner.log_error): (lambda: writer.error), id(open_writer): None}
+        branch = copy.deepcopy(runner, memo)
+        first_emit = runner.emit_event
+
+        def emit_both(event: ev.Event) -> None:  # the one loop pauses and resumes both: so say both logs
+            first_emit(event)
+            if type(event) is ev.Status and event.state in ("paused", "running"):
+                branch._set_paused(event.state == "paused")
+
+        runner.emit_event = emit_both
+        branch.gradient_norms = GradientNorms(branch.model)  # its views must be of the copy's gradients
+        branch.branch = None
+        branch.run_id = run_id
+        branch.best_path = runner.best_path.replace(runner.run_id, run_id)
+        branch.last_path = runner.last_path.replace(runner.run_id, run_id)
+        branch.config = replace(runner.config, run_id=run_id, **_config_changes(changes, runner.config))
+        branch.last_step_time = None  # its t counts from the run's start, as the first branch's does
+        for group in branch.optimizer.param_groups:
+            group["lr"] = changes.get("lr", runner.settings.lr)
+        if os.path.isfile(runner.best_path):  # the best weights so far are their shared history
+            ckpt.save(branch.best_path, ckpt.load(runner.best_path))
+        self.runner = branch
+        self.first = runner
+        # its log starts as a run's does, and says where it came from
+        branch.settings = replace(branch.settings, **changes)
+        _announce(branch, forked_from=runner.run_id, fork_step=runner.step)
+        branch.emit(ev.Settings, **_fields(branch.settings), cause="fork")
+        branch.emit(ev.Status, state="paused" if runner.paused else "running")
+        branch._emit_gates()
+        runner.notice(f"forked at step {runner.step}: {run_id} trains beside this run with {fork.describe()}")
+
+    def follow(self, batch, evaluate: bool) -> None:
+        """One step on the first branch's batch; its evaluation when the first branch evaluated."""
+        branch = self.runner
+        branch._train_step(batch)
+        branch.epoch, branch.next_batch = self.first.epoch, self.first.next_batch
+        if evaluate:
+            branch._evaluate()
+
+    def apply(self, command: ev.Command) -> None:
+        """The commands that act on both branches."""
+        branch = self.runner
+        if isinstance(command, ev.SetSpeed):
+            branch._apply(command)  # the shared loop obeys the first branch's cap; this log says it too
+        elif isinstance(command, ev.Rewind):
+            branch._rewind()
+
+    def finish(self, reason: str) -> None:
+        branch = self.runner
+        branch.epoch, branch.next_batch = self.first.epoch, self.first.next_batch
+        branch._finish(reason)
+
+
+def _announce(branch, **origin) -> None:
+    """The second branch's run_started: the run's, with its own config and where it branched off."""
+    config, task = branch.config, branch.task
+    shapes = {name: list(t.shape) for name, t in branch.model.textbook_parameters().items()}
+    branch.emit(ev.RunStarted, config={**config.to_dict(), **origin}, parameters=shapes, dataset=task.dataset_sizes,
+                device=str(branch.device), total_steps=config.epochs * task.steps_per_epoch,
+                steps_per_epoch=task.steps_per_epoch, vocabulary=list(task.vocabulary),
+                settings=_fields(branch.settings))
+
+
+def _config_changes(changes: dict, config) -> dict:
+    """The config fields that say how the second branch trains, so its log reads as its own run."""
+    fields = {}
+    if "lr" in changes:
+        fields["lr"] = changes["lr"]
+    if "clip_on" in changes:
+        fields["clip"] = changes.get("clip_max_norm", config.clip or 20.0) if changes["clip_on"] else None
+    return fields
+
+
+def _fields(settings: ev.Settings) -> dict:
+    return {"clip_on": settings.clip_on, "clip_max_norm": settings.clip_max_norm,
+            "clip_norm_type": settings.clip_norm_type, "lr": settings.lr, "speed": settings.speed}
+
+
+class ForkAt:
+    """Commands for a run that forks at a given step (``train --fork-at STEP --fork clip=1``): those of
+    ``commands`` (None: nobody steers the run), and the fork once the run has taken ``step`` steps."""
+
+    def __init__(self, commands, step: int, fork: ev.Fork, current_step):
+        self.commands = commands
+        self.step = step
+        self.fork = fork
+        self.current_step = current_step  # the runner's step, read between two steps
+        self.sent = False
+
+    def poll(self) -> list[ev.Command]:
+        commands = self.commands.poll() if self.commands is not None else []
+        if not self.sent and self.current_step() >= self.step:
+            self.sent = True
+            commands.append(self.fork)
+        return commands
+
+    def wait(self, timeout: float) -> list[ev.Command]:
+        if self.commands is None:
+            time.sleep(timeout)
+            return self.poll()
+        return self.commands.wait(timeout) + self.poll()

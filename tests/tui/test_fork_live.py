@@ -1,0 +1,107 @@
+"""f in the live monitor: a fake source carrying two runs' events, and the real engine child forked."""
+
+import asyncio
+import json
+import os
+import sys
+
+from engine.events import Fork, RunStarted, Settings, Status, read_log
+from tui.app import build_app
+from tui.sources import ChildProcessSource
+from tui.synthetic import synthetic_events
+
+from monitor_fakes import FakeLiveSource
+
+SIZE = (120, 40)
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+async def _until(pilot, condition, timeout=5.0):
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not reached")
+        await pilot.pause(0.05)
+
+
+def _header(app):
+    return str(app.monitor.run_header.render())
+
+
+def _branch(events, run, fork_step):
+    """The events after a fork, copied for the second branch (its own run id, from the fork step on)."""
+    copied = []
+    for event in events:
+        if type(event) is RunStarted:
+            event = RunStarted(run=run, config={**event.config, "clip": 1.0, "forked_from": event.run,
+                                                 "fork_step": fork_step}, parameters=event.parameters,
+                               total_steps=event.total_steps, steps_per_epoch=event.steps_per_epoch)
+        elif type(event) is Settings:
+            event = Settings(run=run, step=fork_step, clip_on=True, clip_max_norm=1.0, lr=event.lr, cause="fork")
+        elif event.step <= fork_step:
+            continue
+        else:
+            object.__setattr__(event, "run", run)
+        copied.append(event)
+    return copied
+
+
+def test_f_sends_the_fork_and_both_branches_are_overlaid_as_they_arrive():
+    async def run():
+        first = list(synthetic_events(40, finish=False))
+        source = FakeLiveSource(first[:30])
+        app = build_app(source)
+        async with app.run_test(size=SIZE) as pilot:
+            await _until(pilot, lambda: app.state.steps and app.state.steps[-1] >= 5)
+            await pilot.press("f")  # clipping is off in this run: the fork switches it on
+            await _until(pilot, lambda: any(type(c) is Fork for c in source.sent))
+            fork = next(c for c in source.sent if type(c) is Fork)
+            assert fork.setting == "clip" and fork.value is not None
+            await _until(pilot, lambda: "fork with clip" in _header(app))  # until the engine answers
+            step = app.state.steps[-1]
+            source.push(_branch(list(synthetic_events(40, finish=False, seed=3)), "synthetic-b", step))
+            source.push(first[30:])
+            await _until(pilot, lambda: len(app.runs.states) == 2 and "━B synthetic-b" in _header(app))
+            header = _header(app)
+            assert "▶━A synthetic · clip off" in header
+            assert f"━B synthetic-b · clip 1 L2 · branch from step {step}" in header
+            assert "loss B" in str(app.monitor.sparklines.render())
+            await pilot.press("p")  # one pause for both: the engine steps them in one loop
+            assert type(source.sent[-1]).__name__ == "Pause"
+
+    asyncio.run(run())
+
+
+def test_the_real_engine_forks_at_f_and_both_branches_pause_with_p(tmp_path):
+    from engine.config import build_config
+
+    config = build_config("explode", epochs=200, speed=40.0, checkpoint_dir=str(tmp_path / "checkpoints"),
+                          runs_dir=str(tmp_path / "runs"))
+    log = str(tmp_path / "run.jsonl")
+    env = {**os.environ, "PYTHONPATH": ROOT}
+    source = ChildProcessSource([sys.executable, "-m", "engine.child", json.dumps(config.to_dict()), log],
+                                cwd=str(tmp_path), env=env).start()
+
+    async def run():
+        app = build_app(source)
+        async with app.run_test(size=SIZE) as pilot:
+            await _until(pilot, lambda: app.state.steps and app.state.steps[-1] >= 3, timeout=60)
+            await pilot.press("f")
+            await _until(pilot, lambda: len(app.runs.states) == 2 and app.runs.states[1].steps, timeout=20)
+            assert "-b · clip " in _header(app) and "branch from step" in _header(app)
+            await pilot.press("p")
+            await _until(pilot, lambda: all(s.status is not None and s.status.state == "paused"
+                                            for s in app.runs.states), timeout=20)
+            await pilot.press("q")
+            await _until(pilot, lambda: app.ended is not None, timeout=20)
+
+    asyncio.run(run())
+    first, _ = read_log(log)
+    second, _ = read_log(str(tmp_path / "run-b.jsonl"))
+    fork_step = second[0].config["fork_step"]
+    losses = lambda events: {e.step: e.loss for e in events if e.type == "step"}
+    a, b = losses(first), losses(second)
+    assert min(b) == fork_step + 1 and b[fork_step + 1] == a[fork_step + 1]  # the same weights and batch
+    paused = [e for e in second if type(e) is Status and e.state == "paused"]
+    assert paused, "the second branch's log says it paused with the first"
+    assert second[-1].type == "run_finished" and first[-1].type == "run_finished"
