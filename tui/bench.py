@@ -136,8 +136,59 @@ async def _live(seconds: float, speed: float) -> dict:
             "total_ms_max": total[-1]}
 
 
+def measure_overlay(paths: list[str], presses: int = 40) -> dict:
+    """Several logs overlaid: seconds to the first frame that shows every run, seconds until all is
+    read, and how fast keys are answered (o: another run to the front; ← and →: scrubbing), in ms."""
+    return asyncio.run(_overlay(paths, presses))
+
+
+async def _overlay(paths: list[str], presses: int) -> dict:
+    from tui.app import build_app
+    from tui.sources import LogFilesSource
+
+    start = time.perf_counter()
+    app = build_app(LogFilesSource(paths))
+    handled: list[float] = []
+    for name in ("action_front", "action_seek"):
+        original = getattr(app, name)
+
+        def timed(*args, original=original) -> None:
+            handled.append(time.perf_counter())
+            original(*args)
+
+        setattr(app, name, timed)
+    latencies: list[float] = []
+    async with app.run_test(size=(120, 40)) as pilot:
+        header = app.monitor.run_header
+        while "━" + chr(ord("A") + len(paths) - 1) not in str(header.render()):
+            await asyncio.sleep(0.005)
+        first_frame = time.perf_counter() - start
+        keys = [("o", "o"), ("left", None), ("right", None), ("end", None)]
+        for press in range(presses):
+            key, character = keys[press % len(keys)]
+            count, pressed = len(handled), time.perf_counter()
+            app.post_message(Key(key, character))
+            while len(handled) == count and time.perf_counter() - pressed < 5.0:
+                await asyncio.sleep(0.0005)
+            if len(handled) > count:
+                latencies.append((handled[-1] - pressed) * 1000.0)
+            await asyncio.sleep(KEY_INTERVAL)
+        while app.ended is None and time.perf_counter() - start < TIME_LIMIT:
+            await asyncio.sleep(0.01)
+        loaded = time.perf_counter() - start
+        steps = [len(state.steps) for state in app.runs.states]
+        await pilot.press("q")
+    return {"first_frame_s": first_frame, "all_read_s": loaded, "steps": steps,
+            "key_latency_ms_max": max(latencies, default=0.0),
+            "key_latency_ms_median": sorted(latencies)[len(latencies) // 2] if latencies else 0.0,
+            "key_presses": len(latencies)}
+
+
 if __name__ == "__main__":
     import json
     import sys
 
-    print(json.dumps(measure_step_latency() if sys.argv[1:] == ["latency"] else measure_ingest(), indent=2))
+    if sys.argv[1:2] == ["overlay"]:  # python -m tui.bench overlay A.jsonl.gz B.jsonl.gz
+        print(json.dumps(measure_overlay(sys.argv[2:]), indent=2))
+    else:
+        print(json.dumps(measure_step_latency() if sys.argv[1:] == ["latency"] else measure_ingest(), indent=2))

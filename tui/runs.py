@@ -14,7 +14,7 @@ from typing import Iterable, NamedTuple
 
 from engine.events import Event, RunStarted
 from tui.history import _summary
-from tui.state import RunSettings, RunState, _window
+from tui.state import FINAL_STATES, RunSettings, RunState, _window
 
 # one per run, in order: (letter, 256-colour code); the first is the single run's green
 RUN_COLOURS = (("A", 46), ("B", 208), ("C", 201), ("D", 33), ("E", 226), ("F", 141))
@@ -196,19 +196,33 @@ def legend(runs: RunSet, index: int | None) -> list[Entry]:
         position = runs.position(state, index)
         settings = state.latest_settings if position is None else state.settings_at(position)
         config = {key: f"{key} {value}" for key, value in state.config.items() if key not in LOGISTICS}
-        if "fork_step" in state.config:  # the second branch of a fork says where it branched off
+        if "fork_step" in state.config:  # the branches of a fork say which is which
             config["fork"] = f"branch from step {state.config['fork_step']}"
+        forks = [other.config for other in runs.states if other.config.get("forked_from") == runs.ids[number]]
+        if forks:
+            config["fork"] = f"forked at step {forks[0]['fork_step']}"
         words.append({**config, **_setting_words(settings)})
     keys = sorted({key for entry in words for key in entry})
     differing = [key for key in keys if len({entry.get(key, "") for entry in words}) > 1]
     entries = []
     for number, (state, entry) in enumerate(zip(runs.states, words)):
-        position = runs.position(state, index)
-        view = state.view(position, width=1)
+        step, where = _where(state, runs.position(state, index))
         entries.append(Entry(run_letter(number), run_colour(number), runs.ids[number] or "waiting",
-                             [entry.get(key, f"no {key}") for key in differing], view.step, view.state,
+                             [entry[key] for key in differing if key in entry], step, where,
                              number == runs.front_number))
     return entries
+
+
+def _where(state: RunState, position: int | None) -> tuple[int, str]:
+    """A run's step and state at a series position (None: the latest), as its header line says them."""
+    index = state.last_index if position is None else position
+    step = state.steps[index] if 0 <= index < len(state.steps) else 0
+    status = state.status if position is None else state.status_at(index)
+    if status is None:
+        return step, "running" if state.steps else "waiting"
+    if position is None and state.source_end and status.state not in FINAL_STATES:
+        return step, state.source_end
+    return step, status.state
 
 
 def score_of(evaluation) -> float:

@@ -65,6 +65,7 @@ def test_f_sends_the_fork_and_both_branches_are_overlaid_as_they_arrive():
             header = _header(app)
             assert "▶━A synthetic · clip off" in header
             assert f"━B synthetic-b · clip 1 L2 · branch from step {step}" in header
+            assert f"━A synthetic · clip off · forked at step {step}" in header
             assert "loss B" in str(app.monitor.sparklines.render())
             await pilot.press("p")  # one pause for both: the engine steps them in one loop
             assert type(source.sent[-1]).__name__ == "Pause"

@@ -87,8 +87,7 @@ class RunHeader(Widget):
     def show(self, view: RunView, source: str, note: str = "", entries=()) -> None:
         text = header_text(view, source, note)
         if entries:
-            text.append_text(legend_text(entries))
-            text.no_wrap, text.overflow = True, "ellipsis"  # one line a run, cut at the edge
+            text.append_text(legend_text(entries))  # one line a run, cut at the edge (app.tcss)
         if text != self._text:
             self._text = text
             self.refresh()
