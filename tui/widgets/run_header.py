@@ -62,17 +62,18 @@ def header_text(view: RunView, source: str, note: str = "") -> Text:
 
 
 def legend_text(entries) -> Text:
-    """One line per overlaid run: its colour and letter, its id, what differs, where it is."""
+    """One line per overlaid run: its colour and letter, what differs, where it is, then its id (the
+    part a narrow terminal cuts)."""
     text = Text()
     for entry in entries:
         text.append("\n")
         text.append("▶" if entry.front else " ", "bold")
         text.append(f"━{entry.letter} ", f"bold color({entry.colour})")
-        text.append(visible(entry.run), "bold" if entry.front else "")
         if entry.differences:
-            text.append(" · " + visible(" · ".join(entry.differences)), f"color({entry.colour})")
-        text.append(f" · step {entry.step} · ")
+            text.append(visible(" · ".join(entry.differences)) + " · ", f"color({entry.colour})")
+        text.append(f"step {entry.step} · ")
         text.append(entry.state, STATE_STYLES.get(entry.state, "bold"))
+        text.append(" · " + visible(entry.run), "bold" if entry.front else "dim")
     return text
 
 
