@@ -9,6 +9,7 @@ import sys
 
 from engine.config import (CELLS, CORPORA, HEADS, IMPLS, INITS, NORM_TYPES, OPTIMIZERS, PRESETS,
                            REDUCTIONS, SAMPLINGS, TASKS, ConfigError, build_config)
+from engine.events import Fork
 from engine.text import visible
 
 EXIT_USAGE = 2
@@ -29,6 +30,13 @@ def fail(message: str, code: int = EXIT_USAGE) -> int:
     """One line on stderr (what it quotes of the user's input shown, never obeyed); the exit code."""
     print(f"rnnlab-tui: {visible(message)}", file=sys.stderr)
     return code
+
+
+def _fork_change(text: str) -> Fork:
+    try:
+        return Fork.parse(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _positive_float(text: str) -> float:
@@ -88,8 +96,8 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
     fork.add_argument("--fork-at", type=int, metavar="STEP",
                       help="after STEP steps, train a second branch beside the run, from the same weights, "
                            "optimiser state and batches; its log is the run's with -b")
-    fork.add_argument("--fork", metavar="CHANGE", help="what the second branch changes: clip=MAX_NORM, clip=none, "
-                                                       "max_norm=MAX_NORM or lr=LR")
+    fork.add_argument("--fork", metavar="CHANGE", type=_fork_change,
+                      help="what the second branch changes: clip=MAX_NORM, clip=none, max_norm=MAX_NORM or lr=LR")
 
 
 TRAIN_FIELDS = ("preset", "task", "cell", "impl", "head", "length", "hidden", "embed", "layers", "bidirectional",
@@ -126,24 +134,10 @@ def terminal_can_draw() -> bool:
     return sys.stdout.isatty() and os.environ.get("TERM", "") not in ("", "dumb")
 
 
-def fork_option(args: argparse.Namespace):
-    """(step, Fork) from --fork-at and --fork, or None; ValueError in one line."""
-    from engine.events import Fork
-
-    if args.fork_at is None and args.fork is None:
-        return None
-    if args.fork_at is None or args.fork is None:
-        raise ValueError("--fork-at STEP and --fork CHANGE go together (e.g. --fork-at 3 --fork clip=1)")
-    if args.fork_at < 1:
-        raise ValueError(f"--fork-at must be a step of the run (1 or more), not {args.fork_at}")
-    return args.fork_at, Fork.parse(args.fork)
-
-
 def cmd_train(args: argparse.Namespace) -> int:
-    try:
-        fork_at = fork_option(args)
-    except ValueError as error:
-        return fail(str(error))
+    if (args.fork_at is None) != (args.fork is None) or (args.fork_at is not None and args.fork_at < 1):
+        return fail("--fork-at STEP (1 or more) and --fork CHANGE go together, e.g. --fork-at 3 --fork clip=1")
+    fork_at = None if args.fork is None else (args.fork_at, args.fork)
     # a fork at a given step trains headless: in the TUI, f forks the run at the step it is at
     interactive = (not args.headless and fork_at is None and args.events != "-" and terminal_can_draw()
                    and sys.stdin.isatty())
@@ -157,7 +151,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         return train_live(config.to_dict(), args.events)
     from engine.errors import USER_ERRORS, describe
     from engine.headless import HeadlessPrinter
-    from engine.session import configure_torch, run_session
+    from engine.session import branch_log_path, configure_torch, run_session
 
     configure_torch()
     to_stdout = args.events == "-"
@@ -182,13 +176,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         printer.close()
     if not quiet:
         printer.console.print(visible(f"[Log] {log_path}"))  # the finished log is gzipped: its name has changed
-        if fork_at is not None:
-            from engine.session import branch_log_path
-
-            branch = existing_log(branch_log_path(log_path))
-            if branch:
-                printer.console.print(visible(f"[Log] {branch} (the second branch; watch both: "
-                                              f"rnnlab-tui watch {log_path} {branch})"))
+        branch = existing_log(branch_log_path(log_path)) if fork_at else None
+        if branch:
+            printer.console.print(visible(f"[Log] {branch} (the second branch; watch both: "
+                                          f"rnnlab-tui watch {log_path} {branch})"))
     return 130 if reason == "stopped" else 0
 
 
