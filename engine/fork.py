@@ -24,14 +24,18 @@ from . import events as ev
 from .monitor import GradientNorms
 
 
-def start_branch(runner, fork: ev.Fork):
-    """The runner's branch after a fork command: a new second branch, or the one it has (refused)."""
+def steer_branch(runner, command: ev.Command):
+    """The runner's second branch after ``command``: started by a fork, steered by the commands that
+    act on both (``Branch.apply``)."""
+    if not isinstance(command, ev.Fork):
+        runner.branch.apply(command)
+        return runner.branch
     open_writer = getattr(runner, "open_branch_writer", None)  # set where the run's logs are opened
     if runner.branch is not None or open_writer is None:
         runner.notice("this run is forked already" if runner.branch is not None else
                       "this run cannot fork: it has no place for a second log", "error")
         return runner.branch
-    return Branch(runner, fork, open_writer(f"{runner.run_id}-b"))
+    return Branch(runner, command, open_writer(f"{runner.run_id}-b"))
 
 
 def changed_settings(settings: ev.Settings, fork: ev.Fork) -> dict:
@@ -49,6 +53,7 @@ class Branch:
     def __init__(self, runner, fork: ev.Fork, writer):
         """``writer`` is the second branch's own event writer (its log, and the stream if there is one)."""
         self.fork = fork
+        self.finished = False
         open_writer = getattr(runner, "open_branch_writer", None)
         run_id = f"{runner.run_id}-b"
         changes = changed_settings(runner.settings, fork)
@@ -62,6 +67,8 @@ class Branch:
             first_emit(event)
             if type(event) is ev.Status and event.state in ("paused", "running"):
                 branch._set_paused(event.state == "paused")
+            elif type(event) is ev.RunFinished:  # the run has ended: so does its second branch
+                self.finish(event.reason)
 
         runner.emit_event = emit_both
         branch.gradient_norms = GradientNorms(branch.model)  # its views must be of the copy's gradients
@@ -102,6 +109,10 @@ class Branch:
             branch._rewind()
 
     def finish(self, reason: str) -> None:
+        """Its last checkpoint, test score and end, as the first branch's (finished, stopped or failed)."""
+        if self.finished:
+            return
+        self.finished = True
         branch = self.runner
         branch.epoch, branch.next_batch = self.first.epoch, self.first.next_batch
         branch._finish(reason)

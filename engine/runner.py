@@ -17,7 +17,7 @@ import torch
 from . import checkpoint as ckpt
 from . import events as ev
 from .config import TrainConfig
-from .fork import start_branch
+from .fork import steer_branch
 from .models import build_model
 from .monitor import AlarmWatch, GradientNorms, clip_factor
 from .optim import make_optimizer
@@ -114,8 +114,7 @@ class Runner:
                     # --- evaluation and checkpoints ---
                     last_of_epoch = index == task.steps_per_epoch - 1
                     due = self.step % config.eval_steps == 0 if config.eval_steps else last_of_epoch
-                    evaluate = due or (last_of_epoch and self.epoch == config.epochs)
-                    if evaluate:
+                    if evaluate := due or (last_of_epoch and self.epoch == config.epochs):
                         self._evaluate()
                     if self.branch is not None:  # a forked run: its second branch, on the same batch
                         self.branch.follow(batch, evaluate)
@@ -203,8 +202,6 @@ class Runner:
             fields = {f"test_{self.task.score_name}": score}
         self.emit(ev.Status, state="finished" if reason == "finished" else "stopped")
         self.emit(ev.RunFinished, reason=reason, best_dev=self.best_score, checkpoint=self.last_path, **fields)
-        if self.branch is not None:
-            self.branch.finish(reason)
         return reason
 
     # --- checkpoints and snapshots ---------------------------------------
@@ -294,8 +291,8 @@ class Runner:
             self.emit(ev.Status, state="paused" if paused else "running")
 
     def _apply(self, command: ev.Command) -> None:
-        if self.branch is not None:
-            self.branch.apply(command)
+        if self.branch is not None or isinstance(command, ev.Fork):  # start or steer a second branch
+            self.branch = steer_branch(self, command)
         if isinstance(command, ev.Stop):
             self.request_stop()
         elif isinstance(command, (ev.Pause, ev.Resume)):
@@ -328,8 +325,6 @@ class Runner:
                 self.emit(ev.Prediction, **self.task.predict(self.model, command.input))
             except ValueError as error:
                 self.notice(str(error), "error")
-        elif isinstance(command, ev.Fork):
-            self.branch = start_branch(self, command)
         elif isinstance(command, ev.Generate):
             generate = getattr(self.task, "generate", None)
             if generate is None:

@@ -149,9 +149,8 @@ def run_session(config: TrainConfig, *, events_path: str | None = None, stream: 
         runner = Runner(config, emit, commands, resume=resume, log_error=lambda: writer.error or branches.error())
         reason = branches.attach(runner, fork_at).run()
     except KeyboardInterrupt:
-        for interrupted in (runner, runner and runner.branch and runner.branch.runner):
-            if interrupted is not None:
-                interrupted.end_interrupted()
+        if runner is not None:
+            runner.end_interrupted()  # and its fork's second branch, if any (engine/fork.py)
         reason = "stopped"
     except Exception as error:
         _end_failed_log(writer, config, runner, bool(finished), error)
