@@ -80,14 +80,8 @@ def single_precision(value: float) -> float:
     return float("%.9g" % value)
 
 
-def _has_nonfinite(value: Any) -> bool:
-    if isinstance(value, float):
-        return not math.isfinite(value)
-    if isinstance(value, dict):
-        return any(_has_nonfinite(item) for item in value.values())
-    if isinstance(value, (list, tuple)):
-        return any(_has_nonfinite(item) for item in value)
-    return False
+# one encoder for every line (json.dumps would build one per call); strict JSON has no NaN
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
 # --- base classes --------------------------------------------------------
@@ -105,10 +99,10 @@ class Message:
 
     def to_json(self) -> str:
         payload = self.to_dict()
-        # The common case (all values finite) skips the recursive walk.
-        if _has_nonfinite(payload):
-            payload = _encode_value(payload)
-        return json.dumps(payload, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        try:  # the common case: every value finite, written as it is
+            return _ENCODER.encode(payload)
+        except ValueError:  # NaN or infinity somewhere: spelled out explicitly
+            return _ENCODER.encode(_encode_value(payload))
 
 
 @dataclass(frozen=True)

@@ -2,9 +2,8 @@
 
 The loop hands each event to ``EventWriter.emit`` (a queue put); a writer thread encodes it as one JSON
 line, appends it to the run's log and to any other sink, and calls the callbacks. Writing happens off
-the loop's thread, and the sinks are flushed at most every ``FLUSH_S`` while events keep coming (at
-once when they pause), so a follower sees a step within that time and a fast run does not pay a write
-call per step. ``close()`` drains the queue, flushes and fsyncs, so a run stopped by Ctrl-C keeps every
+the loop's thread, in batches at most ``FLUSH_S`` apart: a follower sees a step within that time, and a
+fast run does not pay a wake-up and a write call per step. ``close()`` drains the queue, flushes and fsyncs, so a run stopped by Ctrl-C keeps every
 event it made.
 
 A sink that fails is a fault the run must not hide: the writer remembers the first error, keeps
@@ -50,24 +49,23 @@ class EventWriter:
         self.queue.put(event)
 
     def _drain(self) -> None:
-        last_flush = time.monotonic()
-        unflushed = False
         while True:
-            try:
-                item = self.queue.get(timeout=FLUSH_S if unflushed else None)
-            except queue.Empty:  # events paused: flush what waits
-                self._flush()
-                unflushed, last_flush = False, time.monotonic()
-                continue
-            if item is _CLOSE:
-                self._flush()
+            batch = [self.queue.get()]  # wait for the next event, then take all that are queued
+            while True:
+                try:
+                    batch.append(self.queue.get_nowait())
+                except queue.Empty:
+                    break
+            for item in batch:
+                if item is not _CLOSE:
+                    self._write(item)
+            self._flush()
+            if _CLOSE in batch:
                 self.cpu_s = time.thread_time()
                 return
-            self._write(item)
-            unflushed = True
-            if time.monotonic() - last_flush >= FLUSH_S:
-                self._flush()
-                unflushed, last_flush = False, time.monotonic()
+            # Let the next events gather: one wake-up and one write call per interval instead of one
+            # per step, each of which would take the GIL from the training loop.
+            time.sleep(FLUSH_S)
 
     def _write(self, event: Event) -> None:
         line = event.to_json() + "\n"
