@@ -33,6 +33,7 @@ Three implementations of one function, from the page to the library (``rnnlab-tu
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from functools import partial
 
 import torch
@@ -214,6 +215,7 @@ class Recurrent(nn.Module):
                                             init, reset_after))
             self.cells = nn.ModuleList(cells)
         self.names = list(self.textbook_parameters())
+        self._recorded: list | None = None  # set while ``equations_recorded`` is in force
 
     # -- textbook views ------------------------------------------------------
 
@@ -270,24 +272,49 @@ class Recurrent(nn.Module):
 
     def forward(self, x: torch.Tensor, state=None):
         """x [batch, time, input]; state as initial_state() (layers*dirs, batch, hidden) or None."""
+        if self._recorded is not None:
+            return self._layered_forward(x, state, self._equations_cell)
         if self.impl == "torch":
             return self.net(x, state)
-        return self._scratch_forward(x, state)
+        return self._layered_forward(x, state, lambda index, sequence, cell_state: self.cells[index](sequence, cell_state))
 
-    def _scratch_forward(self, x, state):
+    @contextmanager
+    def equations_recorded(self):
+        """Within it, forward runs the textbook equations with the current weights, whichever
+        implementation holds them, and the list it yields receives the first layer's steps (forward
+        direction) as ``unroll`` gives them: step t's gates and states in the autograd graph."""
+        self._recorded = []
+        try:
+            yield self._recorded
+        finally:
+            self._recorded = None
+
+    def _equations_cell(self, index: int, sequence: torch.Tensor, cell_state):
+        layer, direction = divmod(index, self.directions)
+        W, U, b = side_by_side(self.textbook_parameters(), self.cell, layer_suffix(layer, direction == 1))
+        if index == 0 and torch.is_grad_enabled() and not sequence.requires_grad:
+            # one-hot input to weights that are views of torch's packed ones: nothing in the graph
+            # would need a gradient, and dL/dh_t is asked of it
+            sequence = sequence.detach().requires_grad_()
+        steps, final = unroll(self.cell, W, U, b, sequence, cell_state, self.reset_after)
+        if index == 0:
+            self._recorded.extend(steps)
+        return torch.stack([step["hidden"] for step in steps], dim=1), final
+
+    def _layered_forward(self, x, state, run_cell):
+        """The layers and directions in turn; ``run_cell(index, sequence, cell_state)`` runs one."""
         finals_h, finals_c = [], []
         layer_input = x
         for layer in range(self.layers):
             outputs = []
             for direction in range(self.directions):
                 index = layer * self.directions + direction
-                cell = self.cells[index]
                 if state is None:  # each cell starts from zeros of its own
                     cell_state = None
                 else:
                     cell_state = (state[0][index], state[1][index]) if self.cell == "lstm" else state[index]
                 sequence = layer_input.flip(1) if direction else layer_input
-                output, final = cell(sequence, cell_state)
+                output, final = run_cell(index, sequence, cell_state)
                 outputs.append(output.flip(1) if direction else output)
                 if self.cell == "lstm":
                     finals_h.append(final[0])

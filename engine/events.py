@@ -84,6 +84,11 @@ def single_precision(value: float) -> float:
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
+def _short(value: float) -> float:
+    """An instrument's reading to 6 significant digits: more than a chart or a bound needs."""
+    return float(f"{value:.6g}") if isinstance(value, float) else value
+
+
 # --- base classes --------------------------------------------------------
 
 
@@ -220,6 +225,39 @@ class Gates(Event):
     # gate name -> hidden x time matrix (rows = hidden units, columns = time steps)
     matrices: dict = field(default_factory=dict)
     request: str = ""  # "probe" for the automatic refresh, else the console input
+
+
+@event("flow")
+@dataclass(frozen=True)
+class Flow(Event):
+    """Gradient flow through time at one training step, measured on its batch before its update by
+    the textbook equations with the model's weights (``engine/instruments.py``)."""
+
+    grad_h_norms: list = field(default_factory=list)  # ‖∂L/∂h_t‖ for t = 1..T (first layer)
+    ratio: float = 0.0  # ‖∂L/∂h_1‖ / ‖∂L/∂h_T‖ (NaN when nothing reaches h_T)
+    sigma_max: dict = field(default_factory=dict)  # recurrent matrix name (U, U_f, ...) -> σ_max
+    inverse_gamma: dict = field(default_factory=dict)  # the same names -> Pascanu's bound 1/γ
+    jacobian_sigma_max: float = 0.0  # σ_max(∂h_T/∂h_{T-1}), mean over the batch
+
+    def to_dict(self) -> dict[str, Any]:
+        payload = super().to_dict()
+        payload["grad_h_norms"] = [_short(value) for value in self.grad_h_norms]
+        payload["ratio"] = _short(self.ratio)
+        payload["sigma_max"] = {name: _short(value) for name, value in self.sigma_max.items()}
+        payload["jacobian_sigma_max"] = _short(self.jacobian_sigma_max)
+        return payload
+
+
+@event("saturation")
+@dataclass(frozen=True)
+class Saturation(Event):
+    """Gate saturation on a split at an evaluation (Karpathy, Johnson & Fei-Fei 2015)."""
+
+    split: str = "dev"
+    cell: str = "srn"
+    low: dict = field(default_factory=dict)  # gate name -> share of its activations below 0.1
+    high: dict = field(default_factory=dict)  # gate name -> share above 0.9
+    hidden_saturated: float = 0.0  # share of hidden activations with |h| > 0.99
 
 
 @event("prediction")

@@ -24,6 +24,7 @@ from .models import LanguageModel, heatmap_lists
 PROBES = {"timemachine": "time traveller", "tangshi300": "床前明月光"}
 MAX_GATE_CHARACTERS = 64  # heatmap columns; more would not fit a terminal
 EVAL_ROWS = 8  # held-out text is read as this many parallel streams, each from a zero state
+SATURATION_STEPS = 256  # characters per stream that gate saturation reads (the equations step in Python)
 
 
 def detach_state(state):
@@ -91,12 +92,28 @@ class LanguageModelTask:
         self.state = state
 
     def train_loss(self, model: LanguageModel, batch) -> torch.Tensor:
+        loss, state = self._loss(model, batch)
+        if self.carry_state:
+            self.state = detach_state(state)
+        return loss
+
+    def measured_loss(self, model: LanguageModel, batch) -> torch.Tensor:
+        """The batch's loss from the state training starts it from, carrying nothing on: what the
+        instruments differentiate over the truncated BPTT window."""
+        return self._loss(model, batch)[0]
+
+    def _loss(self, model: LanguageModel, batch):
         X, Y = batch  # [batch, seq_len]: Y is X one character on
         state = self.state if self.carry_state else None  # random sampling: a fresh state per batch
         logits, state = model(X, state)  # [batch, seq_len, vocab]
-        if self.carry_state:
-            self.state = detach_state(state)
-        return self.loss_fn(logits.reshape(-1, logits.shape[-1]), Y.reshape(-1))
+        return self.loss_fn(logits.reshape(-1, logits.shape[-1]), Y.reshape(-1)), state
+
+    def sequences(self, split: str) -> torch.Tensor:
+        """The split's first characters as EVAL_ROWS streams [rows, SATURATION_STEPS], for gate saturation."""
+        tokens = self.tokens[split]
+        rows = max(1, min(EVAL_ROWS, (len(tokens) - 1) // 2))
+        columns = min(SATURATION_STEPS, len(tokens) // rows)
+        return tokens[:rows * columns].reshape(rows, columns)
 
     @torch.no_grad()
     def evaluate(self, model: LanguageModel, split: str) -> tuple[float, float]:

@@ -92,6 +92,10 @@ class DigitSumModel(TextbookNamed):
     def _outer_modules(self):
         return (("embedding", self.embedding), ("rnn", self.rnn), ("linear", self.linear))
 
+    def embed(self, digits: torch.Tensor) -> torch.Tensor:
+        """digits [batch, length] -> [batch, length, embed]."""
+        return self.embedding(digits)
+
     def forward(self, digits: torch.Tensor) -> torch.Tensor:
         """digits [batch, length] -> logits [batch, 19] (or [batch] for the regression head)."""
         x = self.embedding(digits)  # [batch, length, embed]

@@ -16,6 +16,7 @@ import torch
 
 from . import checkpoint as ckpt
 from . import events as ev
+from . import instruments
 from .config import TrainConfig
 from .fork import steer_branch
 from .models import build_model
@@ -72,6 +73,7 @@ class Runner:
         self.last_step_time: float | None = None
         self.steps_per_s = 0.0
         self.next_slot = 0.0  # when the next step may start under a speed cap
+        self.last_flow = -math.inf  # when the last measured step's gradient flow was measured
         if resume is not None:
             self._restore_checkpoint(resume)
 
@@ -136,6 +138,12 @@ class Runner:
 
     def _train_step(self, batch) -> None:
         settings = self.settings
+        # --- gradient flow through time: the equations on this batch, before its update (measured steps) ---
+        flow = None
+        step_seconds = 1.0 / self.steps_per_s if self.steps_per_s else 0.0
+        if self.monitor and instruments.flow_due(settings.speed, time.monotonic(), self.last_flow, step_seconds):
+            self.last_flow = time.monotonic()
+            flow = instruments.measure_flow(self.model, self.task, batch)
         # --- forward and backward ---
         self.optimizer.zero_grad(set_to_none=False)
         loss = self.task.train_loss(self.model, batch)
@@ -167,6 +175,8 @@ class Runner:
         self.last_step_time = now
         self.emit(ev.Step, epoch=self.epoch, loss=loss_value, grad_norms=norms.per_parameter,
                   total_norm=norms.total, clip_factor=factor, skipped=skipped, steps_per_s=round(self.steps_per_s, 2))
+        if flow is not None:
+            self.emit(ev.Flow, **flow)
         for report in self.alarms.observe(loss_value, norms.per_parameter):
             if report.kind != "healthy":
                 self.last_alarm_step = self.step
@@ -187,6 +197,9 @@ class Runner:
             self._save(self.best_path, "best", score)
         self.emit(ev.Eval, split="dev", loss=loss, is_best=better, best=self.best_score,
                   **{self.task.score_name: score})
+        if self.monitor:
+            self.emit(ev.Saturation, split="dev",
+                      **instruments.measure_saturation(self.model, self.task.sequences("dev")))
         self._emit_gates()
 
     def _finish(self, reason: str) -> str:

@@ -69,6 +69,12 @@ class DigitTask:
         outputs = model(digits)
         return self.loss_fn(outputs, labels.float() if self.regression else labels)
 
+    measured_loss = train_loss  # what the instruments differentiate: the digit task carries nothing on
+
+    def sequences(self, split: str) -> torch.Tensor:
+        """The split's inputs [examples, length], for gate saturation."""
+        return self.tensors[split][0]
+
     @torch.no_grad()
     def evaluate(self, model, split: str) -> tuple[float, float]:
         """(accuracy, mean loss per example) on a whole split in one batch."""

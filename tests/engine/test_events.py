@@ -18,6 +18,10 @@ def sample(cls):
         ev.Eval: dict(split="dev", accuracy=0.5, loss=math.nan, is_best=True, best=0.5),
         ev.Alarm: dict(kind="explosion", parameter="U", value=7621075.5, ratio=math.inf, median=20.0),
         ev.Gates: dict(tokens=["6", "7"], matrices={"forget_gate": [[0.1, 0.9]]}, request="probe"),
+        ev.Flow: dict(grad_h_norms=[3.1e-05, 0.25, math.nan, 1.0], ratio=math.nan, sigma_max={"U_i": 1.25, "U_c": math.inf},
+                      inverse_gamma={"U_i": 4.0, "U_c": 1.0}, jacobian_sigma_max=0.5),
+        ev.Saturation: dict(split="dev", cell="lstm", low={"forget_gate": 0.125}, high={"forget_gate": math.nan},
+                            hidden_saturated=0.03125),
         ev.Prediction: dict(tokens=["6", "7"], predicted=13, top=[[13, 0.9], [12, 0.05]], target=13),
         ev.Generation: dict(prefix="床前", text="明月光", done=True, unknown=["☃"], request_id=3),
         ev.Checkpoint: dict(path="checkpoints/x/best.pt", kind="best", score=0.9),
@@ -103,3 +107,10 @@ def test_step_numbers_are_written_with_the_precision_of_float32():
     decoded = ev.from_json(line)
     assert {name: single(value) for name, value in decoded.grad_norms.items()} == norms
     assert single(decoded.loss) == step.loss and single(decoded.total_norm) == step.total_norm
+
+
+def test_flow_readings_keep_six_digits_and_their_nans():
+    event = ev.Flow(grad_h_norms=[1 / 3, math.nan], ratio=2 / 3, sigma_max={"U": math.inf}, jacobian_sigma_max=0.1)
+    decoded = ev.from_json(event.to_json())
+    assert decoded.grad_h_norms[0] == pytest.approx(1 / 3, rel=1e-6) and math.isnan(decoded.grad_h_norms[1])
+    assert decoded.ratio == pytest.approx(2 / 3, rel=1e-6) and decoded.sigma_max == {"U": math.inf}
