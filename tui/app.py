@@ -48,6 +48,7 @@ class MonitorApp(RunKeys, App[int]):
         Binding("plus", "speed(1)", "faster", key_display="+"),
         Binding("minus", "speed(-1)", "slower", key_display="-"),
         Binding("g", "gates", "gates"),
+        Binding("t", "toggle_flow", "flow"),
         # priority: handled as the key arrives, so the keys typed right after it reach the input
         Binding("slash", "focus_console", "console", key_display="/", priority=True),
         Binding("a", "advise", "advised clip"),
@@ -195,6 +196,10 @@ class MonitorApp(RunKeys, App[int]):
 
     def action_toggle_charts(self) -> None:
         self.monitor.toggle_charts()
+        self._dirty = True
+
+    def action_toggle_flow(self) -> None:
+        self.monitor.toggle_flow()
         self._dirty = True
 
     def action_toggle_whole(self) -> None:

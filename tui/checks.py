@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from engine.events import (Alarm, Eval, Event, Gates, Generation, Notice, Prediction, RunFinished, RunStarted,
-                           Settings, Status, Step)
+from engine.events import (Alarm, Eval, Event, Flow, Gates, Generation, Notice, Prediction, RunFinished, RunStarted,
+                           Saturation, Settings, Status, Step)
 
 _NUMBER = (int, float)
 
@@ -14,6 +14,10 @@ def _numbers(*values) -> bool:
 
 def _optional_numbers(*values) -> bool:
     return all(value is None or isinstance(value, _NUMBER) for value in values)
+
+
+def _number_dict(value) -> bool:
+    return isinstance(value, dict) and _numbers(*value.values())
 
 
 def well_typed(event: Event) -> bool:
@@ -42,6 +46,12 @@ def well_typed(event: Event) -> bool:
     if isinstance(event, RunStarted):
         return isinstance(event.config, dict) and isinstance(event.parameters, dict) \
             and _numbers(event.total_steps, event.steps_per_epoch)
+    if isinstance(event, Flow):
+        return isinstance(event.grad_h_norms, list) and _numbers(*event.grad_h_norms, event.ratio,
+                                                                  event.jacobian_sigma_max) \
+            and _number_dict(event.sigma_max) and _number_dict(event.inverse_gamma)
+    if isinstance(event, Saturation):
+        return _number_dict(event.low) and _number_dict(event.high) and _numbers(event.hidden_saturated)
     if isinstance(event, Gates):
         return isinstance(event.tokens, list) and isinstance(event.matrices, dict) and isinstance(event.cell, str)
     if isinstance(event, Prediction):

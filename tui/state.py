@@ -16,12 +16,13 @@ import math
 from dataclasses import dataclass, field
 from typing import Iterable, NamedTuple
 
-from engine.events import (Alarm, Checkpoint, Eval, Event, Gates, Generation, Notice, Prediction,
-                           RunFinished, RunStarted, Settings, Status, Step)
+from engine.events import (Alarm, Checkpoint, Eval, Event, Flow, Gates, Generation, Notice, Prediction,
+                           RunFinished, RunStarted, Saturation, Settings, Status, Step)
 from engine.text import visible, visible_fields
 from tui.advisor import Advice, ClipAdvisor
 from tui.checks import well_typed
 from tui.history import Bucket, MinMaxHistory
+from tui.instruments import GaugeReading, InstrumentHistory
 
 FINAL_STATES = ("finished", "stopped", "failed")
 HISTORY_STEPS = 100_000  # per-step values kept for sparklines, charts and scrubbing
@@ -74,6 +75,9 @@ class RunView:
     clip_factor: float = 1.0  # what clipping multiplied the step's gradients by
     advice: Advice | None = None
     gates: Gates | None = None
+    flows: list[Flow] = field(default_factory=list)  # the last measured flows, oldest first
+    gauge: list[GaugeReading] = field(default_factory=list)  # σ_max over the run
+    saturation: Saturation | None = None
     state: str = "waiting"  # running | paused | finished | stopped | failed | waiting
 
 
@@ -96,6 +100,7 @@ class RunState:
         self.evals: list[tuple[int, Eval]] = []  # dev split only
         self.alarms: list[tuple[int, Alarm]] = []
         self.gates: list[tuple[int, Gates]] = []
+        self.instruments = InstrumentHistory()  # flows, σ_max and saturation (tui/instruments.py)
         self.statuses: list[tuple[int, Status]] = []  # every state change, for the header of a replay
         self.console: list[tuple[int, Event]] = []  # what the console shows, for a replay's cursor
         self.status: Status | None = None
@@ -148,6 +153,9 @@ class RunState:
             return True
         if isinstance(event, Alarm):
             return self._ingest_alarm(event, here)
+        if isinstance(event, (Flow, Saturation)):
+            self.instruments.ingest(event, here)
+            return False
         if isinstance(event, Gates):
             _append_bounded(self.gates, (here, event), HISTORY_GATES)
             self.latest_gates = event
@@ -279,6 +287,10 @@ class RunState:
         else:
             gates = _at(self.gates, index)
             view.gates = gates if gates is not None else (self.gates[0][1] if self.gates else None)
+        cursor = None if live else index
+        view.flows = self.instruments.flows_until(cursor, width)
+        view.gauge = self.instruments.gauge_until(cursor)
+        view.saturation = self.instruments.saturation_at(cursor)
         status = self.status if live else self.status_at(index)
         if status is not None:
             view.state = status.state

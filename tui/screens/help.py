@@ -27,6 +27,17 @@ ABOUT = [
     "[b]Replay[/b]  (watch a log): p plays/pauses, n steps, ←/→ scrub, home/end jump, +/- playback "
     "speed; everything on screen is as it was at the cursor. A stream on standard input can be watched "
     "but not steered: keys that send commands say so.",
+    "[b]Flow (t)[/b]  ‖∂L/∂h_t‖, how much of the loss's gradient reaches time step t through the recurrence "
+    "(NNDL 6.2, d2l 8.7): rows t = 1..T, columns the measured training steps, log colour. Measured by the "
+    "equations on the training batch every step under a speed cap, 10 times a second at full speed.\n"
+    "  h_1/h_T near 0: the gradient vanishes before the start; for the digit sum the label needs digits 1–2.",
+    "[b]σ_max gauge[/b]  Pascanu, Mikolov & Bengio (2013, §2.1): the largest singular value of U against 1/γ "
+    "(γ = 1 for tanh, 1/4 for a sigmoid gate): below it the long-term components must vanish, above it they "
+    "can explode.\n  σ_max(∂h_T/∂h_{T-1}) is the step Jacobian on the batch (mean over examples; the LSTM's "
+    "with c held): the factor each step back multiplies the gradient by.",
+    "[b]Saturation[/b]  Karpathy, Johnson & Fei-Fei (2015): per gate, the share of activations on the dev set "
+    "below 0.1 and above 0.9 at each evaluation (shown above the heatmaps).\n  |h| > 0.99: saturated tanh "
+    "units (derivative < 0.02), what an SRN looks like after the explosion (NNDL 6.2.2).",
     "[b]GRU[/b]  --impl torch trains PyTorch's GRU, which applies the reset gate after the recurrent "
     "product (a different function from d2l's); --impl scratch follows d2l. Names and heatmaps are the same.",
 ]
@@ -43,6 +54,7 @@ KEYS = [("c", "clipping on/off (the header changes when the engine confirms); at
               "forks with another change. p, n, + - and r act on both branches"),
         ("o", "the next run to the front (watch A.jsonl B.jsonl, or a fork's branches): drawn in full, "
               "the others as their loss, dev and total-norm rows in their colours"),
+        ("t", "flow view: ‖∂L/∂h_t‖ over time steps × training steps, the σ_max gauge"),
         ("← → home end", "scrub through a replay"), ("esc", "leave the console"), ("?", "this help"),
         ("q", "quit (stops the run cleanly; prints how to resume it)")]
 

@@ -14,8 +14,10 @@ from tui.widgets.alarm_timeline import AlarmTimeline
 from tui.widgets.charts import Charts
 from tui.widgets.clip_advisor import ClipAdvisor
 from tui.widgets.console import Console
+from tui.widgets.flow_view import FlowView
 from tui.widgets.gate_heatmaps import GateHeatmaps
 from tui.widgets.run_header import RunHeader
+from tui.widgets.saturation import SaturationLine
 from tui.widgets.sparklines import Sparklines
 
 CHART_SECONDS = 1.0  # plotext charts take ~0.1-0.2 s to draw: a slower rate keeps keys answered
@@ -27,6 +29,8 @@ class MonitorScreen(Screen):
         super().__init__()
         self._last_chart = 0.0
         self.whole = False  # the whole run in buckets, or the live window
+        self.charts_shown = False  # v: full charts instead of sparklines
+        self.flow_shown = False  # t: the flow view instead of sparklines, charts and heatmaps
         # built here, not in compose, so the app may hold them before the screen is mounted
         self.run_header = RunHeader(id="header")
         self.timeline = AlarmTimeline(id="timeline")
@@ -34,6 +38,11 @@ class MonitorScreen(Screen):
         self.charts = Charts(id="charts")
         self.advisor = ClipAdvisor(id="advisor")
         self.heatmaps = GateHeatmaps(id="heatmaps")
+        self.saturation = SaturationLine(id="saturation")
+        self.flow = FlowView(id="flow")
+        self.flow_scroll = VerticalScroll(self.flow, id="flow-scroll")
+        self.heatmaps_scroll = VerticalScroll(self.saturation, self.heatmaps, id="heatmaps-scroll")
+        self.flow_scroll.display = False
         self.console_panel = Console(placeholder="/ then a digit sequence, e.g. 6 7 0 0 1", id="console")
         self.too_small = Static(f"enlarge the terminal to at least {MIN_SIZE[0]}×{MIN_SIZE[1]}", id="too-small")
         self.charts.display = False
@@ -45,8 +54,8 @@ class MonitorScreen(Screen):
         yield self.sparklines
         yield self.charts
         yield self.advisor
-        with VerticalScroll(id="heatmaps-scroll"):
-            yield self.heatmaps
+        yield self.flow_scroll
+        yield self.heatmaps_scroll
         yield self.console_panel
         yield Footer(compact=True)
 
@@ -56,8 +65,20 @@ class MonitorScreen(Screen):
         self.set_class(width < MIN_SIZE[0] or height < MIN_SIZE[1], "tiny")
 
     def toggle_charts(self) -> None:
-        self.charts.display = not self.charts.display
-        self.sparklines.display = not self.charts.display
+        self.charts_shown = not self.charts_shown
+        self.flow_shown = False
+        self._show_body()
+
+    def toggle_flow(self) -> None:
+        self.flow_shown = not self.flow_shown
+        self._show_body()
+
+    def _show_body(self) -> None:
+        flow = self.flow_shown
+        self.flow_scroll.display = flow
+        self.charts.display = self.charts_shown and not flow
+        self.sparklines.display = not self.charts_shown and not flow
+        self.heatmaps_scroll.display = not flow
         self._last_chart = 0.0
 
     def toggle_whole(self) -> None:
@@ -78,6 +99,10 @@ class MonitorScreen(Screen):
         self.timeline.show(view.alarms, str(view.config.get("cell", "srn")), prompt, self.has_class("narrow"))
         self.advisor.show(view)
         self.heatmaps.show(view.gates)
+        self.saturation.show(view.saturation)
+        if self.flow_shown:
+            self.flow.show(view, self.has_class("narrow"))
+            return False
         if state.task == "lm":
             self.console_panel.set_placeholder("/ then a prefix to continue, e.g. time traveller")
         if not self.charts.display:
