@@ -89,12 +89,30 @@ def _eval(event, run: Run) -> Record:
     return Record(event.step, event.t, scalars)
 
 
+def _flow(event, run: Run) -> Record:
+    """‖∂L/∂h_t‖ over the time steps as a profile (a histogram, bucket t = step t), σ_max as scalars."""
+    scalars = {f"sigma_max/{name}": value for name, value in event.sigma_max.items()}
+    scalars.update({"sigma_max/step_jacobian": event.jacobian_sigma_max, "grad_h/ratio_first_last": event.ratio})
+    norms = event.grad_h_norms
+    finite = all(isinstance(value, (int, float)) and math.isfinite(value) for value in norms)
+    return Record(event.step, event.t, scalars, profiles={"grad_h/norm_by_time_step": norms} if finite and norms else {})
+
+
+def _saturation(event, run: Run) -> Record:
+    scalars = {f"saturation/{name}_below_0.1": value for name, value in event.low.items()}
+    scalars.update((f"saturation/{name}_above_0.9", value) for name, value in event.high.items())
+    scalars["saturation/hidden_above_0.99"] = event.hidden_saturated
+    return Record(event.step, event.t, scalars)
+
+
 # event type -> what it gives; None: nothing to export, the event only updates ``Run``
 CONVERTERS: dict[str, Callable[[Event, Run], Record | None]] = {
     "run_started": _run_started,
     "settings": _settings,
     "step": _step,
     "eval": _eval,
+    "flow": _flow,
+    "saturation": _saturation,
 }
 
 

@@ -27,6 +27,22 @@ def _fmt(value: float) -> str:
     return f"{value:.5g}" if 1e-3 <= abs(value) < 1e5 or value == 0 else f"{value:.3e}"
 
 
+def flow_line(flow: ev.Flow) -> str:
+    """``[Flow] step 250: ‖∂L/∂h_1‖/‖∂L/∂h_T‖ 3.1e-05, σ_max(U) 0.93 (1/γ = 1)``."""
+    gauge = ", ".join(f"σ_max({name}) {_fmt(value)} (1/γ = {flow.inverse_gamma.get(name, 1.0):g})"
+                      for name, value in flow.sigma_max.items())
+    return (f"[Flow] step {flow.step}: ‖∂L/∂h_1‖/‖∂L/∂h_T‖ {flow.ratio:.2g}, {gauge}, "
+            f"σ_max(∂h_T/∂h_T-1) {_fmt(flow.jacobian_sigma_max)}")
+
+
+def saturation_line(reading: ev.Saturation) -> str:
+    """``[Saturation] step 250 (dev): forget_gate <0.1 12%, >0.9 40%; |h| > 0.99 3%``."""
+    gates = "; ".join(f"{name} <0.1 {reading.low[name]:.0%}, >0.9 {reading.high.get(name, math.nan):.0%}"
+                      for name in reading.low)
+    return f"[Saturation] step {reading.step} ({reading.split}): {gates + '; ' if gates else ''}" \
+           f"|h| > 0.99 {reading.hidden_saturated:.0%}"
+
+
 class _Console(Console):
     def on_broken_pipe(self) -> None:
         """Rich's default ends the process from whichever thread printed; here the event writer
@@ -51,6 +67,7 @@ class HeadlessPrinter:
                                  TextColumn("{task.fields[status]}"), TimeRemainingColumn(),
                                  console=self.console, transient=True)
         self.bar = None
+        self.last_flow: ev.Flow | None = None  # printed with the next evaluation
 
     def __call__(self, event: ev.Event) -> None:
         handler = getattr(self, f"on_{event.type}", None)
@@ -104,6 +121,14 @@ class HeadlessPrinter:
         score = event.accuracy if event.accuracy is not None else event.perplexity
         self._print(f"[Evaluate] dev score: {_fmt(score)}, dev loss: {_fmt(event.loss)}"
                            + (" (best so far)" if event.is_best else ""))
+        if self.last_flow is not None:
+            self._print(flow_line(self.last_flow))
+
+    def on_flow(self, event: ev.Flow) -> None:
+        self.last_flow = event
+
+    def on_saturation(self, event: ev.Saturation) -> None:
+        self._print(saturation_line(event))
 
     def on_alarm(self, event: ev.Alarm) -> None:
         if event.kind == "healthy":

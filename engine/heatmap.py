@@ -6,11 +6,13 @@ that maps the shading ramp to its value range.
 
 from __future__ import annotations
 
+import math
 import sys
 
 import torch
 
 from . import checkpoint as ckpt
+from . import instruments
 from .config import TrainConfig
 from .digits import pad_digits, parse_digits
 from .text import visible
@@ -89,6 +91,7 @@ def print_gates(path: str, text: str = "", color: bool = False, stream=None) -> 
                             f"input: {shown}")), ""]
     for name in SHOWN[config.cell]:
         lines += render(name, matrices[name].tolist(), tokens, color) + [""]
+    lines += flow_report(model, config)
     if color:
         from rich.console import Console
 
@@ -98,3 +101,28 @@ def print_gates(path: str, text: str = "", color: bool = False, stream=None) -> 
     else:
         stream.write("\n".join(lines) + "\n")
     return 0
+
+
+def flow_report(model, config: TrainConfig) -> list[str]:
+    """‖∂L/∂h_t‖ for every time step on the dev set (one batch), and Pascanu's gauge."""
+    from .tasks import make_task
+
+    task = make_task(config, torch.device("cpu"))
+    flow = instruments.measure_flow(model, task, task.batch_of("dev"))
+    norms = flow["grad_h_norms"]
+    positive = [math.log10(value) for value in norms if math.isfinite(value) and value > 0]
+    low, high = (min(positive), max(positive)) if positive else (0.0, 0.0)
+    lines = [f"gradient flow through time on the dev set: ‖∂L/∂h_t‖ (bars on a log scale, 1e{low:.0f}..1e{high:.0f})"]
+    for t, value in enumerate(norms, 1):
+        bar = ""
+        if math.isfinite(value) and value > 0:
+            bar = "#" * (1 + int(39 * (math.log10(value) - low) / (high - low))) if high > low else "#" * 40
+        lines.append(f"  t={t:<3d} {value:10.3e}  {bar}")
+    lines.append(f"  ‖∂L/∂h_1‖/‖∂L/∂h_T‖ = {flow['ratio']:.3g}")
+    lines.append("")
+    lines.append("Pascanu's gauge: σ_max(U) against 1/γ (γ = 1 for tanh, 1/4 for a sigmoid gate)")
+    for name, value in flow["sigma_max"].items():
+        bound = flow["inverse_gamma"][name]
+        lines.append(f"  σ_max({name}) = {value:.4g} {'>' if value > bound else '<'} 1/γ = {bound:g}")
+    lines.append(f"  σ_max(∂h_T/∂h_T-1) = {flow['jacobian_sigma_max']:.4g} (the step Jacobian, mean over the batch)")
+    return lines

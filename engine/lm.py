@@ -108,6 +108,13 @@ class LanguageModelTask:
         logits, state = model(X, state)  # [batch, seq_len, vocab]
         return self.loss_fn(logits.reshape(-1, logits.shape[-1]), Y.reshape(-1)), state
 
+    def batch_of(self, split: str):
+        """The split's first EVAL_ROWS windows of seq_len characters, as train_loss takes a batch."""
+        tokens = self.tokens[split]
+        rows = max(1, min(EVAL_ROWS, (len(tokens) - 1) // self.config.seq_len))
+        span = rows * self.config.seq_len
+        return tokens[:span].reshape(rows, -1), tokens[1:span + 1].reshape(rows, -1)
+
     def sequences(self, split: str) -> torch.Tensor:
         """The split's first characters as EVAL_ROWS streams [rows, SATURATION_STEPS], for gate saturation."""
         tokens = self.tokens[split]

@@ -71,6 +71,10 @@ class DigitTask:
 
     measured_loss = train_loss  # what the instruments differentiate: the digit task carries nothing on
 
+    def batch_of(self, split: str):
+        """The whole split as one batch (digits, labels), as train_loss takes it."""
+        return self.tensors[split]
+
     def sequences(self, split: str) -> torch.Tensor:
         """The split's inputs [examples, length], for gate saturation."""
         return self.tensors[split][0]

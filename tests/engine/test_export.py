@@ -52,6 +52,13 @@ def expected_values(path):
         elif event.type == "eval":
             values[(f"loss/{event.split}", event.step)] = event.loss
             values[(f"accuracy/{event.split}", event.step)] = event.accuracy
+        elif event.type == "flow":
+            for name, sigma in event.sigma_max.items():
+                values[(f"sigma_max/{name}", event.step)] = sigma
+            values[("sigma_max/step_jacobian", event.step)] = event.jacobian_sigma_max
+            values[("grad_h/ratio_first_last", event.step)] = event.ratio
+        elif event.type == "saturation":  # the SRN has no gates: its hidden units only
+            values[("saturation/hidden_above_0.99", event.step)] = event.hidden_saturated
     return values
 
 
@@ -77,6 +84,23 @@ def test_every_tensorboard_scalar_is_the_logs_value(log, tmp_path):
     assert {"grad_norm/W", "grad_norm/U", "grad_norm/b", "grad_norm/total", "loss/train", "accuracy/dev",
             "accuracy/test", "clip_factor", "lr"} <= tags
     assert min(value for (tag, _), value in exported.items() if tag == "clip_factor") < 1  # clipping acted
+    assert {"sigma_max/U", "sigma_max/step_jacobian", "saturation/hidden_above_0.99"} <= tags
+
+
+def test_the_flow_through_time_becomes_one_histogram_per_measured_step(log, tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    assert main(["export", log, "--tensorboard", str(tmp_path)]) == 0
+    (run,) = os.listdir(tmp_path)
+    reader = EventAccumulator(str(tmp_path / run), size_guidance={"histograms": 0})
+    reader.Reload()
+    flows = [event for event in read_log(log)[0] if event.type == "flow"]
+    histograms = reader.Histograms("grad_h/norm_by_time_step")
+    assert flows and [h.step for h in histograms] == [flow.step for flow in flows]
+    for histogram, flow in zip(histograms, flows):
+        assert list(histogram.histogram_value.bucket) == flow.grad_h_norms
+        assert list(histogram.histogram_value.bucket_limit) == [float(t) for t in range(1, 21)]
 
 
 def test_the_csv_has_one_row_per_step_with_the_logs_values(log, tmp_path):
