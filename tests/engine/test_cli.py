@@ -101,6 +101,11 @@ def test_gates_prints_the_lstm_heatmaps_labelled_by_the_input(lstm_checkpoint):
     assert len(header) == 4  # one column header per heatmap
     assert result.stdout.count("legend:") == 4
     assert len([line for line in result.stdout.splitlines() if line.startswith("   31 ")]) == 4  # 32 units
+    # beside them, the flow through the 10 time steps on the dev set and σ_max of each gate's U
+    assert len([line for line in result.stdout.splitlines() if line.startswith("  t=")]) == 10
+    assert "‖∂L/∂h_1‖/‖∂L/∂h_T‖ = " in result.stdout
+    for name, bound in (("U_i", 4), ("U_f", 4), ("U_o", 4), ("U_c", 1)):
+        assert f"σ_max({name}) = " in result.stdout and f"1/γ = {bound}" in result.stdout
 
 
 @pytest.mark.parametrize("text, fragment", [("6 x 0", "'x' is not a digit"), ("1 2 3 4 5 6 7 8 9 0 1", "at most 10 digits")])

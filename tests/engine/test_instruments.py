@@ -164,3 +164,22 @@ def test_the_bare_loop_measures_nothing(tmp_path):
     Runner(config, events.append, monitor=False).run()
     assert [e.step for e in events if e.type == "eval" and e.split == "dev"] == [3]
     assert not [e for e in events if e.type in ("flow", "saturation")]
+
+
+def test_headless_prints_the_flow_and_saturation_with_each_evaluation():
+    import io
+
+    from engine import events as ev
+    from engine.headless import HeadlessPrinter
+
+    out = io.StringIO()
+    printer = HeadlessPrinter(stream=out)
+    printer(ev.Flow(step=250, grad_h_norms=[3.1e-5, 1.0], ratio=3.1e-5, sigma_max={"U": 0.93},
+                    inverse_gamma={"U": 1.0}, jacobian_sigma_max=0.5))
+    printer(ev.Eval(step=250, split="dev", accuracy=0.1, loss=2.0))
+    printer(ev.Saturation(step=250, cell="lstm", low={"forget_gate": 0.125}, high={"forget_gate": 0.5},
+                          hidden_saturated=0.25))
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith("[Evaluate] dev score: 0.1")
+    assert lines[1].startswith("[Flow] step 250: ‖∂L/∂h_1‖/‖∂L/∂h_T‖ 3.1e-05, σ_max(U) 0.93 (1/γ = 1)")
+    assert lines[2] == "[Saturation] step 250 (dev): forget_gate <0.1 12%, >0.9 50%; |h| > 0.99 25%"
