@@ -237,7 +237,7 @@ class Flow(Event):
     ratio: float = 0.0  # ‖∂L/∂h_1‖ / ‖∂L/∂h_T‖ (NaN when nothing reaches h_T)
     sigma_max: dict = field(default_factory=dict)  # recurrent matrix name (U, U_f, ...) -> σ_max
     inverse_gamma: dict = field(default_factory=dict)  # the same names -> Pascanu's bound 1/γ
-    jacobian_sigma_max: float = 0.0  # σ_max(∂h_T/∂h_{T-1}), mean over the batch
+    jacobian_sigma_max: float = 0.0  # σ_max(∂h_T/∂h_{T-1}), mean over the batch's first 8 examples
 
     def to_dict(self) -> dict[str, Any]:
         payload = super().to_dict()

@@ -124,5 +124,5 @@ def flow_report(model, config: TrainConfig) -> list[str]:
     for name, value in flow["sigma_max"].items():
         bound = flow["inverse_gamma"][name]
         lines.append(f"  σ_max({name}) = {value:.4g} {'>' if value > bound else '<'} 1/γ = {bound:g}")
-    lines.append(f"  σ_max(∂h_T/∂h_T-1) = {flow['jacobian_sigma_max']:.4g} (the step Jacobian, mean over the batch)")
+    lines.append(f"  σ_max(∂h_T/∂h_T-1) = {flow['jacobian_sigma_max']:.4g} (the step Jacobian, mean over 8 examples)")
     return lines

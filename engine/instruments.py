@@ -27,6 +27,7 @@ SATURATING = {"srn": (), "lstm": ("input_gate", "forget_gate", "output_gate"), "
 # At full speed the flow is measured at least once in this long of training (10 times a second): a
 # measured step costs about two plain ones, so measuring every step would halve the speed.
 FLOW_INTERVAL_S = 0.1
+JACOBIAN_EXAMPLES = 8  # examples whose step Jacobian's σ_max is averaged: one SVD each, the costly part
 
 
 def flow_due(speed: float, now: float, last_measured: float, step_seconds: float) -> bool:
@@ -55,7 +56,7 @@ def measure_flow(model, task, batch) -> dict:
     are asked of autograd for the h_t alone, so the parameters' .grad, which training uses, stay
     untouched. The step Jacobian is ∂h_T/∂h_{T-1} of each example at the last step (for the LSTM with
     c_{T-1} held, so the cell state's own path, diag(f_T), is not in it); its σ_max is averaged over
-    the batch.
+    the batch's first JACOBIAN_EXAMPLES examples.
     """
     with model.rnn.equations_recorded() as steps:
         loss = task.measured_loss(model, batch)
@@ -77,13 +78,14 @@ def measure_flow(model, task, batch) -> dict:
 
 
 def _step_jacobian_sigma_max(hidden: list[torch.Tensor]) -> torch.Tensor:
-    """Mean over the batch of σ_max(∂h_T/∂h_{T-1}), a 0-d tensor; the graph is kept for the loss."""
+    """Mean of σ_max(∂h_T/∂h_{T-1}) over the batch's first examples, a 0-d tensor; the graph is kept
+    for the loss."""
     h_last, h_before = hidden[-1], hidden[-2]  # [batch, hidden]
     batch, units = h_last.shape
     # one backward per output unit i, batched: row i of every example's Jacobian at once
     basis = torch.eye(units, dtype=h_last.dtype, device=h_last.device).unsqueeze(1).expand(units, batch, units)
     rows, = torch.autograd.grad(h_last, h_before, grad_outputs=basis, is_grads_batched=True, retain_graph=True)
-    jacobians = rows.transpose(0, 1)  # [batch, i, j] = ∂h_T[i]/∂h_{T-1}[j]
+    jacobians = rows[:, :JACOBIAN_EXAMPLES].transpose(0, 1)  # [examples, i, j] = ∂h_T[i]/∂h_{T-1}[j]
     return torch.linalg.matrix_norm(jacobians.double(), ord=2).mean()
 
 

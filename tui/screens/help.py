@@ -33,7 +33,7 @@ ABOUT = [
     "  h_1/h_T near 0: the gradient vanishes before the start; for the digit sum the label needs digits 1–2.",
     "[b]σ_max gauge[/b]  Pascanu, Mikolov & Bengio (2013, §2.1): the largest singular value of U against 1/γ "
     "(γ = 1 for tanh, 1/4 for a sigmoid gate): below it the long-term components must vanish, above it they "
-    "can explode.\n  σ_max(∂h_T/∂h_{T-1}) is the step Jacobian on the batch (mean over examples; the LSTM's "
+    "can explode.\n  σ_max(∂h_T/∂h_{T-1}) is the step Jacobian on the batch (mean over 8 examples; the LSTM's "
     "with c held): the factor each step back multiplies the gradient by.",
     "[b]Saturation[/b]  Karpathy, Johnson & Fei-Fei (2015): per gate, the share of activations on the dev set "
     "below 0.1 and above 0.9 at each evaluation (shown above the heatmaps).\n  |h| > 0.99: saturated tanh "

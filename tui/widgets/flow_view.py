@@ -154,7 +154,7 @@ class FlowView(Widget):
         names = list(flow.sigma_max)
         jacobian = Text("σ_max(∂h_T/∂h_{T-1}) ", "bold")
         jacobian.append(short(flow.jacobian_sigma_max), "red" if _over(flow.jacobian_sigma_max, 1.0) else "green")
-        jacobian.append(" (mean over the batch; >1 grows, <1 shrinks per step)", "dim")
+        jacobian.append(" (mean over 8 examples; >1 grows, <1 shrinks per step)", "dim")
         if self._narrow:
             line = Text("σ_max ", "bold")
             for name in names:
