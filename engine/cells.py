@@ -276,7 +276,7 @@ class Recurrent(nn.Module):
             return self._layered_forward(x, state, self._equations_cell)
         if self.impl == "torch":
             return self.net(x, state)
-        return self._layered_forward(x, state, lambda index, sequence, cell_state: self.cells[index](sequence, cell_state))
+        return self._layered_forward(x, state, self._scratch_cell)
 
     @contextmanager
     def equations_recorded(self):
@@ -288,6 +288,9 @@ class Recurrent(nn.Module):
             yield self._recorded
         finally:
             self._recorded = None
+
+    def _scratch_cell(self, index: int, sequence: torch.Tensor, cell_state):
+        return self.cells[index](sequence, cell_state)
 
     def _equations_cell(self, index: int, sequence: torch.Tensor, cell_state):
         layer, direction = divmod(index, self.directions)

@@ -95,7 +95,8 @@ def _flow(event, run: Run) -> Record:
     scalars.update({"sigma_max/step_jacobian": event.jacobian_sigma_max, "grad_h/ratio_first_last": event.ratio})
     norms = event.grad_h_norms
     finite = all(isinstance(value, (int, float)) and math.isfinite(value) for value in norms)
-    return Record(event.step, event.t, scalars, profiles={"grad_h/norm_by_time_step": norms} if finite and norms else {})
+    profiles = {"grad_h/norm_by_time_step": norms} if finite and norms else {}
+    return Record(event.step, event.t, scalars, profiles=profiles)
 
 
 def _saturation(event, run: Run) -> Record:

@@ -112,7 +112,8 @@ def flow_report(model, config: TrainConfig) -> list[str]:
     norms = flow["grad_h_norms"]
     positive = [math.log10(value) for value in norms if math.isfinite(value) and value > 0]
     low, high = (min(positive), max(positive)) if positive else (0.0, 0.0)
-    lines = [f"gradient flow through time on the dev set: ‖∂L/∂h_t‖ (bars on a log scale, 1e{low:.0f}..1e{high:.0f})"]
+    lines = [f"gradient flow through time on the dev set: ‖∂L/∂h_t‖ "
+             f"(bars on a log scale, 1e{low:.0f}..1e{high:.0f})"]
     for t, value in enumerate(norms, 1):
         bar = ""
         if math.isfinite(value) and value > 0:
@@ -124,5 +125,6 @@ def flow_report(model, config: TrainConfig) -> list[str]:
     for name, value in flow["sigma_max"].items():
         bound = flow["inverse_gamma"][name]
         lines.append(f"  σ_max({name}) = {value:.4g} {'>' if value > bound else '<'} 1/γ = {bound:g}")
-    lines.append(f"  σ_max(∂h_T/∂h_T-1) = {flow['jacobian_sigma_max']:.4g} (the step Jacobian, mean over 8 examples)")
+    lines.append(f"  σ_max(∂h_T/∂h_T-1) = {flow['jacobian_sigma_max']:.4g} "
+                 "(the step Jacobian, mean over 8 examples)")
     return lines
