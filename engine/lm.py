@@ -24,7 +24,7 @@ from .models import LanguageModel, heatmap_lists
 PROBES = {"timemachine": "time traveller", "tangshi300": "床前明月光"}
 MAX_GATE_CHARACTERS = 64  # heatmap columns; more would not fit a terminal
 EVAL_ROWS = 8  # held-out text is read as this many parallel streams, each from a zero state
-SATURATION_STEPS = 256  # characters per stream that gate saturation reads (the equations step in Python)
+SATURATION_STEPS = 64  # characters per stream that gate saturation reads (the equations step in Python)
 
 
 def detach_state(state):
