@@ -91,7 +91,7 @@ def print_gates(path: str, text: str = "", color: bool = False, stream=None) -> 
                             f"input: {shown}")), ""]
     for name in SHOWN[config.cell]:
         lines += render(name, matrices[name].tolist(), tokens, color) + [""]
-    lines += flow_report(model, config)
+    lines += flow_report(model, config, payload.get("vocabulary") or [])
     if color:
         from rich.console import Console
 
@@ -103,11 +103,17 @@ def print_gates(path: str, text: str = "", color: bool = False, stream=None) -> 
     return 0
 
 
-def flow_report(model, config: TrainConfig) -> list[str]:
-    """‖∂L/∂h_t‖ for every time step on the dev set (one batch), and Pascanu's gauge."""
+def flow_report(model, config: TrainConfig, vocabulary: list) -> list[str]:
+    """‖∂L/∂h_t‖ for every time step on the dev set (one batch), and Pascanu's gauge; one line
+    instead when the run's dev set cannot be read here or its vocabulary is not the checkpoint's."""
     from .tasks import make_task
 
-    task = make_task(config, torch.device("cpu"))
+    try:
+        task = make_task(config, torch.device("cpu"))
+    except (OSError, ValueError) as error:
+        return [f"gradient flow through time: the run's dev set cannot be read here ({visible(str(error))})"]
+    if list(task.vocabulary) != list(vocabulary):
+        return ["gradient flow through time: the run's dev set here has another vocabulary than the checkpoint"]
     flow = instruments.measure_flow(model, task, task.batch_of("dev"))
     norms = flow["grad_h_norms"]
     positive = [math.log10(value) for value in norms if math.isfinite(value) and value > 0]
