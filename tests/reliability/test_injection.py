@@ -102,9 +102,10 @@ def terminal(argv: list[str], cwd, wait_for: str, keys: str = "q", env: dict | N
     child.logfile_read = log
     try:
         child.expect(wait_for)
-        child.expect([pexpect.TIMEOUT], timeout=0.5)  # a few more frames: everything queued is drawn
-        child.send(keys)
-        child.expect(pexpect.EOF)
+        # a few more frames, so everything queued is drawn; a command that ends by itself may be gone
+        if child.expect([pexpect.TIMEOUT, pexpect.EOF], timeout=0.5) == 0:
+            child.send(keys)
+            child.expect(pexpect.EOF)
     finally:
         child.close(force=True)
     code = child.exitstatus if child.exitstatus is not None else -(child.signalstatus or 0)
