@@ -43,6 +43,11 @@ def save(path: str, payload: dict) -> None:
         if isinstance(error, OSError):  # say which file could not be written
             raise OSError(error.errno, f"cannot write the checkpoint {path}: {error.strerror or error}") from None
         raise
+    fsync_folder(folder)
+
+
+def fsync_folder(folder: str) -> None:
+    """Make a rename inside ``folder`` durable (where the system lets a folder be opened)."""
     try:
         directory = os.open(folder, os.O_RDONLY)
     except OSError:

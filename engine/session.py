@@ -61,7 +61,9 @@ def compress_log(path: str) -> str:
             raw.flush()
             os.fsync(raw.fileno())
         os.replace(temporary, target)
-        _fsync_folder(os.path.dirname(os.path.abspath(target)))
+        from .checkpoint import fsync_folder
+
+        fsync_folder(os.path.dirname(os.path.abspath(target)))
     except BaseException as error:  # a full disk, or Ctrl-C while compressing: the plain log stays
         try:
             os.unlink(temporary)
@@ -72,17 +74,6 @@ def compress_log(path: str) -> str:
         raise
     os.unlink(path)
     return target
-
-
-def _fsync_folder(folder: str) -> None:
-    try:
-        handle = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(handle)
-    finally:
-        os.close(handle)
 
 
 def branch_log_path(log_path: str) -> str:

@@ -5,6 +5,7 @@ conftest module would shadow theirs. Test modules import these fixtures explicit
 """
 
 from __future__ import annotations
+import asyncio
 
 import os
 import queue
@@ -92,3 +93,12 @@ def lstm_log(tmp_path) -> str:
 @pytest.fixture
 def fake_child() -> list[str]:
     return [sys.executable, os.path.join(FIXTURES, "fake_child.py")]
+
+
+async def until(pilot, condition, timeout=5.0):
+    """Let the app run until condition() holds (the reader thread and frame timer need time)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not reached")
+        await pilot.pause(0.02)

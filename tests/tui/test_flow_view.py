@@ -9,15 +9,7 @@ from engine.events import Flow, Saturation
 from tui.app import build_app
 from tui.synthetic import synthetic_events
 
-from monitor_fakes import FakeLiveSource
-
-
-async def _until(pilot, condition, timeout=5.0):
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not condition():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not reached")
-        await pilot.pause(0.02)
+from monitor_fakes import FakeLiveSource, until as _until
 
 
 def flow(step: int, vanishing: float = 0.1, sigma: float = 0.93) -> Flow:

@@ -16,18 +16,9 @@ from tui.sources import LogFileSource, StdinSource
 from tui.synthetic import gates_event, synthetic_events
 from tui.widgets.console import parse_digits
 
-from monitor_fakes import FakeLiveSource, lstm_log, srn_log  # noqa: F401 (fixtures)
+from monitor_fakes import FakeLiveSource, lstm_log, srn_log, until as _until  # noqa: F401 (fixtures)
 
 SIZE = (120, 40)
-
-
-async def _until(pilot, condition, timeout=5.0):
-    """Let the app run until condition() holds (the reader thread and frame timer need time)."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not condition():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not reached")
-        await pilot.pause(0.02)
 
 
 def _events(n=10, cell="srn", finish=False):

@@ -7,16 +7,9 @@ from tui.app import build_app
 from tui.runs import RunSet
 from tui.sources import LogFilesSource
 from tui.synthetic import synthetic_events, write_log
+from monitor_fakes import until as _until
 
 SIZE = (120, 40)
-
-
-async def _until(pilot, condition, timeout=5.0):
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not condition():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not reached")
-        await pilot.pause(0.02)
 
 
 def _log(path, steps, clip=None, seed=0):

@@ -13,15 +13,7 @@ from tui.app import build_app
 from tui.sources import LogFileSource
 from tui.synthetic import synthetic_events, write_log
 
-from monitor_fakes import FakeLiveSource
-
-
-async def _until(pilot, condition, timeout=5.0):
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not condition():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not reached")
-        await pilot.pause(0.02)
+from monitor_fakes import FakeLiveSource, until as _until
 
 
 def _lines(app) -> str:
