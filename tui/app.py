@@ -159,8 +159,11 @@ class MonitorApp(RunKeys, App[int]):
         elif self.source.kind == "replay":
             self._console_at = None
         elif self.source.kind == "stream":
-            console.note(f"the stream ended after {self.state.events_seen} events: the run stays on screen · q quit",
-                        "bold yellow")
+            for state in self.runs.states:  # a run the stream left without its run_finished was cut off
+                state.source_end = state.finished.reason if state.finished is not None else "cut off"
+            cut = "" if self.state.finished is not None else " before the run finished"
+            console.note(f"the stream ended after {self.state.events_seen} events{cut}: the run stays on screen"
+                         " · q quit", "bold yellow")
 
     # --- drawing, at a steady frame rate -------------------------------------------------
 

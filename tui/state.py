@@ -110,7 +110,7 @@ class RunState:
         self.checkpoint: Checkpoint | None = None
         self.events_seen = 0
         self.bad_events = 0
-        self.source_end = ""  # "failed" when the engine died before the run ended
+        self.source_end = ""  # "failed" when the engine died, "cut off" when a stream ended, before the run did
 
     # --- ingestion (main thread) -------------------------------------------
 

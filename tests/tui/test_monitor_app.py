@@ -338,6 +338,25 @@ def test_replay_and_stream_refuse_commands_with_a_message(srn_log):
     os.close(read)
 
 
+@pytest.mark.parametrize("finish, state", [(False, "cut off"), (True, "finished")])
+def test_a_stream_that_ends_says_whether_the_run_finished(finish, state):
+    """The ssh pipe: once the trainer exits or the pipe closes, the header stops saying running."""
+    read, write = os.pipe()
+    with os.fdopen(write, "w") as pipe:  # a pipe holds the few events; closing it ends the stream
+        pipe.writelines(event.to_json() + "\n" for event in _events(6, finish=finish))
+
+    async def run():
+        app = build_app(StdinSource(read))
+        async with app.run_test(size=SIZE) as pilot:
+            await _until(pilot, lambda: "stream ended" in str(app.monitor.run_header.render()))
+            header = str(app.monitor.run_header.render())
+            assert "step 6/6 · " in header and f" · {state} · stream ended" in header and "running" not in header
+            assert ("before the run finished" in _last_line(app)) is not finish
+
+    asyncio.run(run())
+    os.close(read)
+
+
 def test_replay_scrubs_home_end_and_plays(lstm_log):
     async def run():
         app = build_app(LogFileSource(lstm_log))

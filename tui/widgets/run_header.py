@@ -10,7 +10,8 @@ from tui.format import norm_name, short
 from tui.state import RunView
 
 STATE_STYLES = {"running": "bold green", "paused": "bold yellow", "finished": "bold cyan",
-                "stopped": "bold cyan", "failed": "bold red", "waiting": "dim", "stopping": "bold yellow"}
+                "stopped": "bold cyan", "failed": "bold red", "waiting": "dim", "stopping": "bold yellow",
+                "cut off": "bold red"}
 
 
 def header_text(view: RunView, source: str, note: str = "") -> Text:
