@@ -21,7 +21,26 @@ from dataclasses import replace
 
 from . import checkpoint as ckpt
 from . import events as ev
+from .config import ConfigError
 from .monitor import GradientNorms
+
+
+def check_fork_step(config, fork_at: tuple[int, ev.Fork] | None) -> None:
+    """``train --fork-at STEP`` refused before anything is written when the run ends at or before STEP
+    (its steps are its epochs times the batches of its training set): such a fork would train nothing."""
+    if fork_at is None:
+        return
+    import torch
+
+    from .tasks import make_task
+
+    step = fork_at[0]
+    steps_per_epoch = make_task(config, torch.device(config.device)).steps_per_epoch
+    total = config.epochs * steps_per_epoch
+    if step >= total:
+        epochs = f"{config.epochs} epoch" + ("s" if config.epochs != 1 else "")
+        raise ConfigError(f"--fork-at {step}: the run ends at step {total} ({epochs} of {steps_per_epoch} steps), "
+                          f"so the fork must come before it" + (f" (1 to {total - 1})" if total > 1 else ": no step does"))
 
 
 def steer_branch(runner, command: ev.Command):

@@ -17,6 +17,7 @@ from typing import IO, Callable
 from . import checkpoint as ckpt
 from . import events as ev
 from .config import TrainConfig
+from .fork import check_fork_step
 from .preflight import create_exclusively
 from .runner import Runner, new_run_id
 from .stream import CommandReader, EventWriter
@@ -114,6 +115,7 @@ def run_session(config: TrainConfig, *, events_path: str | None = None, stream: 
         config = replace(config, run_id=new_run_id(config))
     log_path = events_path or log_path_for(config)
     resume = ckpt.load(config.resume) if config.resume else None
+    check_fork_step(config, fork_at)
     # A new file or none: an existing log (or anything else) is never truncated, and of two runs
     # given the same path the second is refused.
     create_exclusively(log_path)

@@ -92,6 +92,15 @@ def test_headless_fork_writes_two_logs_that_watch_can_overlay(tmp_path):
     assert [line["step"] for line in lines if line["type"] == "step"] == list(range(5, 11))
 
 
+def test_a_fork_at_or_after_the_last_step_is_refused_before_the_run_starts(tmp_path):
+    log = tmp_path / "run.jsonl"
+    result = rnnlab("train", "--preset", "explode", "--epochs", "1", "--headless", "--fork-at", "5", "--fork",
+                    "clip=1", "--checkpoint-dir", str(tmp_path), "--events", str(log))
+    assert_one_line_error(result, "--fork-at 5: the run ends at step 5 (1 epoch of 5 steps)")
+    assert "(1 to 4)" in result.stderr and result.stdout == ""
+    assert not log.exists()  # refused before anything was written
+
+
 def test_gates_prints_the_lstm_heatmaps_labelled_by_the_input(lstm_checkpoint):
     result = rnnlab("gates", "--checkpoint", lstm_checkpoint, "--input", "6 7 0 0 1 0 0 0 0 0")
     assert result.returncode == 0, result.stderr
