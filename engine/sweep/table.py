@@ -55,10 +55,12 @@ def _state(rows: list[dict]) -> str:
 
 def live_table(sweep: Sweep, elapsed: float | None = None):
     """One row per run; with several seeds, one per point (the mean over the seeds finished so far)."""
+    from rich.console import Group
     from rich.table import Table
+    from rich.text import Text
 
     elapsed = time.monotonic() - sweep.started if elapsed is None else elapsed
-    table = Table(title=_title(sweep, elapsed))
+    table = Table()
     axes = list(sweep.spec.axes)
     explosions = _explosions_shown(sweep)
     several = len(sweep.spec.seeds) > 1
@@ -73,7 +75,8 @@ def live_table(sweep: Sweep, elapsed: float | None = None):
     means = iter(seed_means(list(sweep.rows.values()), axes)) if several else None
     for rows in groups.values():
         table.add_row(*_cells(rows, axes, next(means) if several else None, explosions, sweep.id))
-    return table
+    # above the table, not its title: a title wraps at the table's width, mid-phrase in an 80-column terminal
+    return Group(Text(_title(sweep, elapsed), style="italic"), table)
 
 
 def _cells(rows: list[dict], axes: list[str], mean: dict | None, explosions: bool, sweep_id: str) -> list[str]:
@@ -138,6 +141,29 @@ def _finish(plt, legend: list[tuple[str, str, str]], heading: str) -> str:
     return text if colour else plt.uncolorize(text)
 
 
+def _draw(plt, series: list[tuple], width: int) -> list[tuple[str, str, str]]:
+    """Each series (marker, colour, label, points[, points drawn as x]) a thin line in its colour, then
+    its points in its marker on top; the legend entries. At an x the series' markers stand side by side,
+    one column apart, so that equal values (every cell at chance) do not hide each other."""
+    xs = [x for entry in series for x, _ in entry[3]]
+    if not xs:
+        return []
+    low, high = min(xs), max(xs)
+    # x units per character of the canvas, and a half more: rounded to characters, neighbours never meet
+    column = 1.5 * max(high - low, 1.0) / max(10, width - 8)
+    middle = (len(series) - 1) / 2
+    plt.xlim(low - column * (middle + 1), high + column * (middle + 1))
+    for marker, color, _, points, *_ in series:
+        plt.plot([x for x, _ in points], [y for _, y in points], marker="braille", color=color)
+    for index, (marker, color, _, points, *exploded) in enumerate(series):
+        crossed = set(exploded[0]) if exploded else set()
+        for glyph, chosen in ((marker, [p for p in points if p not in crossed]), ("x", sorted(crossed))):
+            if chosen:
+                offset = (index - middle) * column
+                plt.scatter([x + offset for x, _ in chosen], [y for _, y in chosen], marker=glyph, color=color)
+    return [(marker, color, label) for marker, color, label, *_ in series]
+
+
 def memory_chart(report: dict, width: int = 60, height: int = 18) -> str:
     """Test accuracy against sequence length, one line per cell."""
     import plotext as plt
@@ -145,15 +171,14 @@ def memory_chart(report: dict, width: int = 60, height: int = 18) -> str:
     plt.clear_figure()
     plt.plotsize(width, height)
     plt.theme("clear")
-    legend = []
+    series = []
     means = seed_means(report["runs"], list(report["grid"]))  # with one seed, each run's own accuracy
     for index, cell in enumerate(report["cells"]):
         points = sorted((m["length"], m["mean_test_accuracy"]) for m in means
                         if m["cell"] == cell and m["mean_test_accuracy"] is not None)
         if points:
-            marker, color = MARKERS[index % len(MARKERS)], COLORS[index % len(COLORS)]
-            plt.plot([p[0] for p in points], [p[1] for p in points], marker=marker, color=color)
-            legend.append((marker, color, cell))
+            series.append((MARKERS[index % len(MARKERS)], COLORS[index % len(COLORS)], cell, points))
+    legend = _draw(plt, series, width)
     seeds = len(report["seeds"])
     plt.title("test accuracy vs sequence length" + (f" (mean of {seeds} seeds)" if seeds > 1 else ""))
     plt.xticks(report["lengths"])
@@ -174,24 +199,24 @@ def stability_charts(report: dict, width: int = 56, height: int = 14) -> str:
         plt.clear_figure()
         plt.plotsize(width, height)
         plt.theme("clear")
-        legend, exploded = [], []
+        series = []
         for index, clip in enumerate(report["grid"]["clip"]):
-            marker, color = MARKERS[index % len(MARKERS)], COLORS[index % len(COLORS)]
             points = [(x, value(report, lr, clip)) for x, lr in zip(xs, rates)]
             points = [(x, y) for x, y in points if y is not None]
             if points:
-                plt.plot([p[0] for p in points], [p[1] for p in points], marker=marker, color=color)
-                legend.append((marker, color, spell(clip)))
-            exploded += [(x, y) for x, y in points if _exploded(report, rates[xs.index(x)], clip)]
-        if exploded:
-            plt.scatter([p[0] for p in exploded], [p[1] for p in exploded], marker="x", color="black")
+                exploded = [(x, y) for x, y in points if _exploded(report, rates[xs.index(x)], clip)]
+                series.append((MARKERS[index % len(MARKERS)], COLORS[index % len(COLORS)], spell(clip), points,
+                               exploded))
+        legend = _draw(plt, series, width)
+        exploded = any(entry[4] for entry in series)
         plt.xticks(xs, [spell(lr) for lr in rates])
         plt.title(title)
         plt.xlabel("lr")
         if value is _accuracy:
             plt.ylim(0, 1)
         legend_text = _finish(plt, legend, "max_norm")
-        charts.append(legend_text + ("\n" + " " * 4 + "x = the run exploded" if exploded else ""))
+        note = "\n    x = the run exploded (in the colour and place of its max_norm)"
+        charts.append(legend_text + (note if exploded else ""))
     return "\n".join(charts)
 
 

@@ -135,3 +135,22 @@ def test_the_stability_map_puts_each_runs_first_explosion_and_accuracy_in_its_ce
                                                                   "16 · 0.250"]
     charts = stability_charts(report)
     assert "max_norm" in charts and "x = the run exploded" in charts and "o── none" in charts
+
+
+def test_the_memory_chart_keeps_every_cell_visible_where_their_accuracies_meet():
+    from engine.sweep.state import Sweep
+    from engine.sweep.table import memory_chart
+
+    spec = make_spec(grid=["cell=srn,lstm,gru", "length=10,20,30"])
+    jobs = make_jobs(spec, "m")
+    sweep = Sweep(spec, jobs, "m", {"backend": "local", "impl": "auto", "workers": 2, "sequential": False,
+                                    "threads": 1, "epochs": 1, "runs_dir": "runs"})
+    for job in jobs:  # every cell at chance: the three lines lie on one another
+        sweep.apply("started", job.key, {"pid": 1})
+        sweep.apply("done", job.key, {"state": "finished", "test_accuracy": 0.1})
+    lines = memory_chart(sweep.report()).splitlines()
+    legend = [line.split("│")[-1].strip() for line in lines if line.rstrip().endswith(("srn", "lstm", "gru"))]
+    assert legend == ["o── srn", "+── lstm", "*── gru"]  # beside the plot, each cell's marker
+    plots = [line[5:line.rindex("│")] for line in lines if line[4:5] in ("│", "┤")]  # inside the frame
+    plot = next(line for line in plots if "o" in line)  # the row at 0.1
+    assert [plot.count(marker) for marker in "o+*"] == [3, 3, 3]  # one of each cell at each length
