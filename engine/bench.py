@@ -4,9 +4,10 @@
   changes) on the same inputs and the same weights, for SRN, LSTM and GRU at (batch 8, T 20, H 32)
   and (batch 64, T 20, H 32), with the largest scratch-vs-torch difference seen (outputs and
   gradients);
-* monitoring: training steps/s of the ``explode`` and ``memory`` presets with full monitoring (norms,
-  alarms, step events written to a log by the event writer) and with the bare loop (``monitor=False``),
-  from steps of one run interleaved in blocks and from whole runs in pairs;
+* monitoring: training steps/s of the ``explode`` and ``memory`` presets with monitoring (norms,
+  alarms, step events written to a log by the event writer), with that and every instrument (the
+  gradient flow and gate saturation), and with the bare loop (``MODES``), from steps of one run
+  interleaved in blocks and from whole runs;
 * ingest: the TUI's event ingest (``tui.bench.measure_ingest``, run in a child process so the engine
   never loads textual), and generation speed (``engine.generate.measure_generation_speed``), when
   those are installed.
@@ -100,31 +101,28 @@ def time_cells(cell: str, batch: int, steps: int, hidden: int, repeats: int, num
 
 # --- monitoring ----------------------------------------------------------------
 
+# What the loop does besides training, in three steps: nothing (the textbook's loop); the monitoring
+# of every step (norms, clipping on their total, the finiteness check, alarms, Step events written by
+# the event writer); and that with every instrument (gradient flow at least 10 times a second, gate
+# saturation at each evaluation), which is how a run trains.
+MODES = {"bare": dict(monitor=False, instruments=False), "monitored": dict(monitor=True, instruments=False),
+         "watching": dict(monitor=True, instruments=True)}
 
-def _train(preset: str, epochs: int, monitor: bool, folder: str) -> dict:
+
+def _train(preset: str, epochs: int, mode: str, folder: str) -> dict:
     """One run of the preset, events to a log through the real writer; wall time of ``run()``."""
     from .config import build_config
     from .runner import Runner
     from .stream import EventWriter
 
-    run_id = f"bench-{preset}-{'on' if monitor else 'off'}-{time.monotonic_ns()}"
+    run_id = f"bench-{preset}-{mode}-{time.monotonic_ns()}"
     config = build_config(preset, epochs=epochs, checkpoint_dir=folder, runs_dir=folder, run_id=run_id)
     writer = EventWriter(os.path.join(folder, f"{run_id}.jsonl"))
-    runner = Runner(config, writer.emit, monitor=monitor)
-    step_times = []
-    train_step = runner._train_step
-
-    def timed_step(batch):
-        started = time.perf_counter()
-        train_step(batch)
-        step_times.append(time.perf_counter() - started)
-
-    runner._train_step = timed_step
+    runner = Runner(config, writer.emit, **MODES[mode])
     started = time.perf_counter()
     runner.run()
     writer.close()
-    wall = time.perf_counter() - started
-    return {"steps": runner.step, "wall_s": wall, "step_s": _median(step_times)}
+    return {"steps": runner.step, "wall_s": time.perf_counter() - started}
 
 
 def _scratch_folder() -> str | None:
@@ -134,12 +132,11 @@ def _scratch_folder() -> str | None:
 
 
 def time_interleaved(preset: str, rounds: int, block: int) -> dict:
-    """Monitored vs bare steps of one run, in alternating blocks of ``block`` steps (random order in
-    each round), so that both loops see the same machine from moment to moment.
+    """Steps/s of the three loops (``MODES``) on one run, in alternating blocks of ``block`` steps
+    (random order in each round), so that every loop sees the same machine from moment to moment.
 
-    The run is the preset's, with its event writer; ``Runner.monitor`` switches between the monitored
-    loop and the bare one at block boundaries. The writer thread's CPU time is added, all of it, to the
-    monitored side: a bound from above on what serialising the events costs the loop.
+    Wall time, with the event writer on its own thread beside the loop as in a real run; after each
+    block, untimed, the writer finishes what the block emitted, so no block pays for another's events.
     """
     import itertools
     import random
@@ -151,51 +148,55 @@ def time_interleaved(preset: str, rounds: int, block: int) -> dict:
     with tempfile.TemporaryDirectory(prefix="rnnlab-bench-", dir=_scratch_folder()) as folder:
         config = build_config(preset, checkpoint_dir=folder, runs_dir=folder, run_id="bench-interleaved")
         writer = EventWriter(os.path.join(folder, "bench-interleaved.jsonl"))
-        runner = Runner(config, writer.emit, monitor=True)
+        runner = Runner(config, writer.emit)
         runner.task.start_epoch()
         batches = itertools.cycle(list(runner.task.batches(1)))
-        for _ in range(2 * block):  # warm-up
+        for _ in range(block):  # warm-up
             runner._train_step(next(batches))
-        order, seconds = [True, False], {True: 0.0, False: 0.0}
+        order, seconds = list(MODES), dict.fromkeys(MODES, 0.0)
         shuffle = random.Random(0).shuffle
         for _ in range(rounds):
             shuffle(order)
-            for monitor in order:
-                runner.monitor = monitor
+            for mode in order:
+                runner.monitor, runner.instruments = MODES[mode]["monitor"], MODES[mode]["instruments"]
                 started = time.perf_counter()
                 for _ in range(block):
                     runner._train_step(next(batches))
-                seconds[monitor] += time.perf_counter() - started
+                seconds[mode] += time.perf_counter() - started
+                writer.written()
         writer.close()
-        writer_s = writer.cpu_s  # warm-up included
     steps = rounds * block
-    monitored = seconds[True] + writer_s
-    return {"steps_each": steps, "block": block, "monitored_us_per_step": round(monitored / steps * 1e6, 1),
-            "bare_us_per_step": round(seconds[False] / steps * 1e6, 1),
-            "writer_us_per_step": round(writer_s / steps * 1e6, 1),
-            "ratio": round(seconds[False] / monitored, 3)}
+    return {"steps_each": steps, "block": block,
+            **{f"{mode}_us_per_step": round(seconds[mode] / steps * 1e6, 1) for mode in MODES},
+            "writer_cpu_us_per_step": round(writer.cpu_s / (steps * 2 + block) * 1e6, 1),
+            "monitored_over_bare": round(seconds["bare"] / seconds["monitored"], 3),
+            "watching_over_bare": round(seconds["bare"] / seconds["watching"], 3)}
 
 
 def time_monitoring(preset: str, epochs: int, repeats: int, rounds: int) -> dict:
-    """Monitored vs bare training steps/s, two ways: steps of one run interleaved in blocks (the
-    figure; see ``time_interleaved``), and whole runs of the preset (evaluation and checkpoints
-    included) in pairs, ABBA, medians, which the machine's changing speed blurs more."""
-    interleaved = time_interleaved(preset, rounds, 16)
+    """Steps/s of the three loops (``MODES``) relative to the bare one, two ways: steps of one run
+    interleaved in blocks (the figure; see ``time_interleaved``), and whole runs of the preset
+    (evaluation and checkpoints included) in rotating order, medians, which the machine's changing
+    speed blurs more."""
+    interleaved = time_interleaved(preset, rounds, 64)
     with tempfile.TemporaryDirectory(prefix="rnnlab-bench-", dir=_scratch_folder()) as folder:
-        _train(preset, 1, True, folder)  # warm-up
-        on, off, ratios = [], [], []
-        for index in range(repeats):
-            order = (True, False) if index % 2 == 0 else (False, True)
-            pair = {monitor: _train(preset, epochs, monitor, folder) for monitor in order}
-            on.append(pair[True]["steps"] / pair[True]["wall_s"])
-            off.append(pair[False]["steps"] / pair[False]["wall_s"])
-            ratios.append(on[-1] / off[-1])
-        steps = pair[True]["steps"]
-    return {"preset": preset, "ratio": interleaved["ratio"], "interleaved": interleaved,
+        _train(preset, 1, "watching", folder)  # warm-up
+        rates: dict[str, list[float]] = {mode: [] for mode in MODES}
+        ratios: dict[str, list[float]] = {"monitored": [], "watching": []}
+        order = list(MODES)
+        for _ in range(repeats):
+            order = order[1:] + order[:1]
+            runs = {mode: _train(preset, epochs, mode, folder) for mode in order}
+            for mode, run in runs.items():
+                rates[mode].append(run["steps"] / run["wall_s"])
+            for mode in ratios:
+                ratios[mode].append(rates[mode][-1] / rates["bare"][-1])
+        steps = runs["bare"]["steps"]
+    return {"preset": preset, "monitored_over_bare": interleaved["monitored_over_bare"],
+            "watching_over_bare": interleaved["watching_over_bare"], "interleaved": interleaved,
             "whole_runs": {"epochs": epochs, "steps_per_run": steps, "repeats": repeats,
-                           "monitored_steps_per_s": round(_median(on), 1),
-                           "unmonitored_steps_per_s": round(_median(off), 1),
-                           "ratio": round(_median(ratios), 3), "pair_ratios": [round(r, 3) for r in ratios]}}
+                           **{f"{mode}_steps_per_s": round(_median(rates[mode]), 1) for mode in MODES},
+                           **{f"{mode}_over_bare": round(_median(ratios[mode]), 3) for mode in ratios}}}
 
 
 # --- figures from the other parts of the product ---------------------------------
@@ -259,7 +260,7 @@ def collect(quick: bool = False, progress=None) -> dict:
     for preset in PRESETS:
         say(f"monitoring: {preset}")
         epochs = {"explode": 2 if quick else 40, "memory": 1 if quick else 8}[preset]
-        report["monitoring"][preset] = time_monitoring(preset, epochs, 2 if quick else 15, 4 if quick else 300)
+        report["monitoring"][preset] = time_monitoring(preset, epochs, 1 if quick else 9, 2 if quick else 60)
     say("event ingest")
     report["ingest"] = measure_ingest(1_000 if quick else 100_000)
     say("generation")
@@ -281,13 +282,16 @@ def print_tables(report: dict, console) -> None:
                       f"{row['naive_ms']:.3f}", f"{row['scratch_over_torch']:.2f}", f"{row['naive_over_torch']:.2f}",
                       f"{row['max_abs_difference']:.1e}")
     console.print(cells)
-    monitoring = Table(title="training steps/s: full monitoring vs the bare loop")
-    for column in ("preset", "monitored us/step", "bare us/step", "ratio (interleaved)", "ratio (whole runs)"):
+    monitoring = Table(title="training steps/s relative to the bare loop", caption="µs per step of each loop; "
+                       "monitored: norms, clipping, alarms, events; watching: and every instrument; "
+                       "whole runs: monitored/bare, watching/bare")
+    for column in ("preset", "bare", "monitored", "watching", "mon/bare", "watch/bare", "whole runs"):
         monitoring.add_column(column, justify="left" if column == "preset" else "right")
     for name, row in report["monitoring"].items():
         steps, runs = row["interleaved"], row["whole_runs"]
-        monitoring.add_row(name, f"{steps['monitored_us_per_step']:.0f}", f"{steps['bare_us_per_step']:.0f}",
-                           f"{row['ratio']:.3f}", f"{runs['ratio']:.3f}")
+        monitoring.add_row(name, *(f"{steps[f'{mode}_us_per_step']:.0f}" for mode in MODES),
+                           f"{row['monitored_over_bare']:.3f}", f"{row['watching_over_bare']:.3f}",
+                           f"{runs['monitored_over_bare']:.2f}, {runs['watching_over_bare']:.2f}")
     console.print(monitoring)
     for title, key in (("event ingest (TUI)", "ingest"), ("generation", "generation")):
         figures = report.get(key) or {}

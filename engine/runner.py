@@ -36,11 +36,12 @@ def new_run_id(config: TrainConfig) -> str:
 
 class Runner:
     def __init__(self, config: TrainConfig, emit, commands=None, resume: dict | None = None,
-                 monitor: bool = True, log_error=lambda: ""):
+                 monitor: bool = True, instruments: bool = True, log_error=lambda: ""):
         self.config = config
         self.emit_event = emit
         self.commands = commands  # a CommandReader, or None when nobody steers the run
         self.monitor = monitor  # False: the textbook's bare loop, to measure what watching costs
+        self.instruments = instruments  # the gradient flow and gate saturation (engine/instruments.py)
         self.log_error = log_error  # the event writer's failure ("" while all is well): checked between steps
         self.run_id = config.run_id or new_run_id(config)
         self.device = torch.device(config.device)
@@ -141,7 +142,7 @@ class Runner:
         # --- gradient flow through time: the equations on this batch, before its update (measured steps) ---
         flow = None
         step_seconds = 1.0 / self.steps_per_s if self.steps_per_s else 0.0
-        if self.monitor and instruments.flow_due(settings.speed, time.monotonic(), self.last_flow, step_seconds):
+        if self.monitor and self.instruments and instruments.flow_due(settings.speed, time.monotonic(), self.last_flow, step_seconds):
             self.last_flow = time.monotonic()
             flow = instruments.measure_flow(self.model, self.task, batch)
         # --- forward and backward ---
@@ -197,7 +198,7 @@ class Runner:
             self._save(self.best_path, "best", score)
         self.emit(ev.Eval, split="dev", loss=loss, is_best=better, best=self.best_score,
                   **{self.task.score_name: score})
-        if self.monitor:
+        if self.monitor and self.instruments:
             self.emit(ev.Saturation, split="dev",
                       **instruments.measure_saturation(self.model, self.task.sequences("dev")))
         self._emit_gates()

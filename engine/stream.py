@@ -57,15 +57,26 @@ class EventWriter:
                 except queue.Empty:
                     break
             for item in batch:
-                if item is not _CLOSE:
+                if isinstance(item, Event):
                     self._write(item)
             self._flush()
+            for item in batch:
+                if isinstance(item, threading.Event):  # someone waits in written()
+                    item.set()
             if _CLOSE in batch:
                 self.cpu_s = time.thread_time()
                 return
             # Let the next events gather: one wake-up and one write call per interval instead of one
             # per step, each of which would take the GIL from the training loop.
             time.sleep(FLUSH_S)
+
+    def written(self) -> None:
+        """Return once every event emitted so far is written and flushed (at most FLUSH_S later)."""
+        if self.closed:
+            return
+        done = threading.Event()
+        self.queue.put(done)
+        done.wait()
 
     def _write(self, event: Event) -> None:
         line = event.to_json() + "\n"

@@ -13,7 +13,7 @@ from engine import events as ev
 from engine.config import build_config
 from engine.models import build_model
 from engine.monitor import AlarmWatch, GradientNorms, measure
-from engine.stream import FLUSH_S, EventWriter
+from engine.stream import EventWriter
 
 
 def _backward(model, seed=0):
@@ -159,8 +159,10 @@ def test_the_writer_writes_every_event_in_order_and_flushes_without_closing(tmp_
     assert [ev.from_json(line).step for line in log.read_text().splitlines()] == list(range(1, 200))
     assert seen == events
     writer.emit(ev.Status(state="paused"))
-    _wait_for(lambda: '"paused"' in log.read_text(), timeout=10 * FLUSH_S + 5)
+    writer.written()  # returns once the status is in the log, the writer still open
+    assert log.read_text().splitlines()[-1] == ev.Status(state="paused").to_json()
     writer.close()
+    writer.written()  # a closed writer has written everything
     assert not writer.error
 
 
