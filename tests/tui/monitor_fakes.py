@@ -96,9 +96,12 @@ def fake_child() -> list[str]:
 
 
 async def until(pilot, condition, timeout=5.0):
-    """Let the app run until condition() holds (the reader thread and frame timer need time)."""
+    """Let the app run until condition() holds (the reader thread and frame timer need time).
+
+    Each turn, the app handles what is pending and runs until it is idle (a frame is drawn, a batch
+    ingested) before the condition is asked again: no fixed delay to tune against a loaded machine."""
     deadline = asyncio.get_running_loop().time() + timeout
     while not condition():
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError("condition not reached")
-        await pilot.pause(0.02)
+        await pilot.pause()

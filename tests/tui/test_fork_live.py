@@ -10,18 +10,10 @@ from tui.app import build_app
 from tui.sources import ChildProcessSource
 from tui.synthetic import synthetic_events
 
-from monitor_fakes import FakeLiveSource
+from monitor_fakes import FakeLiveSource, until as _until
 
 SIZE = (120, 40)
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-async def _until(pilot, condition, timeout=5.0):
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not condition():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not reached")
-        await pilot.pause(0.05)
 
 
 def _header(app):

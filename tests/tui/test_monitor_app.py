@@ -12,6 +12,7 @@ from textual.events import Key
 from engine.events import (Alarm, Settings, GatesCommand, Generate, Generation, Notice, Pause, Predict, Prediction, Resume,
                            Rewind, SetClip, SetSpeed, Status, Step, StepCommand, Stop)
 from tui.app import build_app
+from tui.screens.help import HelpScreen
 from tui.sources import LogFileSource, StdinSource
 from tui.synthetic import gates_event, synthetic_events
 from tui.widgets.console import parse_digits
@@ -34,6 +35,14 @@ def _timeline_text(app):
     return str(app.monitor.timeline.render())
 
 
+def _header(app):
+    return str(app.monitor.run_header.render())
+
+
+def _chart_legend(app):
+    return str(app.monitor.charts.query_one("#chart-legend").render())
+
+
 def test_timeline_tells_the_explosion_from_its_step_in_a_replay(srn_log):
     async def run():
         app = build_app(LogFileSource(srn_log))
@@ -42,7 +51,7 @@ def test_timeline_tells_the_explosion_from_its_step_in_a_replay(srn_log):
             await pilot.press("home")  # step 1, playback paused
             await _until(pilot, lambda: "no alarms" in _timeline_text(app))
             await pilot.press("right")  # step 2
-            await pilot.pause(0.15)
+            await _until(pilot, lambda: " step 2/60 · " in _header(app))  # drawn with the timeline
             assert "exploded" not in _timeline_text(app)
             await pilot.press("right")  # step 3: the alarm step
             await _until(pilot, lambda: "exploded" in _timeline_text(app))
@@ -50,7 +59,7 @@ def test_timeline_tells_the_explosion_from_its_step_in_a_replay(srn_log):
             assert "step 3: ‖∇W‖ 10 → " in text and "(×" in text
             await pilot.press("escape", "p", "p")  # nothing dismisses it
             await pilot.press("end")
-            await pilot.pause(0.15)
+            await _until(pilot, lambda: " step 60/60 · " in _header(app))
             assert "step 3: ‖∇W‖ 10 → " in _timeline_text(app)
 
     asyncio.run(run())
@@ -101,7 +110,7 @@ def test_each_key_sends_its_command(key, expected):
         async with app.run_test(size=SIZE) as pilot:
             await _until(pilot, lambda: app.state.last_index == 4)
             await pilot.press(key)
-            await pilot.pause(0.05)
+            await _until(pilot, lambda: source.sent)
             assert source.sent == [expected]
 
     asyncio.run(run())
@@ -114,9 +123,8 @@ def test_clip_header_follows_the_engine_not_the_key():
         async with app.run_test(size=SIZE) as pilot:
             await _until(pilot, lambda: app.state.last_index == 4)
             await pilot.press("c")
-            await pilot.pause(0.15)
-            header = str(app.monitor.run_header.render())
-            assert "clip OFF" in header and "requested" in header
+            await _until(pilot, lambda: "requested" in _header(app))
+            assert "clip OFF" in _header(app)  # until the engine says otherwise
             source.push([Settings(step=5, clip_on=True, clip_max_norm=20.0, clip_norm_type="2", cause="command")])
             await _until(pilot, lambda: "clip ON max_norm=20 L2" in str(app.monitor.run_header.render()), timeout=1)
 
@@ -160,8 +168,7 @@ def test_heatmap_columns_are_labelled_by_the_input_digits():
             source.push([gates_event("lstm", list("3141592"), step=5, request="3 1 4 1 5 9 2")])
             shown = app.monitor.heatmaps
             await _until(pilot, lambda: shown.gates is not None and shown.gates.request == "3 1 4 1 5 9 2")
-            await pilot.pause(0.1)
-            assert app.monitor.heatmaps.column_labels == list("3141592")
+            await _until(pilot, lambda: shown.column_labels == list("3141592"))
             lines = str(app.monitor.heatmaps.render()).splitlines()
             assert any(line.strip().startswith("3141592") for line in lines)
             for name in ("input gate", "forget gate", "output gate", "cell state"):
@@ -178,7 +185,7 @@ def test_console_sends_predict_and_gates_and_shows_the_answer():
         async with app.run_test(size=SIZE) as pilot:
             await _until(pilot, lambda: app.state.last_index == 2)
             await pilot.press("slash", *"6 7 0 0 1", "enter")
-            await pilot.pause(0.05)
+            await _until(pilot, lambda: len(source.sent) == 2)
             assert source.sent == [Predict(input="6 7 0 0 1"), GatesCommand(input="6 7 0 0 1")]
             source.push([Prediction(tokens=list("67001"), predicted=13, top=[[13, 0.8], [12, 0.1], [14, 0.05]],
                                     target=13)])
@@ -200,9 +207,8 @@ def test_malformed_console_input_gets_one_line(text):
         async with app.run_test(size=SIZE) as pilot:
             await _until(pilot, lambda: app.state.last_index == 2)
             app.monitor.console_panel.post_message(app.monitor.console_panel.Submitted(text))
-            await pilot.pause(0.05)
+            await _until(pilot, lambda: _last_line(app) == str(problem.value))
             assert source.sent == []
-            assert _last_line(app) == str(problem.value)
 
     asyncio.run(run())
 
@@ -278,8 +284,7 @@ def test_language_model_heatmaps_are_labelled_by_the_prefix_characters():
             source.push([gates_event("lstm", list("床前 月"), step=3, request="床前 月", hidden=64)])
             shown = app.monitor.heatmaps
             await _until(pilot, lambda: shown.gates is not None and shown.gates.request == "床前 月")
-            await pilot.pause(0.1)
-            assert shown.column_labels == list("床前 月")
+            await _until(pilot, lambda: shown.column_labels == list("床前 月"))
             lines = str(shown.render()).splitlines()
             assert any(line.strip().startswith("床前␣ 月") for line in lines)  # a space shows as ␣
             assert sum(line.lstrip().startswith("h") for line in lines) >= 64  # every unit: the panel scrolls
@@ -297,14 +302,14 @@ def test_help_screen_keeps_the_monitor_keys_from_acting():
         async with app.run_test(size=SIZE) as pilot:
             await _until(pilot, lambda: app.state.last_index == 4)
             await pilot.press("question_mark")
-            await pilot.pause(0.05)
+            await _until(pilot, lambda: isinstance(app.screen, HelpScreen))
             await pilot.press("c", "p", "n", "g", "v")
-            await pilot.pause(0.05)
+            await pilot.pause()  # the keys are handled (by the help screen, which ignores them)
             assert source.sent == [] and not app.monitor.charts.display
             await pilot.press("escape")
-            await pilot.pause(0.05)
+            await _until(pilot, lambda: app.screen is app.monitor)
             await pilot.press("c")
-            await pilot.pause(0.05)
+            await _until(pilot, lambda: source.sent)
             assert source.sent == [SetClip(on=True, max_norm=20.0, norm_type="2")]
 
     asyncio.run(run())
@@ -316,8 +321,7 @@ def test_replay_and_stream_refuse_commands_with_a_message(srn_log):
         async with app.run_test(size=SIZE) as pilot:
             await _until(pilot, lambda: app.ended is not None)
             await pilot.press("c")
-            await pilot.pause(0.05)
-            assert "no engine" in _last_line(app)
+            await _until(pilot, lambda: "no engine" in _last_line(app))
 
     asyncio.run(run())
     read, write = os.pipe()
@@ -331,8 +335,7 @@ def test_replay_and_stream_refuse_commands_with_a_message(srn_log):
             # the header is redrawn at the next frame
             await _until(pilot, lambda: "stream ended" in str(app.monitor.run_header.render()))
             await pilot.press("r")
-            await pilot.pause(0.05)
-            assert "cannot be sent" in _last_line(app)
+            await _until(pilot, lambda: "cannot be sent" in _last_line(app))
 
     asyncio.run(run_stream())
     os.close(read)
@@ -369,7 +372,7 @@ def test_replay_scrubs_home_end_and_plays(lstm_log):
             await pilot.press("p")  # play
             await _until(pilot, lambda: app.playback.index > 2)
             await pilot.press("v")  # full charts while replaying
-            await pilot.pause(0.3)
+            await _until(pilot, lambda: "total" in _chart_legend(app))  # drawn, not only switched on
             assert app.monitor.charts.display and not app.monitor.sparklines.display
 
     asyncio.run(run())
@@ -382,11 +385,11 @@ def test_small_terminals_do_not_crash(size, lstm_log):
         async with app.run_test(size=size) as pilot:
             await _until(pilot, lambda: app.ended is not None)
             await pilot.press("end", "v")
-            await pilot.pause(0.3)
+            await _until(pilot, lambda: app.monitor.charts.display)
             await pilot.press("v", "question_mark")
-            await pilot.pause(0.1)
+            await _until(pilot, lambda: isinstance(app.screen, HelpScreen))
             await pilot.press("escape")
-            await pilot.pause(0.1)
+            await _until(pilot, lambda: app.screen is app.monitor and app.monitor.sparklines.display)
             assert app.is_running
 
     asyncio.run(run())
@@ -399,8 +402,6 @@ def test_child_death_shows_its_error_and_keeps_the_data():
         async with app.run_test(size=SIZE) as pilot:
             await _until(pilot, lambda: app.state.last_index == 5)
             source.die(1, "Traceback (most recent call last):\nRuntimeError: the engine broke")
-            await _until(pilot, lambda: app.ended is not None)
-            await pilot.pause(0.15)
             await _until(pilot, lambda: "ENGINE FAILED" in _timeline_text(app))
             assert "the engine broke" in _timeline_text(app)
             assert app.state.last_index == 5 and app.monitor.sparklines.display
@@ -428,7 +429,7 @@ def test_no_color_is_honoured():
             "app = build_app(LogFileSource('/nonexistent'))\n"
             "async def main():\n"
             "    async with app.run_test() as pilot:\n"
-            "        await pilot.pause(0.1)\n"
+            "        await pilot.pause()\n"
             "asyncio.run(main()); print(app.no_color)")
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env = dict(os.environ, NO_COLOR="1")
@@ -479,9 +480,9 @@ def test_garbage_in_a_log_is_skipped_without_a_traceback(tmp_path):
         async with app.run_test(size=(80, 24)) as pilot:
             await _until(pilot, lambda: app.ended is not None)
             await pilot.press("end", "v")
-            await pilot.pause(0.3)
+            await _until(pilot, lambda: "total" in _chart_legend(app))  # the charts drew the bad values
             await pilot.press("v", "home", "end")
-            await pilot.pause(0.2)
+            await _until(pilot, lambda: app.monitor.sparklines.display and " step 7/3" in _header(app))
             assert app.is_running
             assert app.state.last_index == 3  # the three good steps and the non-finite one
             assert "skipped" in "\n".join(str(line) for line in app.monitor.console_panel.lines)

@@ -23,6 +23,12 @@ def _lines(app) -> str:
     return "\n".join("".join(segment.text for segment in strip) for strip in strips[:height])
 
 
+def _drawn_step(app) -> int | None:
+    """The step on the terminal: the sparklines' and the header's (None while they differ)."""
+    step = app.monitor.sparklines._view.step
+    return step if f" step {step}/" in _lines(app) else None
+
+
 def _with_clip(events, from_step, max_norm, norm_type="2"):
     """The run with clipping switched on before step ``from_step``: a Settings event, then clipped steps."""
     changed = []
@@ -68,8 +74,7 @@ def test_below_the_minimum_one_line_asks_for_a_larger_terminal():
     async def run():
         app = build_app(FakeLiveSource(list(synthetic_events(20))))
         async with app.run_test(size=(40, 12)) as pilot:
-            await _until(pilot, lambda: app.state.last_index == 19)
-            await pilot.pause(0.1)
+            await _until(pilot, lambda: app.state.last_index == 19 and "enlarge" in _lines(app))
             lines = [line.rstrip() for line in _lines(app).splitlines()]
             assert lines[0].strip().startswith("enlarge the terminal to at least 60×15")
             assert all(not line for line in lines[1:])  # nothing else: no stray glyphs
@@ -106,7 +111,7 @@ def test_whole_run_keeps_the_spike_the_window_has_lost(tmp_path):
         async with app.run_test(size=(120, 40)) as pilot:
             await _until(pilot, lambda: app.ended is not None)
             await pilot.press("end")
-            await pilot.pause(0.15)
+            await _until(pilot, lambda: _drawn_step(app) == 2000)
             window = app.monitor.sparklines._view
             assert max(window.grad_norms["W"]) < 1  # the last steps: collapsed norms only
             await pilot.press("w")
@@ -136,7 +141,7 @@ def test_marks_sit_at_their_step_in_a_replay(tmp_path):
         async with app.run_test(size=(120, 40)) as pilot:
             await _until(pilot, lambda: app.ended is not None)
             await pilot.press("end")
-            await pilot.pause(0.15)
+            await _until(pilot, lambda: _drawn_step(app) == 40)
             view = app.monitor.sparklines._view
             marked = {mark.kind: view.first_steps[point] for point, mark in view.marks}
             assert marked == {"alarm": 3, "clip": 20, "pause": 30}
@@ -146,7 +151,7 @@ def test_marks_sit_at_their_step_in_a_replay(tmp_path):
             pad = width - len(view.loss)
             assert bars[pad + 2] == "▲" and bars[pad + 19] == "c" and bars[pad + 29] == "p"
             await pilot.press("home", *["right"] * 9)  # step 10: the clip mark has not happened yet
-            await pilot.pause(0.15)
+            await _until(pilot, lambda: _drawn_step(app) == 10)
             assert {mark.kind for _, mark in app.monitor.sparklines._view.marks} == {"alarm"}
 
     asyncio.run(run())
@@ -179,8 +184,7 @@ def test_no_pause_on_alarm_keeps_going():
         source = FakeLiveSource(list(synthetic_events(10, finish=False)))  # pause_on_alarm not set
         app = build_app(source)
         async with app.run_test(size=(80, 24)) as pilot:
-            await _until(pilot, lambda: "exploded" in _lines(app))
-            await pilot.pause(0.1)
+            await _until(pilot, lambda: "exploded" in _lines(app) and "step 10/10" in _lines(app))
             assert source.sent == [] and "continue without" not in _lines(app)
 
     asyncio.run(run())
