@@ -10,7 +10,7 @@ import pytest
 
 from engine.events import Alarm, Pause, Resume, Rewind, RunStarted, SetClip, Settings, Status, Step
 from tui.app import build_app
-from tui.sources import LogFileSource
+from tui.sources import LogFileSource, LogFilesSource
 from tui.synthetic import synthetic_events, write_log
 
 from monitor_fakes import FakeLiveSource, until as _until
@@ -257,3 +257,30 @@ def test_the_rescue_preset_learns_only_when_clipped_at_the_explosion(tmp_path):
     clipped, story = run_arm("1", str(tmp_path))
     assert story["explosion"] == 7 and story["advice"] > 100  # the advisor's band sits far above 1
     assert unclipped < 0.15 < 0.3 < clipped
+
+
+def test_no_two_series_of_the_norm_chart_share_a_colour(tmp_path):
+    """Four runs overlaid, the front one clipped: its parameters, the threshold and each run's total."""
+    paths = []
+    for number in range(4):
+        events = list(synthetic_events(30, cell="srn", seed=number))
+        paths.append(str(tmp_path / f"{number}.jsonl"))
+        write_log(paths[-1], _with_clip(events, 10, 20.0) if number == 0 else events)
+
+    async def run():
+        app = build_app(LogFilesSource(paths))
+        async with app.run_test(size=(120, 40)) as pilot:
+            await _until(pilot, lambda: app.ended is not None)
+            await pilot.press("end", "v")
+            legend = app.monitor.charts.query_one("#chart-legend")
+            await _until(pilot, lambda: "total D" in str(legend.render()))
+            text = legend.render()
+            colours = {}  # each legend line's swatch colour: the series it names
+            for span in text.spans:
+                line = str(text)[span.start:span.end]
+                if line.startswith(("━", "┄")):
+                    colours[str(text)[span.end:].split("\n", 1)[0].strip()] = str(span.style)
+            assert {"‖∇W‖", "‖∇U‖", "‖∇b‖", "total", "clip 20", "total B", "total C", "total D"} <= set(colours)
+            assert len(set(colours.values())) == len(colours), colours
+
+    asyncio.run(run())

@@ -18,13 +18,17 @@ from textual_plotext import PlotextPlot
 from engine.text import visible
 from tui.history import decades
 from tui.runs import RunSet, score_of, run_colour, run_letter
+from tui.story import compact
 from tui.state import RunState
 from tui.widgets.sparklines import is_recurrent, mark_glyph
 
+LEGEND_WIDTH = 22  # the norm chart's legend, beside it
 MAX_POINTS = 200  # points per series handed to plotext (buckets of the whole run, or the last steps)
 MAX_SERIES = 8  # more parameters than this (LSTM, GRU) are drawn per gate: ‖(∇W_i, ∇U_i, ∇b_i)‖
-# 256-colour codes far apart in hue, one per series; the total is white
-PALETTE = (196, 46, 33, 226, 201, 51, 208, 141, 118, 213)
+# 256-colour codes far apart in hue, one per series; the total is white. The norm chart skips those a
+# chart already uses (the clip threshold's red, the overlaid runs' colours): no two series share one.
+PALETTE = (196, 46, 33, 226, 201, 51, 208, 141, 118, 213, 130, 75, 180, 99, 37)
+THRESHOLD = 196
 MARK_COLOURS = {"clip": 46, "lr": 51, "rewind": 33, "pause": 226, "alarm": 196}
 STYLES = {code: f"color({code})" for code in (*PALETTE, *MARK_COLOURS.values(), 255)}
 
@@ -38,7 +42,10 @@ def integer_ticks(low: float, high: float, most: int = 5) -> list[int]:
         if stride:
             break
     first = math.ceil(low / stride) * stride
-    return list(range(int(first), int(high) + 1, int(stride)))
+    ticks = list(range(int(first), int(high) + 1, int(stride)))
+    if len(ticks) < 2 and math.floor(high) > math.ceil(low):  # too narrow for round steps: the two ends
+        return [math.ceil(low), math.floor(high)]
+    return ticks
 
 
 def grouped(norms: dict[str, list[float]]) -> dict[str, list[float]]:
@@ -57,8 +64,8 @@ class Charts(Horizontal):
     DEFAULT_CSS = """
     Charts { height: 1fr; }
     Charts > PlotextPlot { width: 1fr; height: 1fr; }
-    Charts > #chart-legend { width: 22; height: 1fr; padding: 0 1; }
-    """
+    Charts > #chart-legend { width: %d; height: 1fr; padding: 0 1; }
+    """ % LEGEND_WIDTH
 
     def compose(self) -> ComposeResult:
         yield PlotextPlot(id="chart-loss")
@@ -82,19 +89,18 @@ class Charts(Horizontal):
         front_colour = run_colour(runs.front_number) if behind else PALETTE[0]
         first = steps[0] if steps else 0
         marks = [mark for mark in state.marks if mark.position < length and mark.step >= first]
-        ticks = integer_ticks(first, steps[-1] if steps else 1)
-        suffix = " (whole run, max per bucket)" if whole else ""
-
-        plt = self._start("#chart-loss", "loss" + suffix, ticks, marks)
-        _line(plt, steps, series["loss"], front_colour, log=False)
-        for colour, _, other_steps, other_series, _ in behind:
-            _line(plt, other_steps, other_series["loss"], colour, log=False)
-        self.query_one("#chart-loss", PlotextPlot).refresh()
+        ticks = self._step_ticks(first, steps[-1] if steps else 1)
+        title = "loss (whole run, max per bucket)" if whole else "loss"
+        self._loss(title, ticks, marks, [(front_colour, steps, series["loss"])] +
+                   [(colour, other_steps, other_series["loss"]) for colour, _, other_steps, other_series, _ in behind])
 
         plt = self._start("#chart-norms", "gradient norms (log)", ticks, marks)
         legend = Text()
         exponents: list[float] = []
-        for colour, (name, values) in zip(PALETTE * 2, grouped(norms).items()):
+        settings = state.settings_at(length - 1)
+        threshold = settings.clip_max_norm if settings is not None and settings.clip_on else 0.0
+        taken = {colour for colour, *_ in behind} | ({THRESHOLD} if threshold > 0 else set())
+        for colour, (name, values) in zip([code for code in PALETTE if code not in taken], grouped(norms).items()):
             exponents += _line(plt, steps, values, colour, log=True)
             legend.append("━ ", STYLES[colour]).append(f"‖∇{visible(name)}‖\n")
         exponents += _line(plt, steps, series["total"], 255, log=True)
@@ -102,11 +108,10 @@ class Charts(Horizontal):
         for colour, letter, other_steps, other_series, _ in behind:
             exponents += _line(plt, other_steps, other_series["total"], colour, log=True)
             legend.append("━ ", f"color({colour})").append(f"total {letter}\n")
-        settings = state.settings_at(length - 1)
-        if settings is not None and settings.clip_on and settings.clip_max_norm > 0:
-            exponents.append(math.log10(settings.clip_max_norm))
-            plt.hline(exponents[-1], 196)
-            legend.append("┄ ", "red").append(f"clip {settings.clip_max_norm:g}\n")
+        if threshold > 0:
+            exponents.append(math.log10(threshold))
+            plt.hline(exponents[-1], THRESHOLD)
+            legend.append("┄ ", STYLES[THRESHOLD]).append(f"clip {threshold:g}\n")
         if exponents:
             labels = decades(10 ** min(exponents), 10 ** max(exponents))
             plt.yticks(labels, [f"1e{label}" for label in labels])
@@ -124,6 +129,25 @@ class Charts(Horizontal):
         for colour, _, _, _, evaluations in behind:
             _scores(plt, [(x, y) for x, y in evaluations if x >= first], colour)
         self.query_one("#chart-score", PlotextPlot).refresh()
+
+    def _step_ticks(self, first: int, last: int) -> list[int]:
+        """As many ticks as fit a chart's canvas (its width less the y labels) at one label per 6
+        columns: plotext drops the labels that would collide, leaving uneven gaps."""
+        room = (self.app.size.width - LEGEND_WIDTH) // 3 - 10  # the first drawing comes before the layout
+        return integer_ticks(first, last, most=max(2, min(5, room // 6)))
+
+    def _loss(self, title: str, ticks: list[int], marks, lines: list[tuple[int, list[int], list[float]]]) -> None:
+        """The loss of each run (colour, steps, values), with short labels on its axis (188, 1e4):
+        plotext's own (19855.9) took half of a narrow chart's width."""
+        plt = self._start("#chart-loss", title, ticks, marks)
+        drawn = []
+        for colour, steps, values in lines:
+            drawn += _line(plt, steps, values, colour, log=False)
+        if drawn:
+            low, high = min(drawn), max(drawn)
+            levels = [low, (low + high) / 2, high] if high > low else [low]
+            plt.yticks(levels, [compact(level, 2) for level in levels])
+        self.query_one("#chart-loss", PlotextPlot).refresh()
 
     def _start(self, selector: str, title: str, ticks: list[int], marks) -> object:
         plt = self.query_one(selector, PlotextPlot).plt
