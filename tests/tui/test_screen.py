@@ -8,7 +8,7 @@ import math
 
 import pytest
 
-from engine.events import Alarm, Pause, Resume, Rewind, RunStarted, SetClip, Settings, Status, Step
+from engine.events import Alarm, Pause, Prediction, Resume, Rewind, RunStarted, SetClip, Settings, Status, Step
 from tui.app import build_app
 from tui.sources import LogFileSource, LogFilesSource
 from tui.synthetic import synthetic_events, write_log
@@ -245,6 +245,52 @@ def test_replay_console_shows_only_what_had_happened(tmp_path):
             await _until(pilot, lambda: not any("run finished" in str(line)
                                                 for line in app.monitor.console_panel.lines))
             assert "no alarms" in _lines(app)
+
+    asyncio.run(run())
+
+
+def test_replay_header_and_console_are_as_of_the_cursors_step(tmp_path):
+    """A speed cap set after step 10, a prediction after step 15, a pause from step 20 to 22."""
+    after = {10: [Settings(step=10, clip_on=False, clip_max_norm=20.0, lr=0.2, speed=20.0, cause="command")],
+             15: [Prediction(step=15, tokens=list("67001"), predicted=13, top=[[13, 0.9]], target=13)],
+             20: [Status(step=20, state="paused")], 22: [Status(step=22, state="running")]}
+    events = []
+    for event in synthetic_events(30, cell="srn"):
+        events.append(event)
+        if isinstance(event, Step):
+            events += after.get(event.step, [])
+    path = str(tmp_path / "steered.jsonl")
+    write_log(path, events)
+
+    def header():
+        return str(app.monitor.run_header.render())
+
+    def console():
+        return "\n".join(str(line) for line in app.monitor.console_panel.lines)
+
+    app = build_app(LogFileSource(path))
+
+    async def at(pilot, step):
+        await pilot.press("home", *["right"] * (step - 1))
+        await _until(pilot, lambda: f" step {step}/30 · " in header())
+
+    async def run():
+        async with app.run_test(size=(120, 40)) as pilot:
+            await _until(pilot, lambda: app.ended is not None)
+            await at(pilot, 10)
+            assert "(cap none) · running" in header() and "→ 13" not in console()
+            await at(pilot, 11)
+            assert "(cap 20/s) · running" in header()
+            await at(pilot, 15)
+            await _until(pilot, lambda: "→ 13" in console())
+            await at(pilot, 14)
+            await _until(pilot, lambda: "→ 13" not in console())
+            for step, state in ((20, "paused"), (21, "paused"), (22, "running")):
+                await at(pilot, step)
+                assert f"(cap 20/s) · {state} · " in header(), step
+            await pilot.press("end")
+            await _until(pilot, lambda: " step 30/30 · " in header())
+            assert "(cap 20/s) · finished · " in header() and "→ 13" in console()
 
     asyncio.run(run())
 
