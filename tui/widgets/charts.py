@@ -90,11 +90,12 @@ class Charts(Horizontal):
         first = steps[0] if steps else 0
         marks = [mark for mark in state.marks if mark.position < length and mark.step >= first]
         ticks = self._step_ticks(first, steps[-1] if steps else 1)
-        title = "loss (whole run, max per bucket)" if whole else "loss"
+        narrow = self.app.size.width < 100  # plotext leaves out a title wider than its chart
+        title = ("loss (all)" if narrow else "loss (whole run, max per bucket)") if whole else "loss"
         self._loss(title, ticks, marks, [(front_colour, steps, series["loss"])] +
                    [(colour, other_steps, other_series["loss"]) for colour, _, other_steps, other_series, _ in behind])
 
-        plt = self._start("#chart-norms", "gradient norms (log)", ticks, marks)
+        plt = self._start("#chart-norms", "‖∇‖ (log)" if narrow else "gradient norms (log)", ticks, marks)
         legend = Text()
         exponents: list[float] = []
         settings = state.settings_at(length - 1)
