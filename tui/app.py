@@ -156,11 +156,12 @@ class MonitorApp(RunKeys, App[int]):
             self.monitor.timeline.show_failure(reason)
             for line in message.error.splitlines()[-3:]:
                 console.note(line, "red")
-        elif self.source.kind == "replay":
+            return
+        for state in self.runs.states:  # a run whose log or stream ends without its run_finished was cut off
+            state.source_end = state.finished.reason if state.finished is not None else "cut off"
+        if self.source.kind == "replay":
             self._console_at = None
         elif self.source.kind == "stream":
-            for state in self.runs.states:  # a run the stream left without its run_finished was cut off
-                state.source_end = state.finished.reason if state.finished is not None else "cut off"
             cut = "" if self.state.finished is not None else " before the run finished"
             console.note(f"the stream ended after {self.state.events_seen} events{cut}: the run stays on screen"
                          " · q quit", "bold yellow")

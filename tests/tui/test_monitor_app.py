@@ -14,7 +14,7 @@ from engine.events import (Alarm, Settings, GatesCommand, Generate, Generation, 
 from tui.app import build_app
 from tui.screens.help import HelpScreen
 from tui.sources import LogFileSource, StdinSource
-from tui.synthetic import gates_event, synthetic_events
+from tui.synthetic import gates_event, synthetic_events, write_log
 from tui.widgets.console import parse_digits
 
 from monitor_fakes import FakeLiveSource, lstm_log, srn_log, until as _until  # noqa: F401 (fixtures)
@@ -358,6 +358,24 @@ def test_a_stream_that_ends_says_whether_the_run_finished(finish, state):
 
     asyncio.run(run())
     os.close(read)
+
+
+def test_a_log_that_ends_before_its_run_finished_reads_as_cut_off_at_its_end(tmp_path):
+    path = str(tmp_path / "killed.jsonl")  # the log of a run killed after step 8
+    write_log(path, synthetic_events(8, finish=False))
+
+    async def run():
+        app = build_app(LogFileSource(path))
+        async with app.run_test(size=SIZE) as pilot:
+            await _until(pilot, lambda: app.ended is not None)
+            await pilot.press("end")
+            await _until(pilot, lambda: " step 8/8 · " in _header(app))
+            assert " · cut off · " in _header(app)
+            await pilot.press("left")  # before the end the run was running
+            await _until(pilot, lambda: " step 7/8 · " in _header(app))
+            assert " · running · " in _header(app)
+
+    asyncio.run(run())
 
 
 def test_replay_scrubs_home_end_and_plays(lstm_log):
