@@ -321,12 +321,16 @@ def test_no_two_series_of_the_norm_chart_share_a_colour(tmp_path):
             legend = app.monitor.charts.query_one("#chart-legend")
             await _until(pilot, lambda: "total D" in str(legend.render()))
             text = legend.render()
-            colours = {}  # each legend line's swatch colour: the series it names
+            colours, marks = {}, {}  # each legend line's swatch colour: the series (or mark) it names
             for span in text.spans:
-                line = str(text)[span.start:span.end]
-                if line.startswith(("━", "┄")):
-                    colours[str(text)[span.end:].split("\n", 1)[0].strip()] = str(span.style)
+                swatch, label = str(text)[span.start:span.end], str(text)[span.end:].split("\n", 1)[0].strip()
+                if swatch.startswith(("━", "┄")):
+                    colours[label] = str(span.style)
+                elif swatch.startswith("│"):
+                    marks[label] = str(span.style)
             assert {"‖∇W‖", "‖∇U‖", "‖∇b‖", "total", "clip 20", "total B", "total C", "total D"} <= set(colours)
             assert len(set(colours.values())) == len(colours), colours
+            assert {"▲ alarm", "c clip"} <= set(marks)  # the vertical marks: in colours of their own
+            assert not set(marks.values()) & {colours[label] for label in colours if label != "clip 20"}
 
     asyncio.run(run())

@@ -26,7 +26,8 @@ LEGEND_WIDTH = 22  # the norm chart's legend, beside it
 MAX_POINTS = 200  # points per series handed to plotext (buckets of the whole run, or the last steps)
 MAX_SERIES = 8  # more parameters than this (LSTM, GRU) are drawn per gate: ‖(∇W_i, ∇U_i, ∇b_i)‖
 # 256-colour codes far apart in hue, one per series; the total is white. The norm chart skips those a
-# chart already uses (the clip threshold's red, the overlaid runs' colours): no two series share one.
+# chart already uses (the clip threshold's red, the overlaid runs' colours): no two series share one;
+# and the colours of the marks drawn come last, so a vertical mark is not read as a series.
 PALETTE = (196, 46, 33, 226, 201, 51, 208, 141, 118, 213, 130, 75, 180, 99, 37)
 THRESHOLD = 196
 MARK_COLOURS = {"clip": 46, "lr": 51, "rewind": 33, "pause": 226, "alarm": 196}
@@ -101,7 +102,9 @@ class Charts(Horizontal):
         settings = state.settings_at(length - 1)
         threshold = settings.clip_max_norm if settings is not None and settings.clip_on else 0.0
         taken = {colour for colour, *_ in behind} | ({THRESHOLD} if threshold > 0 else set())
-        for colour, (name, values) in zip([code for code in PALETTE if code not in taken], grouped(norms).items()):
+        marked = {MARK_COLOURS.get(mark.kind) for mark in marks}  # a mark's colour goes to a series last
+        free = [code for code in PALETTE if code not in taken]
+        for colour, (name, values) in zip(sorted(free, key=lambda code: code in marked), grouped(norms).items()):
             exponents += _line(plt, steps, values, colour, log=True)
             legend.append("━ ", STYLES[colour]).append(f"‖∇{visible(name)}‖\n")
         exponents += _line(plt, steps, series["total"], 255, log=True)
