@@ -11,8 +11,12 @@ from __future__ import annotations
 import hashlib
 import os
 import warnings
+from dataclasses import replace
 
 import torch
+
+from . import events as ev
+from .config import TrainConfig
 
 FORMAT = "rnnlab-tui checkpoint"
 VERSION = 2  # 2: with a checksum
@@ -154,3 +158,26 @@ def model_of(payload: dict, config, path: str):
         message = str(error).strip("'\"")
         raise CheckpointError(f"{path}: the weights do not fit the model its config describes ({message})") from None
     return model
+
+
+def resumed_settings(settings: ev.Settings, config: TrainConfig, payload: dict) -> ev.Settings:
+    """The settings a checkpoint was left with (clipping switched on with `c`, a new lr ...), except
+    those the command line of ``train --resume`` sets to another value than the run started with."""
+    saved = payload.get("settings") or {}
+    started = TrainConfig.from_dict(payload.get("config") or {})
+    given = {"clip_on": (config.clip is not None, started.clip is not None), "clip_max_norm": (config.clip, started.clip),
+             "clip_norm_type": (config.clip_type, started.clip_type), "lr": (config.lr, started.lr),
+             "speed": (config.speed, started.speed)}
+    kept = {name: saved[name] for name, (now, before) in given.items() if name in saved and now == before}
+    return replace(settings, **kept)
+
+
+def copy_state(value):
+    """A deep copy of an optimizer's ``state_dict()``: tensors cloned, containers rebuilt."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().clone()
+    if isinstance(value, dict):
+        return {key: copy_state(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(copy_state(item) for item in value)
+    return value

@@ -238,7 +238,7 @@ class Runner:
         self.model.load_textbook_parameters(payload["parameters"])
         if payload.get("impl") == self.config.impl and payload.get("optimizer"):
             self.optimizer.load_state_dict(payload["optimizer"])
-        self.settings = _resumed_settings(self.settings, self.config, payload)
+        self.settings = ckpt.resumed_settings(self.settings, self.config, payload)
         for group in self.optimizer.param_groups:
             group["lr"] = self.settings.lr
         self.step = int(payload.get("step", 0))
@@ -254,7 +254,7 @@ class Runner:
         self.task.restore_carried_state(payload.get("carried_state"))
 
     def _take_snapshot(self) -> None:
-        self.snapshots.append((self.step, ckpt.snapshot_parameters(self.model), _copy(self.optimizer.state_dict())))
+        self.snapshots.append((self.step, ckpt.snapshot_parameters(self.model), ckpt.copy_state(self.optimizer.state_dict())))
 
     def _rewind(self) -> None:
         healthy = [s for s in self.snapshots if s[0] < self.last_alarm_step] if self.last_alarm_step >= 0 else []
@@ -390,26 +390,3 @@ class _Stop(Exception):
 def _settings_fields(settings: ev.Settings) -> dict:
     return {"clip_on": settings.clip_on, "clip_max_norm": settings.clip_max_norm,
             "clip_norm_type": settings.clip_norm_type, "lr": settings.lr, "speed": settings.speed}
-
-
-def _resumed_settings(settings: ev.Settings, config: TrainConfig, payload: dict) -> ev.Settings:
-    """The settings a checkpoint was left with (clipping switched on with `c`, a new lr ...), except
-    those the command line of ``train --resume`` sets to another value than the run started with."""
-    saved = payload.get("settings") or {}
-    started = TrainConfig.from_dict(payload.get("config") or {})
-    given = {"clip_on": (config.clip is not None, started.clip is not None), "clip_max_norm": (config.clip, started.clip),
-             "clip_norm_type": (config.clip_type, started.clip_type), "lr": (config.lr, started.lr),
-             "speed": (config.speed, started.speed)}
-    kept = {name: saved[name] for name, (now, before) in given.items() if name in saved and now == before}
-    return replace(settings, **kept)
-
-
-def _copy(value):
-    """A deep copy of an optimizer's ``state_dict()``: tensors cloned, containers rebuilt."""
-    if isinstance(value, torch.Tensor):
-        return value.detach().clone()
-    if isinstance(value, dict):
-        return {key: _copy(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return type(value)(_copy(item) for item in value)
-    return value

@@ -255,9 +255,9 @@ def test_rewind_restores_weights_and_optimizer_state_exactly_as_snapshotted(tmp_
 
 
 def _copy_state(state):
-    from engine.runner import _copy
+    from engine.checkpoint import copy_state
 
-    return _copy(state)
+    return copy_state(state)
 
 
 def assert_same_state(actual, expected):
