@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import gc
 import threading
 import time
@@ -28,6 +30,12 @@ FRAME_SECONDS = 1 / 15  # widgets are redrawn at this steady rate, never once pe
 # reach the screen without waiting for the next tick (at 20 steps/s, each step gets its own frame)
 ARRIVAL_GAP = 1 / 30
 STOP_TIMEOUT = 5.0  # seconds the engine gets to stop cleanly before it is terminated
+# A replay's batches hold a thousand events (gate matrices among them): they are taken in a slice at a
+# time, and the keys and frames queued meanwhile go between two slices
+INGEST_SLICE = 0.008  # seconds
+INGEST_CHUNK = 64  # events between two looks at the clock
+GC_THRESHOLDS = gc.get_threshold()
+FULL_COLLECTIONS_HELD = 1 << 30  # a threshold for the oldest generation that is never reached
 
 
 class MonitorApp(RunKeys, App[int]):
@@ -73,6 +81,9 @@ class MonitorApp(RunKeys, App[int]):
         self.runs = RunSet()  # one RunState per run: a log, or each branch of a fork
         self.playback = controls.Playback(follow=source.kind != "replay")
         self._slots = threading.Semaphore(BATCHES_IN_FLIGHT)
+        self._arrived: collections.deque[list] = collections.deque()  # batches not yet wholly taken in
+        self._taken = 0  # events of the first of them already taken in
+        self._end: SourceEnded | None = None  # the stream's end, said once its last events are in
         self._reader_stop = threading.Event()
         self._dirty = True
         self._last_frame = time.monotonic()
@@ -99,10 +110,16 @@ class MonitorApp(RunKeys, App[int]):
         self.call_after_refresh(self._start)  # once the screen is mounted and drawn
 
     def _start(self) -> None:
+        if self.source.kind == "replay":
+            # No full collections while a log is read: each would rescan every per-step series read so
+            # far (tens of ms, a key's wait). The young generations are still collected; once the log
+            # is in, one full collection, and a freeze (on_source_ended).
+            gc.set_threshold(*GC_THRESHOLDS[:2], FULL_COLLECTIONS_HELD)
         self._read()
         self.set_interval(FRAME_SECONDS, self._draw_frame)
 
     def on_unmount(self) -> None:
+        gc.set_threshold(*GC_THRESHOLDS)
         self._reader_stop.set()  # the reader thread must not outlive the app
         self.source.terminate()
 
@@ -124,22 +141,48 @@ class MonitorApp(RunKeys, App[int]):
         read_events(self.source, self.post_message, self._slots, self._reader_stop)
 
     def on_events_arrived(self, message: EventsArrived) -> None:
-        self._slots.release()
+        self._arrived.append(message.events)
+        if len(self._arrived) == 1:  # else a slice is already on its way
+            self._ingest_slice()
+
+    def _ingest_slice(self) -> None:
+        """Take in arrived events for at most INGEST_SLICE, then queue the rest behind what waits (keys)."""
+        deadline = time.perf_counter() + INGEST_SLICE
         explosion, status, waiting = self.state.first_explosion, self.state.status, self.alarm_pause
-        for event in self.runs.ingest(message.events):
-            if self.source.kind != "replay":  # a replay's console follows its cursor
-                self.monitor.console_panel.show_event(event)
-            if isinstance(event, Notice):
-                self.note = ""  # the engine answered the pending request
+        while self._arrived:  # a chunk at least, then more while the slice lasts
+            batch = self._arrived[0]
+            chunk = batch[self._taken:self._taken + INGEST_CHUNK]
+            self._taken += len(chunk)
+            if self._taken >= len(batch):
+                self._arrived.popleft()
+                self._taken = 0
+                self._slots.release()  # the reader may hand over another batch
+            self._ingest(chunk)
+            if time.perf_counter() >= deadline:
+                break
         if explosion is None and self.state.first_explosion is not None:
             self._pause_at_explosion()
         if waiting and self.state.status is not status and self.state.status.state != "paused":
             self.alarm_pause = False  # answered: the run goes on (or ended)
         self._dirty = True
+        if self._arrived:  # the next slice is queued from the event loop, behind the keys it has taken in
+            asyncio.get_running_loop().call_soon(self.call_later, self._ingest_slice)
+        elif self._end is not None and self.ended is None:
+            self.on_source_ended(self._end)
         if self.playback.index is None and time.monotonic() - self._last_frame >= ARRIVAL_GAP:
             self._draw_frame()
 
+    def _ingest(self, events: list) -> None:
+        for event in self.runs.ingest(events):
+            if self.source.kind != "replay":  # a replay's console follows its cursor
+                self.monitor.console_panel.show_event(event)
+            if isinstance(event, Notice):
+                self.note = ""  # the engine answered the pending request
+
     def on_source_ended(self, message: SourceEnded) -> None:
+        self._end = message
+        if self._arrived:  # said once the events before it are all in
+            return
         self.ended = message
         self._dirty = True
         if self.stopping:
@@ -161,6 +204,9 @@ class MonitorApp(RunKeys, App[int]):
             state.source_end = state.finished.reason if state.finished is not None else "cut off"
         if self.source.kind == "replay":
             self._console_at = None
+            gc.collect()
+            gc.freeze()  # all a replay holds stays: no collection has to rescan it
+            gc.set_threshold(*GC_THRESHOLDS)
         elif self.source.kind == "stream":
             cut = "" if self.state.finished is not None else " before the run finished"
             console.note(f"the stream ended after {self.state.events_seen} events{cut}: the run stays on screen"

@@ -14,6 +14,7 @@ import time
 
 from textual.events import Key
 
+from tui.runs import run_letter
 from tui.synthetic import synthetic_events, write_log
 
 KEY_INTERVAL = 0.02  # seconds between key presses during ingestion
@@ -160,7 +161,9 @@ async def _overlay(paths: list[str], presses: int) -> dict:
     latencies: list[float] = []
     async with app.run_test(size=(120, 40)) as pilot:
         header = app.monitor.run_header
-        while "━" + chr(ord("A") + len(paths) - 1) not in str(header.render()):
+        while not _shows_every_run(str(header.render()), len(paths)):
+            if time.perf_counter() - start > TIME_LIMIT:
+                raise RuntimeError(f"no frame showed the {len(paths)} runs within {TIME_LIMIT:g} s")
             await asyncio.sleep(0.005)
         first_frame = time.perf_counter() - start
         keys = [("o", "o"), ("left", None), ("right", None), ("end", None)]
@@ -184,11 +187,21 @@ async def _overlay(paths: list[str], presses: int) -> dict:
             "key_presses": len(latencies)}
 
 
+def _shows_every_run(header: str, runs: int) -> bool:
+    """Whether the header drawn last shows every run: one line a run (each with its letter) when
+    several are overlaid, the run's own lines when there is one."""
+    if runs > 1:
+        return f"━{run_letter(runs - 1)} " in header
+    return " step " in header and not header.lstrip().startswith("waiting")
+
+
 if __name__ == "__main__":
     import json
     import sys
 
     if sys.argv[1:2] == ["overlay"]:  # python -m tui.bench overlay A.jsonl.gz B.jsonl.gz
+        if not sys.argv[2:]:
+            sys.exit("usage: python -m tui.bench overlay LOG [LOG ...]")
         print(json.dumps(measure_overlay(sys.argv[2:]), indent=2))
     else:
         print(json.dumps(measure_step_latency() if sys.argv[1:] == ["latency"] else measure_ingest(), indent=2))

@@ -14,7 +14,7 @@ from textual.message import Message
 from engine.events import Event
 from tui.sources import EventSource
 
-BATCHES_IN_FLIGHT = 1
+BATCHES_IN_FLIGHT = 2  # one batch taken in by the app while the reader decodes the next
 
 
 class EventsArrived(Message):

@@ -93,3 +93,45 @@ def test_a_run_behind_is_aligned_by_step_and_blank_where_it_has_none():
     assert overlay.loss[:5] == [None] * 5  # steps 6..10: the late run has none
     assert all(value is not None for value in overlay.loss[5:])
     assert runs.position(runs.states[1], 14) == 4  # cursor at step 15 of the longer run: its 5th step
+
+
+def test_a_key_pressed_while_a_long_log_is_read_is_answered_between_two_slices(tmp_path, monkeypatch):
+    import tui.app
+    from textual.events import Key
+
+    log = _log(tmp_path / "long.jsonl", 3000)
+    monkeypatch.setattr(tui.app, "INGEST_SLICE", 0.0)  # one chunk of events a slice
+
+    async def run():
+        app = build_app(LogFilesSource([log]))
+        seen_when_handled = []
+        original = app.action_pause
+
+        def pause() -> None:
+            seen_when_handled.append(app.state.events_seen)
+            original()
+
+        app.action_pause = pause
+        async with app.run_test(size=SIZE) as pilot:
+            while app.state.events_seen == 0:  # the first batch (a thousand events) is being taken in
+                await asyncio.sleep(0)
+            seen_when_pressed = app.state.events_seen
+            app.post_message(Key("p", "p"))
+            await _until(pilot, lambda: seen_when_handled)
+            # answered after at most two slices, not after the thousand events of the batch
+            assert seen_when_handled[0] - seen_when_pressed <= 2 * tui.app.INGEST_CHUNK
+            await _until(pilot, lambda: app.ended is not None)
+            assert app.state.steps[-1] == 3000  # the end is said once every event is in
+
+    asyncio.run(run())
+
+
+def test_the_overlay_benchmark_measures_one_log_and_two(tmp_path):
+    from tui.bench import measure_overlay
+
+    one = _log(tmp_path / "a.jsonl", 200)
+    two = _log(tmp_path / "b.jsonl", 150, clip=1.0, seed=1)
+    single = measure_overlay([one], presses=4)
+    assert single["steps"] == [200] and single["key_presses"] == 4 and single["first_frame_s"] > 0
+    both = measure_overlay([one, two], presses=4)
+    assert both["steps"] == [200, 150] and both["key_presses"] == 4

@@ -12,7 +12,8 @@ import math
 
 from rich.cells import cell_len
 from rich.style import Style
-from rich.text import Text
+from rich.text import Span, Text
+from textual.strip import Strip
 from textual.widget import Widget
 
 from engine.events import Gates
@@ -25,9 +26,10 @@ GAP = 3
 BLOCK_HEAD = 3  # lines above a block's units: its name, its range, the token labels
 MIN_BLOCK_WIDTH = 12  # "-1.66..+1.92": a block's range stays readable under a short input
 MIN_UNITS = 4  # units a block row should show before another row of blocks is worth its room
-SHOWN_TOKENS = {" ": "␣"}
+SHOWN_TOKENS = {" ": "␣"}  # a space of a text prefix would be an invisible column label
 ALL_UNITS = 100_000  # lines offered to the layout: every unit is drawn, the panel scrolls
-SATURATED = 0.99  # |h| above this: a saturated tanh unit (its derivative is under 0.02)  # a space of a text prefix would be an invisible column label
+DRAWINGS_KEPT = 8  # gates (at a width) whose lines are kept
+SATURATED = 0.99  # |h| above this: a saturated tanh unit (its derivative is under 0.02)
 
 
 def _range(name: str, matrix: list[list[float]]) -> tuple[float, float, float, float]:
@@ -77,24 +79,32 @@ def render_gate(name: str, matrix: list[list[float]], tokens: list[str], column:
         token = SHOWN_TOKENS.get(str(token), str(token))
         header.append(token + " " * max(0, column - cell_len(token)), "bold underline")
     lines.append(header)
-    levels = len(RAMP)
     for unit, row in enumerate(matrix[:units_shown]):
-        line = Text(f"h{unit}".rjust(label) + " ", "dim")
-        run, run_level = [], None  # cells of one shade share one span
-        for value in row[: len(tokens)]:
-            if not isinstance(value, (int, float)) or not math.isfinite(value):
-                level = -1
-            else:
-                level = min(levels - 1, int(min(1.0, max(0.0, (value - low) / span)) * levels))
-            if level != run_level and run:
-                line.append("".join(run), _level_style(run_level, signed))
-                run = []
-            run.append("!".ljust(column) if level < 0 else RAMP[level] * column)
-            run_level = level
-        if run:
-            line.append("".join(run), _level_style(run_level, signed))
-        lines.append(line)
+        lines.append(_unit_line(f"h{unit}".rjust(label) + " ", row[: len(tokens)], low, span, column, signed))
     return [line_pad(line, width) for line in lines]
+
+
+def _unit_line(label: str, row: list, low: float, span: float, column: int, signed: bool) -> Text:
+    """One hidden unit: a ramp character per time step, the cells of one shade sharing one span (the
+    line is built as one string and its spans: appending to a Text costs more than the arithmetic)."""
+    levels = len(RAMP)
+    cells, spans = [], []
+    at = start = len(label)
+    run_level = None
+    for value in row:
+        if not isinstance(value, (int, float)) or not math.isfinite(value):
+            level = -1
+        else:
+            level = min(levels - 1, int(min(1.0, max(0.0, (value - low) / span)) * levels))
+        if level != run_level and run_level is not None:
+            spans.append(Span(start, at, _level_style(run_level, signed)))
+            start = at
+        cells.append("!".ljust(column) if level < 0 else RAMP[level] * column)
+        at += column
+        run_level = level
+    if run_level is not None:
+        spans.append(Span(start, at, _level_style(run_level, signed)))
+    return Text(label + "".join(cells), "dim", spans=spans)
 
 
 def block_width(units: int, steps: int, column: int) -> int:
@@ -127,7 +137,8 @@ class GateHeatmaps(Widget):
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self.gates: Gates | None = None
-        self._height = 1
+        # the last few gates drawn, by (id, width): overlaid runs each show their own
+        self._drawings: dict[tuple[int, int], tuple[Gates | None, list[Text], dict[int, Strip]]] = {}
 
     def show(self, gates: Gates | None) -> None:
         if gates is self.gates:
@@ -143,14 +154,39 @@ class GateHeatmaps(Widget):
         return [str(token) for token in self.gates.tokens] if self.gates else []
 
     def get_content_height(self, container, viewport, width: int) -> int:
-        return len(self._lines(width or 80, ALL_UNITS))
+        return len(self._drawn(width or 80)[0])
 
-    def render(self) -> Text:
+    def render_line(self, y: int) -> Strip:
+        """A line of the panel. Its lines are laid out once per gates and width, and each is converted
+        to a strip once, when it is first in view: hundreds of cells in their own colours cost tens of
+        milliseconds to convert, too much to repeat for every frame or for the units scrolled away."""
         width = self.size.width or 80
+        lines, strips = self._drawn(width)
+        if y >= len(lines):
+            return Strip.blank(width, self.rich_style)
+        strip = strips.get(y)
+        if strip is None:
+            segments = list(lines[y].render(self.app.console, end=""))
+            strip = strips[y] = Strip(segments).adjust_cell_length(width).apply_style(self.rich_style)
+        return strip
+
+    def _drawn(self, width: int) -> tuple[list[Text], dict[int, Strip]]:
+        """The lines of the shown gates at ``width``, and those of them converted to strips so far."""
+        key = (id(self.gates), width)
+        cached = self._drawings.get(key)
+        if cached is not None and cached[0] is self.gates:
+            return cached[1], cached[2]
         lines = self._lines(width, ALL_UNITS)
         for line in lines:
             line.truncate(width)
-        text = Text("\n").join(lines)
+        if len(self._drawings) >= DRAWINGS_KEPT:
+            del self._drawings[next(iter(self._drawings))]  # the oldest
+        self._drawings[key] = (self.gates, lines, {})
+        return lines, self._drawings[key][2]
+
+    def render(self) -> Text:
+        """The panel as one text (what render_line draws, line by line)."""
+        text = Text("\n").join(self._drawn(self.size.width or 80)[0])
         text.no_wrap, text.overflow = True, "crop"  # a block wider than the panel is cut, not wrapped
         return text
 
