@@ -70,30 +70,32 @@ async def _replay(path: str, events: int) -> dict:
     }
 
 
-def measure_step_latency(seconds: float = 10.0, speed: float = 20.0) -> dict:
-    """How long after its step a step's numbers are on screen, for a real run at ``speed`` steps/s.
+def measure_step_latency(seconds: float = 10.0, speed: float = 20.0, flow: bool = False) -> dict:
+    """How long after its step a step's numbers are on screen, for a real run at ``speed`` steps/s;
+    with ``flow``, its gradient flow in the flow view (``t``) instead.
 
     The engine runs in a child process, as under ``train``. Two parts, in milliseconds: on the pipe,
-    each Step's arrival minus its ``t`` (the engine's clock), less the smallest such difference (so
+    each event's arrival minus its ``t`` (the engine's clock), less the smallest such difference (so
     the best-delivered step counts 0: a lower bound of the writer's delay); in the app, from the
     reader getting the line to the end of the frame that draws it.
     """
-    return asyncio.run(_live(seconds, speed))
+    return asyncio.run(_live(seconds, speed, flow))
 
 
-async def _live(seconds: float, speed: float) -> dict:
+async def _live(seconds: float, speed: float, flow: bool) -> dict:
     import json
     import sys
 
     from engine.config import build_config
-    from engine.events import Step
+    from engine.events import Flow, Step
     from tui.app import build_app
     from tui.sources import ChildProcessSource
 
     config = build_config("explode", speed=speed, epochs=1000, runs_dir=tempfile.mkdtemp(),
-                          checkpoint_dir=tempfile.mkdtemp())
+                          checkpoint_dir=tempfile.mkdtemp(), pause_on_alarm=False)
     source = ChildProcessSource([sys.executable, "-m", "engine.child", json.dumps(config.to_dict())]).start()
-    arrived: dict[int, float] = {}  # step -> when the reader had it
+    timed = Flow if flow else Step
+    arrived: dict[int, float] = {}  # step -> when the reader had its event
     offsets: dict[int, float] = {}  # step -> arrival minus the engine's t
     batches = source.batches
 
@@ -101,7 +103,7 @@ async def _live(seconds: float, speed: float) -> dict:
         for batch in batches():
             now = time.perf_counter()
             for event in batch:
-                if isinstance(event, Step):
+                if isinstance(event, timed):
                     arrived[event.step] = now
                     offsets[event.step] = now - event.t
             yield batch
@@ -109,18 +111,29 @@ async def _live(seconds: float, speed: float) -> dict:
     source.batches = timed_batches  # type: ignore[method-assign]
     app = build_app(source)
     drawn: dict[int, float] = {}
-    draw = app.monitor.draw
+    widget = app.monitor.flow if flow else app.monitor
+
+    def last_drawn() -> int:
+        if flow:
+            flows = app.monitor.flow._view.flows
+            return flows[-1].step if flows else 0
+        return app.state.steps[-1] if app.state.steps else 0
+
+    draw_method = "render" if flow else "draw"
+    draw = getattr(widget, draw_method)
 
     def timed_draw(*args, **kwargs):
         result = draw(*args, **kwargs)
-        now = time.perf_counter()
+        now, last = time.perf_counter(), last_drawn()
         for step in list(arrived):
-            if step not in drawn and app.state.steps and step <= app.state.steps[-1]:
+            if step not in drawn and step <= last:
                 drawn[step] = now
         return result
 
-    app.monitor.draw = timed_draw  # type: ignore[method-assign]
+    setattr(widget, draw_method, timed_draw)
     async with app.run_test(size=(120, 40)) as pilot:
+        if flow:
+            await pilot.press("t")
         start = time.perf_counter()
         while time.perf_counter() - start < seconds + 30 and len(drawn) < seconds * speed:
             await asyncio.sleep(0.05)
@@ -131,8 +144,8 @@ async def _live(seconds: float, speed: float) -> dict:
     pipe = sorted((offsets[step] - base) * 1000 for step in steps)
     screen = sorted((drawn[step] - arrived[step]) * 1000 for step in steps)
     total = sorted((offsets[step] - base + drawn[step] - arrived[step]) * 1000 for step in steps)
-    return {"steps": len(steps), "pipe_ms_median": pipe[len(pipe) // 2], "pipe_ms_max": pipe[-1],
-            "app_ms_median": screen[len(screen) // 2], "app_ms_max": screen[-1],
+    return {"events": timed.type, "steps": len(steps), "pipe_ms_median": pipe[len(pipe) // 2],
+            "pipe_ms_max": pipe[-1], "app_ms_median": screen[len(screen) // 2], "app_ms_max": screen[-1],
             "total_ms_median": total[len(total) // 2], "total_ms_p95": total[int(len(total) * 0.95)],
             "total_ms_max": total[-1]}
 
@@ -203,5 +216,7 @@ if __name__ == "__main__":
         if not sys.argv[2:]:
             sys.exit("usage: python -m tui.bench overlay LOG [LOG ...]")
         print(json.dumps(measure_overlay(sys.argv[2:]), indent=2))
+    elif sys.argv[1:2] == ["latency"]:  # python -m tui.bench latency [--flow]
+        print(json.dumps(measure_step_latency(flow="--flow" in sys.argv[2:]), indent=2))
     else:
-        print(json.dumps(measure_step_latency() if sys.argv[1:] == ["latency"] else measure_ingest(), indent=2))
+        print(json.dumps(measure_ingest(), indent=2))
