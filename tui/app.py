@@ -13,7 +13,7 @@ from textual.app import App
 from textual.binding import Binding
 from textual.widgets import Input
 
-from engine.events import Command, GatesCommand, Notice, Pause, Resume, Rewind, SetSpeed, StepCommand
+from engine.events import Command, GatesCommand, Notice, Pause, Resume, Rewind, Settings, SetSpeed, StepCommand
 from tui import controls
 from tui.keys import ALARM_PROMPT, RunKeys
 from tui.reader import BATCHES_IN_FLIGHT, EventsArrived, SourceEnded, read_events
@@ -178,6 +178,8 @@ class MonitorApp(RunKeys, App[int]):
                 self.monitor.console_panel.show_event(event)
             if isinstance(event, Notice):
                 self.note = ""  # the engine answered the pending request
+        if self.note and not self.stopping and any(type(event) is Settings for event in events):
+            self.note = ""  # the new settings answer a clip or speed request (the header shows them)
 
     def on_source_ended(self, message: SourceEnded) -> None:
         self._end = message
@@ -222,7 +224,8 @@ class MonitorApp(RunKeys, App[int]):
             label = source_label(self.source, self.playback, self.ended is not None)
             paused = self.state.status is not None and self.state.status.state == "paused"
             prompt = ALARM_PROMPT if self.alarm_pause and paused else ""  # once the engine has paused
-            self._dirty = self.monitor.draw(self.runs, self.playback.index, label, self.note, prompt)
+            self._dirty = self.monitor.draw(self.runs, self.playback.index, label, self.note, prompt,
+                                            self.source.kind == "live")
             if self.source.kind == "replay" and self._console_at != (self.playback.index, self.runs.front_number):
                 self._console_at = (self.playback.index, self.runs.front_number)
                 cursor = self.runs.position(self.state, self.playback.index)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from engine.events import GatesCommand, Pause, Resume, Rewind, SetSpeed, StepCommand
 from tui import controls
+from tui.runs import run_letter
 
 ALARM_PROMPT = "paused at the explosion: c clip and continue · p continue without · r rewind"
 
@@ -19,36 +20,48 @@ class RunKeys:
 
     # --- actions (one per key) ----------------------------------------------------
 
+    # After a fork the clip keys steer the first branch, whichever run is at the front: worked out
+    # from its settings, and the request names it
+
+    def _steered(self) -> tuple:
+        """The run the clip keys steer, its settings and config, and " for A" once there are two."""
+        state = self.runs.steered
+        whom = f" for {run_letter(self.runs.states.index(state))}" if self.runs.overlaid else ""
+        return state, state.latest_settings, state.config, whom
+
     def action_toggle_clip(self) -> None:
-        settings, config = self.state.latest_settings, self.state.config
+        _, settings, config, whom = self._steered()
         if self.alarm_pause:  # clip and continue
             command = controls.clip_at(settings, config)
             if self.send(command) and self.send(Resume()):
-                self.note = f"clip ON at {command.max_norm:g} requested, continuing"
+                self.note = f"clip ON at {command.max_norm:g}{whom} requested, continuing"
             return
         command = controls.toggle_clip(settings, config)
         if self.send(command):
-            self.note = f"clip {'ON' if command.on else 'OFF'} requested"
+            self.note = f"clip {'ON' if command.on else 'OFF'}{whom} requested"
 
     def action_advise(self) -> None:
-        view = self.state.view(self.runs.position(self.state, self.playback.index), width=1)
+        state, settings, config, whom = self._steered()
+        view = state.view(self.runs.position(state, self.playback.index), width=1)
         suggestion = view.advice.suggestion if view.advice is not None else None
         if suggestion is None:
             self.monitor.console_panel.note("the advisor has no healthy steps to average yet", "yellow")
             return
-        if self.send(controls.clip_at(self.state.latest_settings, self.state.config, suggestion)):
-            self.note = f"clip ON at the advised {suggestion:g} requested"
+        if self.send(controls.clip_at(settings, config, suggestion)):
+            self.note = f"clip ON at the advised {suggestion:g}{whom} requested"
 
     def action_scale_clip(self, factor: float) -> None:
-        command = controls.scale_clip(self.state.latest_settings, self.state.config, factor)
+        _, settings, config, whom = self._steered()
+        command = controls.scale_clip(settings, config, factor)
         if self.send(command):
-            self.note = f"max_norm {command.max_norm:g} requested"
+            self.note = f"max_norm {command.max_norm:g}{whom} requested"
 
     def action_pause(self) -> None:
         if self.source.kind != "live":
             self.playback.toggle(self.runs.last_index)
         else:
-            running = self.state.status is None or self.state.status.state == "running"
+            status = self.runs.steered.status  # the one loop steps both branches
+            running = status is None or status.state == "running"
             self.send(Pause() if running else Resume())
         self._dirty = True
 
@@ -66,8 +79,9 @@ class RunKeys:
             self.playback.scale_speed(direction)
             self._dirty = True
             return
-        settings = self.state.latest_settings
-        measured = self.state.steps_per_s[-1] if self.state.steps_per_s else 0.0
+        steered = self.runs.steered
+        settings = steered.latest_settings
+        measured = steered.steps_per_s[-1] if steered.steps_per_s else 0.0
         speed = controls.next_speed(settings.speed if settings else 0.0, measured, direction > 0)
         if self.send(SetSpeed(steps_per_s=speed)):
             self.note = f"speed cap {speed:g}/s requested" if speed else "no speed cap requested"
@@ -77,9 +91,10 @@ class RunKeys:
 
     def action_fork(self) -> None:
         """Fork the live run here: a second branch with clipping switched (type fork lr=… for another change)."""
-        view = self.state.view(None, width=1)
+        state, settings, config, _ = self._steered()
+        view = state.view(None, width=1)
         advised = view.advice.suggestion if view.advice is not None else None
-        command = controls.fork_clip(self.state.latest_settings, self.state.config, advised)
+        command = controls.fork_clip(settings, config, advised)
         if self.send(command):
             self.note = f"fork with {command.describe()} requested"
 

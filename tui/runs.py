@@ -94,6 +94,12 @@ class RunSet:
     def overlaid(self) -> bool:
         return len(self.states) > 1
 
+    @property
+    def steered(self) -> RunState:
+        """The run an engine's commands steer: the run itself, never a fork's second branch (which
+        follows the first branch's pause, steps, speed and rewinds, and keeps its own clip and lr)."""
+        return next((state for state in self.states if "forked_from" not in state.config), self.states[0])
+
     def bring_forward(self) -> None:
         """The next run to the front (the o key)."""
         self.front_number = (self.front_number + 1) % len(self.states)
@@ -189,8 +195,12 @@ def _setting_words(settings: RunSettings | None) -> dict[str, str]:
     return {"clip": clip.replace("Linf", "L∞"), "lr": f"lr {settings.lr:g}"}
 
 
-def legend(runs: RunSet, index: int | None) -> list[Entry]:
-    """The runs, each with the settings (config, and settings at the cursor) in which they differ."""
+STEERED = "c [ ] a steer this branch"  # after a live fork: the run the clip keys act on
+
+
+def legend(runs: RunSet, index: int | None, live: bool = False) -> list[Entry]:
+    """The runs, each with the settings (config, and settings at the cursor) in which they differ; in
+    a live fork, which branch the clip keys steer."""
     words: list[dict[str, str]] = []
     for number, state in enumerate(runs.states):
         position = runs.position(state, index)
@@ -205,18 +215,20 @@ def legend(runs: RunSet, index: int | None) -> list[Entry]:
     keys = sorted({key for entry in words for key in entry})
     differing = [key for key in keys if len({entry.get(key, "") for entry in words}) > 1]
     entries = []
+    steered = runs.steered if live and "fork" in differing else None
     for number, (state, entry) in enumerate(zip(runs.states, words)):
         step, where = _where(state, runs.position(state, index))
-        entries.append(Entry(run_letter(number), run_colour(number), runs.ids[number] or "waiting",
-                             [entry[key] for key in differing if key in entry], step, where,
-                             number == runs.front_number))
+        differences = [entry[key] for key in differing if key in entry] + ([STEERED] if state is steered else [])
+        entries.append(Entry(run_letter(number), run_colour(number), runs.ids[number] or "waiting", differences,
+                             step, where, number == runs.front_number))
     return entries
 
 
 def _where(state: RunState, position: int | None) -> tuple[int, str]:
     """A run's step and state at a series position (None: the latest), as its header line says them."""
     index = state.last_index if position is None else position
-    step = state.steps[index] if 0 <= index < len(state.steps) else 0
+    start = state.config.get("fork_step", 0)  # a fork's second branch, before its first step: where it branches
+    step = state.steps[index] if 0 <= index < len(state.steps) else start if isinstance(start, int) else 0
     status = state.status if position is None else state.status_at(index)
     if status is None:
         return step, "running" if state.steps else "waiting"

@@ -5,7 +5,7 @@ import json
 import os
 import sys
 
-from engine.events import Fork, RunStarted, Settings, Status, read_log
+from engine.events import Fork, RunStarted, SetClip, Settings, Status, read_log
 from tui.app import build_app
 from tui.sources import ChildProcessSource
 from tui.synthetic import synthetic_events
@@ -55,11 +55,19 @@ def test_f_sends_the_fork_and_both_branches_are_overlaid_as_they_arrive():
             source.push(first[30:])
             await _until(pilot, lambda: len(app.runs.states) == 2 and "synthetic-b" in _header(app))
             header = _header(app)
-            assert f"▶━A clip off · forked at step {step} · step" in header
+            # the header says which branch the clip keys steer: the first, the run that was forked
+            assert f"▶━A clip off · forked at step {step} · c [ ] a steer this branch · step" in header
             assert f"━B clip 1 L2 · branch from step {step} · step" in header and "· synthetic-b" in header
             assert "loss B" in str(app.monitor.sparklines.render())
             await pilot.press("p")  # one pause for both: the engine steps them in one loop
             assert type(source.sent[-1]).__name__ == "Pause"
+            await pilot.press("o", "c")  # B at the front: c still switches A's clipping (off, so on)
+            await _until(pilot, lambda: type(source.sent[-1]) is SetClip)
+            assert source.sent[-1].on
+            await _until(pilot, lambda: "clip ON for A requested" in _header(app))
+            source.push([Settings(run="synthetic", step=40, clip_on=True, clip_max_norm=20.0, cause="command")])
+            await _until(pilot, lambda: "━A clip 20 L2" in _header(app))  # the engine's answer, for A
+            assert "requested" not in _header(app) and "━B clip 1 L2" in _header(app)
 
     asyncio.run(run())
 

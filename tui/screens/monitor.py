@@ -85,15 +85,16 @@ class MonitorScreen(Screen):
         self.whole = not self.whole
         self._last_chart = 0.0
 
-    def draw(self, runs: RunSet, index: int | None, source: str, note: str, prompt: str = "") -> bool:
+    def draw(self, runs: RunSet, index: int | None, source: str, note: str, prompt: str = "",
+             live: bool = False) -> bool:
         """Draw the runs at the cursor ``index`` (None = newest): the front one in full, the others over
-        it; True if charts still owe a frame."""
+        it; True if charts still owe a frame. ``live``: an engine steers them (a fork's header says which)."""
         if self.has_class("tiny"):
             return False
         state = runs.front
         position = runs.position(state, index)
         view = state.view(position, width=max(10, self.sparklines.bars_width()), whole=self.whole)
-        entries = legend(runs, index) if runs.overlaid else []
+        entries = legend(runs, index, live) if runs.overlaid else []
         self.run_header.styles.height = 2 + len(entries)
         self.run_header.show(view, source, note, entries)
         self.timeline.show(view.alarms, str(view.config.get("cell", "srn")), prompt, self.has_class("narrow"))
