@@ -213,6 +213,8 @@ class Sparklines(Widget):
         steps = view.first_steps
         span = f"{steps[0]}–{view.step}" if steps else "—"
         value = f"whole run {span} (w)" if view.whole else f"steps {span} (w: all)"
+        if len(value) > value_width:  # five-digit steps: the span, without the key's hint
+            value = value.rsplit(" (", 1)[0]
         return cls._row("marks", bars, value, label_width, value_width, dim=True)
 
     @classmethod
