@@ -175,7 +175,8 @@ class MonitorApp(RunKeys, App[int]):
     def _ingest(self, events: list) -> None:
         for event in self.runs.ingest(events):
             if self.source.kind != "replay":  # a replay's console follows its cursor
-                self.monitor.console_panel.show_event(event)
+                who = self.runs.letter_of(event.run) if self.runs.overlaid else ""  # a fork's branches share it
+                self.monitor.console_panel.show_event(event, who)
             if isinstance(event, Notice):
                 self.note = ""  # the engine answered the pending request
         if self.note and not self.stopping and any(type(event) is Settings for event in events):

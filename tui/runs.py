@@ -94,6 +94,10 @@ class RunSet:
     def overlaid(self) -> bool:
         return len(self.states) > 1
 
+    def letter_of(self, run: str) -> str:
+        """The letter a run is shown by ("" for a run id not seen)."""
+        return run_letter(self.ids.index(run)) if run in self.ids else ""
+
     @property
     def steered(self) -> RunState:
         """The run an engine's commands steer: the run itself, never a fork's second branch (which

@@ -5,7 +5,7 @@ import json
 import os
 import sys
 
-from engine.events import Fork, RunStarted, SetClip, Settings, Status, read_log
+from engine.events import Eval, Fork, RunStarted, SetClip, Settings, Status, read_log
 from tui.app import build_app
 from tui.sources import ChildProcessSource
 from tui.synthetic import synthetic_events
@@ -18,6 +18,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 def _header(app):
     return str(app.monitor.run_header.render())
+
+
+def _console(app):
+    return "\n".join(line.plain for line in app.monitor.console_panel.lines)
 
 
 def _branch(events, run, fork_step):
@@ -68,6 +72,9 @@ def test_f_sends_the_fork_and_both_branches_are_overlaid_as_they_arrive():
             source.push([Settings(run="synthetic", step=40, clip_on=True, clip_max_norm=20.0, cause="command")])
             await _until(pilot, lambda: "━A clip 20 L2" in _header(app))  # the engine's answer, for A
             assert "requested" not in _header(app) and "━B clip 1 L2" in _header(app)
+            # the two branches share the console: each line says whose it is
+            source.push([Eval(run="synthetic-b", step=40, split="test", accuracy=0.5)])
+            await _until(pilot, lambda: "B: step 40: test score 0.5" in _console(app))
 
     asyncio.run(run())
 

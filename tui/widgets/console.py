@@ -94,24 +94,28 @@ class Console(Vertical):
         if self._log.size.width != self._width:  # rewrap for the new width
             self._draw()
 
-    def show_event(self, event: Event) -> None:
-        """An engine answer or a milestone, as one line (a generation streams into its own block)."""
+    def show_event(self, event: Event, who: str = "") -> None:
+        """An engine answer or a milestone, as one line (a generation streams into its own block);
+        ``who``: the letter of its run when several share the console (a fork's branches)."""
         if isinstance(event, Prediction):
             self.say(prediction_text(event))
-        elif isinstance(event, Generation):
+            return
+        if isinstance(event, Generation):
             self.stream(event)
-        elif isinstance(event, Notice):
+            return
+        lead = f"{who}: " if who else ""
+        if isinstance(event, Notice):
             self._unknown_noted = event.message.startswith(UNKNOWN_NOTICE)
-            self.say(f"engine: {event.message}", {"error": "red", "warning": "yellow"}.get(event.level, ""))
+            self.say(f"{lead}engine: {event.message}", {"error": "red", "warning": "yellow"}.get(event.level, ""))
         elif isinstance(event, Alarm):
-            self.say(f"step {event.step}: healthy again {event.message}".rstrip(), "green")
+            self.say(f"{lead}step {event.step}: healthy again {event.message}".rstrip(), "green")
         elif isinstance(event, Status) and event.message:
-            self.say(f"{event.state}: {event.message}", "bold red" if event.state == "failed" else "")
+            self.say(f"{lead}{event.state}: {event.message}", "bold red" if event.state == "failed" else "")
         elif isinstance(event, Eval):
             score = event.accuracy if event.accuracy is not None else event.perplexity
-            self.say(f"step {event.step}: {event.split} score {short(score)}")
+            self.say(f"{lead}step {event.step}: {event.split} score {short(score)}")
         elif isinstance(event, RunFinished):
-            self.say(finished_text(event))
+            self.say(lead + finished_text(event))
 
     def replay(self, events: list[Event]) -> None:
         """Show what a replay's console had shown by its cursor (and nothing after it), then the
