@@ -279,6 +279,18 @@ class Generation(Event):
     request_id: int = 0
 
 
+@event("weights")
+@dataclass(frozen=True)
+class Weights(Event):
+    """Which weights answer the console once the run has finished: the final ones (as training left
+    them) or the best dev checkpoint's. Sent when the finished run starts answering and on each switch."""
+
+    which: str = "final"  # final | best
+    checkpoint: str = ""  # the checkpoint holding these weights
+    trained_steps: int = 0  # the training step they were taken at
+    score: float | None = None  # their dev score (accuracy or perplexity), when known
+
+
 @event("checkpoint")
 @dataclass(frozen=True)
 class Checkpoint(Event):
@@ -381,6 +393,14 @@ class Generate(Command):
     top_k: int = 0  # 0 = all characters
     seed: int | None = None
     request_id: int = 0
+
+
+@command("use_weights")
+@dataclass(frozen=True)
+class UseWeights(Command):
+    """After the run: answer the console with the final weights or the best dev checkpoint's."""
+
+    which: str = "best"  # best | final
 
 
 @command("fork")

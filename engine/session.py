@@ -16,6 +16,7 @@ from typing import IO, Callable
 
 from . import checkpoint as ckpt
 from . import events as ev
+from .afterrun import answer_after_run
 from .config import TrainConfig
 from .fork import check_fork_step
 from .preflight import create_exclusively
@@ -140,7 +141,7 @@ def run_session(config: TrainConfig, *, events_path: str | None = None, stream: 
     try:
         commands = None if command_stream is None else _command_reader(command_stream, writer, config.run_id)
         runner = Runner(config, emit, commands, resume=resume, log_error=lambda: writer.error or branches.error())
-        reason = branches.attach(runner, fork_at).run()
+        reason = _train(runner, branches, fork_at, commands)
     except KeyboardInterrupt:
         if runner is not None:
             runner.end_interrupted()  # and its fork's second branch, if any (engine/fork.py)
@@ -160,6 +161,14 @@ def run_session(config: TrainConfig, *, events_path: str | None = None, stream: 
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
     return reason, log_path
+
+
+def _train(runner: Runner, branches: "_BranchLogs", fork_at, commands: CommandReader | None) -> str:
+    """The run (forking if asked); then, if it finished and someone steers it, the console's answers
+    until they say stop (engine/afterrun.py). The run's reason."""
+    reason = branches.attach(runner, fork_at).run()
+    answer_after_run(runner, commands, reason)
+    return reason
 
 
 class _BranchLogs:
