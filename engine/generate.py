@@ -18,14 +18,11 @@ import torch
 
 from .corpus import UNKNOWN, Vocabulary
 from .models import LanguageModel
+from .sampling import MAX_SEED, check_sampling
 from .text import visible
 
 CHUNK = 4  # characters per Generation event: small enough to watch the text appear
 MAX_LENGTH = 10_000
-# Below the lowest temperature sampling is greedy in all but name, above the highest it is uniform;
-# beyond them logits / temperature overflows to inf (or every logit rounds to 0) and the draw fails.
-TEMPERATURES = (1e-2, 1e2)
-MAX_SEED = 2**64 - 1
 
 BIDIRECTIONAL_REFUSAL = (
     "a bidirectional model cannot generate: its backward layer learnt to read the characters that come "
@@ -34,7 +31,7 @@ BIDIRECTIONAL_REFUSAL = (
     "--bidirectional to generate")
 
 
-def check_request(model, prefix: str, length: int, temperature: float, top_k: int) -> None:
+def check_request(model, prefix: str, length: int, temperature: float, top_k: int, seed: int | None = None) -> None:
     """ValueError with one line for the user when the request cannot be answered."""
     if getattr(model, "bidirectional", False):
         raise ValueError(BIDIRECTIONAL_REFUSAL)
@@ -42,11 +39,7 @@ def check_request(model, prefix: str, length: int, temperature: float, top_k: in
         raise ValueError("give a prefix of at least one character to continue")
     if not 0 <= length <= MAX_LENGTH:
         raise ValueError(f"the length must be between 0 and {MAX_LENGTH}, not {length}")
-    low, high = TEMPERATURES
-    if not (temperature == 0 or low <= temperature <= high):
-        raise ValueError(f"the temperature must be 0 (greedy) or between {low:g} and {high:g}, not {temperature:g}")
-    if top_k < 0:
-        raise ValueError(f"top-k must be 0 (all characters) or positive, not {top_k}")
+    check_sampling(temperature, top_k, seed)
 
 
 def choose(logits: torch.Tensor, temperature: float, top_k: int, generator: torch.Generator | None) -> int:
@@ -69,7 +62,7 @@ def continuation(model, vocab: Vocabulary, prefix: str, length: int, temperature
                  top_k: int = 0, seed: int | None = 0, device: torch.device | str = "cpu"):
     """Yield ``length`` characters that continue ``prefix``. Characters of the prefix outside the
     vocabulary are read as ``<unk>`` (``vocab.unknown_in(prefix)`` lists them for the caller)."""
-    check_request(model, prefix, length, temperature, top_k)
+    check_request(model, prefix, length, temperature, top_k, seed)
     generator = None
     if temperature > 0:
         generator = torch.Generator(device=device)
@@ -113,11 +106,12 @@ def stream_events(model, vocab: Vocabulary, command, emit, notice, device) -> No
 
     unknown = vocab.unknown_in(command.prefix)
     try:
+        seed = None if command.seed is None else int(command.seed)
         characters = continuation(model, vocab, command.prefix, int(command.length), float(command.temperature),
-                                  int(command.top_k), command.seed, device)
+                                  int(command.top_k), seed, device)
         chunk = ""
         first = next(characters, None)  # the request is checked when the first character is asked for
-    except ValueError as error:
+    except (TypeError, ValueError) as error:  # a command line can hold anything: one line, never a crash
         notice(str(error), "error")
         return
     if unknown:
