@@ -14,7 +14,7 @@ from textual.binding import Binding
 from textual.widgets import Input
 
 from engine.events import Command, GatesCommand, Notice, Pause, Resume, Rewind, Settings, SetSpeed, StepCommand
-from tui import controls
+from tui import console_options, controls
 from tui.keys import ALARM_PROMPT, RunKeys
 from tui.reader import BATCHES_IN_FLIGHT, EventsArrived, SourceEnded, read_events
 from tui.screens.help import HelpScreen
@@ -94,6 +94,7 @@ class MonitorApp(RunKeys, App[int]):
         self.note = ""  # a pending request shown in the header until the engine confirms it
         self.alarm_pause = False  # paused at the first explosion: c, p and r answer it
         self._console_at: tuple | None = None  # the cursor (and front run) the replay's console was drawn for
+        self.sampling = console_options.GREEDY  # how the console's generation chooses characters (:sample)
 
     @property
     def state(self) -> RunState:
@@ -227,6 +228,9 @@ class MonitorApp(RunKeys, App[int]):
             prompt = ALARM_PROMPT if self.alarm_pause and paused else ""  # once the engine has paused
             self._dirty = self.monitor.draw(self.runs, self.playback.index, label, self.note, prompt,
                                             self.source.kind == "live")
+            weights = self.state.weights if self.source.kind == "live" else ""  # a log's engine is gone
+            placeholder = console_options.placeholder(self.state.task, self.sampling, weights)
+            self.monitor.console_panel.set_placeholder(placeholder)
             if self.source.kind == "replay" and self._console_at != (self.playback.index, self.runs.front_number):
                 self._console_at = (self.playback.index, self.runs.front_number)
                 cursor = self.runs.position(self.state, self.playback.index)
@@ -267,14 +271,33 @@ class MonitorApp(RunKeys, App[int]):
         self.set_focus(None)
 
     def on_console_submitted(self, message: Console.Submitted) -> None:
+        if console_options.is_option(message.text):
+            self._console_option(message.text)
+            return
         self._request_id += 1
         try:
-            commands = controls.console_commands(message.text, self.state.task, self._request_id)
+            commands = controls.console_commands(message.text, self.state.task, self._request_id, self.sampling)
         except ValueError as problem:
             self.monitor.console_panel.note(str(problem), "yellow")
             return
         if self.send(commands[0]) and len(commands) > 1:
             self.send(commands[1])
+
+    def _console_option(self, text: str) -> None:
+        """A ``:`` line: how generation samples (kept here, sent with each request), or which weights answer
+        after the run (the engine's, so it is asked)."""
+        console = self.monitor.console_panel
+        try:
+            option = console_options.parse_option(text, self.state.task, bool(self.state.weights))
+        except ValueError as problem:
+            console.note(str(problem), "yellow")
+            return
+        if isinstance(option, console_options.Sampling):
+            self.sampling = option
+            console.note(f"generation from now on: {option.describe()}", "bold")
+            self._dirty = True
+        else:
+            self.send(option)  # answered by a weights event: the console says which weights answer
 
     async def action_quit(self) -> None:
         if self.source.kind != "live" or self.ended is not None or self.stopping:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from engine.events import (Alarm, Eval, Event, Flow, Gates, Generation, Notice, Prediction, RunFinished, RunStarted,
-                           Saturation, Settings, Status, Step)
+                           Saturation, Settings, Status, Step, Weights)
 
 _NUMBER = (int, float)
 
@@ -62,6 +62,9 @@ def well_typed(event: Event) -> bool:
         return isinstance(event.text, str)
     if isinstance(event, Notice):
         return isinstance(event.message, str) and isinstance(event.level, str)
+    if isinstance(event, Weights):
+        return isinstance(event.which, str) and isinstance(event.checkpoint, str) \
+            and _numbers(event.trained_steps) and _optional_numbers(event.score)
     if isinstance(event, RunFinished):
         return _optional_numbers(event.best_dev, event.test_accuracy, event.test_perplexity)
     return True

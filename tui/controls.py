@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 
 from engine.events import Command, Fork, GatesCommand, Generate, Predict, SetClip, Status
+from tui.console_options import GREEDY, Sampling
 from tui.state import RunSettings
 from tui.widgets.console import GENERATION_LENGTH, parse_digits
 
@@ -50,8 +51,9 @@ def _clip(settings: RunSettings | None, config: dict) -> tuple[bool, float, str]
     return bool(on), float(max_norm), str(norm_type or "2")
 
 
-def console_commands(text: str, task: str, request_id: int) -> list[Command]:
-    """What a console line asks: a prediction (digits) or a generation (a prefix), then heatmaps for it.
+def console_commands(text: str, task: str, request_id: int, sampling: Sampling = GREEDY) -> list[Command]:
+    """What a console line asks: a prediction (digits) or a generation (a prefix, continued as
+    ``sampling`` says), then heatmaps for it.
 
     Raises ValueError with a one-line explanation for input that cannot be sent.
     """
@@ -60,7 +62,8 @@ def console_commands(text: str, task: str, request_id: int) -> list[Command]:
     if task == "lm":
         if not text.strip():
             raise ValueError("type a prefix for the model to continue")
-        return [Generate(prefix=text, length=GENERATION_LENGTH, request_id=request_id),
+        return [Generate(prefix=text, length=GENERATION_LENGTH, temperature=sampling.temperature,
+                         top_k=sampling.top_k, seed=sampling.seed, request_id=request_id),
                 GatesCommand(input=text[:GATE_CHARACTERS])]
     digits = " ".join(parse_digits(text))
     return [Predict(input=digits), GatesCommand(input=digits)]

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Iterable, NamedTuple
 
 from engine.events import (Alarm, Checkpoint, Eval, Event, Flow, Gates, Generation, Notice, Prediction,
-                           RunFinished, RunStarted, Saturation, Settings, Status, Step)
+                           RunFinished, RunStarted, Saturation, Settings, Status, Step, Weights)
 from engine.text import visible, visible_fields
 from tui.advisor import Advice, ClipAdvisor
 from tui.checks import well_typed
@@ -107,6 +107,7 @@ class RunState:
         self.first_explosion: Alarm | None = None
         self.latest_gates: Gates | None = None
         self.finished: RunFinished | None = None
+        self.weights = ""  # after the run: which weights answer the console (final | best)
         self.checkpoint: Checkpoint | None = None
         self.events_seen = 0
         self.bad_events = 0
@@ -141,6 +142,9 @@ class RunState:
         if isinstance(event, (Prediction, Generation)):
             return True
         if isinstance(event, Notice):
+            return True
+        if isinstance(event, Weights):
+            self.weights = event.which
             return True
         if isinstance(event, Settings):  # in force from the next step on: marked there
             self._note_settings(len(self.steps), RunSettings(event.clip_on, event.clip_max_norm, event.clip_norm_type,

@@ -24,6 +24,11 @@ ABOUT = [
     "[b]Marks[/b]  On every sparkline and chart, at their step: c clip on/off or max_norm, l lr, "
     "r rewind, p pause, ▲ ! ▼ alarms (marked steps are tinted). w shows the whole run in buckets that "
     "keep each bucket's largest value, so a one-step spike is never lost.",
+    "[b]Console[/b]  (/) digits → the predicted sum and their heatmaps; a language model continues a "
+    "prefix greedily, or after :sample t=0.8 k=5 seed=3 by a draw at temperature 0.8 from the 5 likeliest "
+    "characters (the same seed and prefix give the same text; without seed= each draw is new); :greedy goes "
+    "back. After the run the model answers until q, from its final weights or, after :best, the best dev "
+    "checkpoint's (:final switches back); each answer is led by the weights that gave it.",
     "[b]Replay[/b]  (watch a log): p plays/pauses, n steps, ←/→ scrub, home/end jump, +/- playback "
     "speed; everything on screen is as it was at the cursor. A stream on standard input can be watched "
     "but not steered: keys that send commands say so.",
@@ -47,7 +52,7 @@ KEYS = [("c", "clipping on/off (the header changes when the engine confirms); at
         ("p", "pause / resume (replay: play / pause)"),
         ("n", "one step, then pause"), ("r", "rewind to the last healthy snapshot"),
         ("+ -", "faster / slower (steps/s cap)"), ("g", "refresh the heatmaps"),
-        ("/", "focus the console (digits → predicted sum; lm: prefix → text)"),
+        ("/", "focus the console (digits → predicted sum; lm: prefix → text; :options below)"),
         ("w", "whole run / live window"), ("v", "sparklines / full charts"),
         ("f", "fork the live run here: a second branch from the same weights, optimiser state and batches, "
               "with clipping switched (on at the advisor's max_norm); /fork lr=0.1 (or clip=5, clip=none) "

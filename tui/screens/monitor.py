@@ -104,8 +104,6 @@ class MonitorScreen(Screen):
         if self.flow_shown:
             self.flow.show(view, self.has_class("narrow"))
             return False
-        if state.task == "lm":
-            self.console_panel.set_placeholder("/ then a prefix to continue, e.g. time traveller")
         if not self.charts.display:
             overlays = runs.overlays(view.first_steps, view.step, index) if runs.overlaid else []
             colour = f"color({run_colour(runs.front_number)})" if runs.overlaid else "green"

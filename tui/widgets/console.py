@@ -11,7 +11,7 @@ from textual.message import Message
 from textual.widgets import Input, Static
 
 from engine.digits import parse_digits as read_digits
-from engine.events import Alarm, Eval, Event, Generation, Notice, Prediction, RunFinished, Status
+from engine.events import Alarm, Eval, Event, Generation, Notice, Prediction, RunFinished, Status, Weights
 from engine.text import visible
 from tui.format import finished_text, short
 
@@ -24,11 +24,13 @@ def parse_digits(text: str) -> list[str]:
     return [str(digit) for digit in read_digits(text, MAX_DIGITS)]
 
 
-def prediction_text(prediction: Prediction) -> Text:
+def prediction_text(prediction: Prediction, weights: str = "") -> Text:
+    """One answer; after the run, led by the weights that gave it (final or best)."""
     tokens = " ".join(str(token) for token in prediction.tokens)
     predicted = prediction.predicted
     shown = str(int(predicted)) if float(predicted).is_integer() else f"{predicted:.3f}"
-    text = Text(f"{tokens} → ", "bold")
+    text = weights_tag(weights)
+    text.append(f"{tokens} → ", "bold")
     text.append(shown, "bold green")
     if prediction.top:
         text.append("   top-3: ")
@@ -38,6 +40,19 @@ def prediction_text(prediction: Prediction) -> Text:
         text.append(f"   sum {prediction.target} ")
         text.append("✓" if right else "✗", "green" if right else "red")
     return text
+
+
+def weights_tag(weights: str) -> Text:
+    return Text(f"{weights} · ", "dim") if weights else Text()
+
+
+def weights_text(weights: Weights) -> Text:
+    """The line that says which weights answer from now on, and how to switch."""
+    if weights.which == "best":
+        score = "" if weights.score is None else f", dev score {short(weights.score)}"
+        return Text(f"the best weights (step {weights.trained_steps}{score}) answer · :final switches back", "bold")
+    return Text(f"after the run the {weights.which} weights (step {weights.trained_steps}) answer · "
+                ":best switches · q quits", "bold")
 
 
 class GenerationBlock(Text):
@@ -71,6 +86,7 @@ class Console(Vertical):
         self._generation: GenerationBlock | None = None  # the block still streaming, if any
         self._request = -1
         self._unknown_noted = False  # the engine's notice already named the unknown characters
+        self._weights = ""  # after the run: the weights answering (each answer is led by it)
         self._width = 0
         self._log = Static("", id="console-log")
         self._own: collections.deque[Text] = collections.deque(maxlen=4)
@@ -98,7 +114,7 @@ class Console(Vertical):
         """An engine answer or a milestone, as one line (a generation streams into its own block);
         ``who``: the letter of its run when several share the console (a fork's branches)."""
         if isinstance(event, Prediction):
-            self.say(prediction_text(event))
+            self.say(prediction_text(event, self._weights))
             return
         if isinstance(event, Generation):
             self.stream(event)
@@ -116,12 +132,16 @@ class Console(Vertical):
             self.say(f"{lead}step {event.step}: {event.split} score {short(score)}")
         elif isinstance(event, RunFinished):
             self.say(lead + finished_text(event))
+        elif isinstance(event, Weights):
+            self._weights = event.which
+            self.say(Text(lead) + weights_text(event))
 
     def replay(self, events: list[Event]) -> None:
         """Show what a replay's console had shown by its cursor (and nothing after it), then the
         monitor's own lines (skipped lines, refused keys)."""
         self.lines.clear()
         self._generation = None
+        self._weights = ""
         for event in events[-MAX_LINES:]:
             self.show_event(event)
         self.lines.extend(self._own)
@@ -148,6 +168,7 @@ class Console(Vertical):
                 self.say(f"{UNKNOWN_NOTICE}, read as unknown: {shown}", "yellow")
             self._unknown_noted = False
             self._generation = GenerationBlock()
+            self._generation.append_text(weights_tag(self._weights))
             self._generation.append(generation.prefix, "dim")
             self._request = generation.request_id
             self.lines.append(self._generation)
