@@ -190,6 +190,7 @@ class Entry(NamedTuple):
     step: int
     state: str
     front: bool
+    steered: bool = False  # a live fork's first branch: the one the clip keys steer
 
 
 def _setting_words(settings: RunSettings | None) -> dict[str, str]:
@@ -197,9 +198,6 @@ def _setting_words(settings: RunSettings | None) -> dict[str, str]:
         return {}
     clip = f"clip {settings.clip_max_norm:g} L{settings.clip_norm_type}" if settings.clip_on else "clip off"
     return {"clip": clip.replace("Linf", "L∞"), "lr": f"lr {settings.lr:g}"}
-
-
-STEERED = "c [ ] a steer this branch"  # after a live fork: the run the clip keys act on
 
 
 def legend(runs: RunSet, index: int | None, live: bool = False) -> list[Entry]:
@@ -222,9 +220,9 @@ def legend(runs: RunSet, index: int | None, live: bool = False) -> list[Entry]:
     steered = runs.steered if live and "fork" in differing else None
     for number, (state, entry) in enumerate(zip(runs.states, words)):
         step, where = _where(state, runs.position(state, index))
-        differences = [entry[key] for key in differing if key in entry] + ([STEERED] if state is steered else [])
-        entries.append(Entry(run_letter(number), run_colour(number), runs.ids[number] or "waiting", differences,
-                             step, where, number == runs.front_number))
+        entries.append(Entry(run_letter(number), run_colour(number), runs.ids[number] or "waiting",
+                             [entry[key] for key in differing if key in entry], step, where,
+                             number == runs.front_number, state is steered))
     return entries
 
 

@@ -57,7 +57,7 @@ KEYS = [("c", "clipping on/off (the header changes when the engine confirms); at
         ("f", "fork the live run here: a second branch from the same weights, optimiser state and batches, "
               "with clipping switched (on at the advisor's max_norm); /fork lr=0.1 (or clip=5, clip=none) "
               "forks with another change. p, n, + - and r act on both branches; c [ ] a steer the first "
-              "(A, the run you forked, whichever is at the front: its header line says so)"),
+              "(A, the run you forked, whichever is at the front: its header line says steered by c [ ] a)"),
         ("o", "the next run to the front (watch A.jsonl B.jsonl, or a fork's branches): drawn in full, "
               "the others as their loss, dev and total-norm rows in their colours"),
         ("t", "flow view: ‖∂L/∂h_t‖ over time steps × training steps, the σ_max gauge"),

@@ -63,8 +63,8 @@ def header_text(view: RunView, source: str, note: str = "") -> Text:
 
 
 def legend_text(entries) -> Text:
-    """One line per overlaid run: its colour and letter, what differs, where it is, then its id (the
-    part a narrow terminal cuts)."""
+    """One line per overlaid run: its colour and letter, what differs, where it is, which branch of a
+    live fork the clip keys steer, then its id (the part a narrow terminal cuts)."""
     text = Text()
     for entry in entries:
         text.append("\n")
@@ -74,6 +74,8 @@ def legend_text(entries) -> Text:
             text.append(visible(" · ".join(entry.differences)) + " · ", f"color({entry.colour})")
         text.append(f"step {entry.step} · ")
         text.append(entry.state, STATE_STYLES.get(entry.state, "bold"))
+        if entry.steered:
+            text.append(" · steered by c [ ] a", "bold")
         text.append(" · " + visible(entry.run), "bold" if entry.front else "dim")
     return text
 
