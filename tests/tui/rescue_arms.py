@@ -1,7 +1,9 @@
 """The rescue preset's arms, trained as the TUI trains them: the engine in a child process, pausing itself
-after the step of its first explosion, then answered (clipping at a threshold, a rewind, continue). Same seed for every arm.
+after the step of its first explosion, then answered (clipping at a threshold, a rewind, continue). Same
+seed for every arm.
 
-    python tests/tui/rescue_arms.py          # every arm: none, the advisor's threshold, max_norm 1
+    python tests/tui/rescue_arms.py          # both arms: none, and the advisor's threshold
+    python tests/tui/rescue_arms.py 1 5      # and any thresholds given
 """
 
 from __future__ import annotations
@@ -15,40 +17,75 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path.insert(0, ROOT)
 
 from engine.config import build_config  # noqa: E402
-from engine.events import Alarm, Eval, Resume, Rewind, RunFinished, SetClip, Stop, from_json  # noqa: E402
+from engine.events import Alarm, Eval, Resume, Rewind, RunFinished, SetClip, Status, Step, Stop, from_json  # noqa: E402
 from tui.state import RunState  # noqa: E402
 
 
+class RescueRun:
+    """The rescue preset in a child process as the TUI starts it (pausing at its first explosion), with
+    the TUI's state (and so its clipping advisor) fed from its events."""
+
+    def __init__(self, folder: str):
+        self.config = build_config("rescue", runs_dir=folder, checkpoint_dir=folder, pause_on_alarm=True)
+        self.child = subprocess.Popen([sys.executable, "-m", "engine.child", json.dumps(self.config.to_dict())],
+                                      cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.state = RunState()
+        self.steps: list[Step] = []  # every step so far, as the engine sent it
+
+    def events(self):
+        for line in self.child.stdout:
+            event = from_json(line)
+            self.state.ingest([event])
+            if isinstance(event, Step):
+                self.steps.append(event)
+            yield event
+
+    def send(self, command) -> None:
+        self.child.stdin.write(command.to_json() + "\n")
+        self.child.stdin.flush()
+
+    def until_paused_at_explosion(self) -> Alarm:
+        """The first explosion's alarm, once the run has paused after its step."""
+        explosion = None
+        for event in self.events():
+            if isinstance(event, Alarm) and event.kind == "explosion" and explosion is None:
+                explosion = event
+            elif isinstance(event, Status) and event.state == "paused" and explosion is not None:
+                return explosion
+            elif isinstance(event, RunFinished):
+                raise AssertionError("the run finished without pausing at an explosion")
+        raise AssertionError("the engine ended without pausing at an explosion")
+
+    def close(self) -> None:
+        if self.child.poll() is None:
+            self.send(Stop())
+        self.child.wait(timeout=60)
+        self.child.stdin.close()
+        self.child.stdout.close()
+
+
 def run_arm(threshold: str, folder: str, rewind: bool = True) -> tuple[float, dict]:
-    """Test accuracy of the rescue run answered at its explosion: ``threshold`` is "none" (keep going),
+    """Test accuracy of the rescue run answered at its explosion: ``threshold`` is "none" (p, keep going),
     "advice" (the advisor's max_norm, as the a key sends it) or a number; and what happened."""
-    config = build_config("rescue", runs_dir=folder, checkpoint_dir=folder, pause_on_alarm=True)
-    child = subprocess.Popen([sys.executable, "-m", "engine.child", json.dumps(config.to_dict())], cwd=ROOT,
-                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    state, story, accuracy = RunState(), {}, float("nan")
-
-    def send(command) -> None:
-        child.stdin.write(command.to_json() + "\n")
-        child.stdin.flush()
-
-    for line in child.stdout:
-        event = from_json(line)
-        state.ingest([event])
-        if isinstance(event, Alarm) and event.kind == "explosion" and not story:
-            advice = state.advisor.at(state.last_index)
-            story = {"explosion": event.step, "advice": advice.suggestion}
-            if threshold != "none":  # none: p, continue without
-                story["max_norm"] = advice.suggestion if threshold == "advice" else float(threshold)
-                send(SetClip(on=True, max_norm=story["max_norm"], norm_type=config.clip_type))
-                if rewind:
-                    send(Rewind())
-            send(Resume())
-        elif isinstance(event, Eval) and event.split == "test":
-            accuracy = event.accuracy
-        elif isinstance(event, RunFinished):
-            send(Stop())
-            break
-    child.wait(timeout=60)
+    run = RescueRun(folder)
+    try:
+        explosion = run.until_paused_at_explosion()
+        advice = run.state.advisor.at(run.state.last_index)
+        story = {"explosion": explosion.step, "advice": advice.suggestion, "healthy": advice.healthy}
+        if threshold != "none":
+            story["max_norm"] = advice.suggestion if threshold == "advice" else float(threshold)
+            run.send(SetClip(on=True, max_norm=story["max_norm"], norm_type=run.config.clip_type))
+            if rewind:
+                run.send(Rewind())
+        run.send(Resume())
+        accuracy = float("nan")
+        for event in run.events():
+            if isinstance(event, Eval) and event.split == "test":
+                accuracy = event.accuracy
+            elif isinstance(event, RunFinished):
+                break
+    finally:
+        run.close()
     return accuracy, story
 
 
@@ -56,6 +93,6 @@ if __name__ == "__main__":
     import tempfile
 
     with tempfile.TemporaryDirectory() as folder:
-        for arm in ("none", "advice", "1"):
+        for arm in ("none", "advice", *sys.argv[1:]):
             accuracy, story = run_arm(arm, folder)
-            print(f"{arm:>6}: test accuracy {accuracy:.2f} {story}")
+            print(f"{arm:>6}: test accuracy {accuracy:.2f} {story}", flush=True)

@@ -9,6 +9,8 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
+from tui.advisor import BAND, MIN_STABLE
+
 ABOUT = [
     "[b]Alarms[/b]  The line under the header tells every alarm of the run, in order: ▲ an explosion "
     "(a norm 100× its recent median: before → after, and the ratio), ! a non-finite gradient (the update "
@@ -20,7 +22,10 @@ ABOUT = [
     "[b]Clip advisor[/b]  Pascanu, Mikolov & Bengio (2013, §3.2): a threshold from 0.5 to 10 times the "
     "average gradient norm over many updates still converges. The advisor averages the pre-clip total "
     "norm over the recent healthy steps, in the run's norm type (the memory preset clips the L1 norm), "
-    "and shows the step's norm before and after clipping and the share of steps clipped.",
+    "and shows the step's norm before and after clipping and the share of steps clipped. An explosion's "
+    f"run-up (steps beyond {BAND[1]:g}× the average before them) is not healthy; under {MIN_STABLE} healthy "
+    "steps, or a loss that rose over them, is no stable phase, and it says so. --preset rescue: a stable "
+    "phase, an explosion at step 58, and a at the pause, r, p make the run learn.",
     "[b]Marks[/b]  On every sparkline and chart, at their step: c clip on/off or max_norm, l lr, "
     "r rewind, p pause, ▲ ! ▼ alarms (marked steps are tinted). w shows the whole run in buckets that "
     "keep each bucket's largest value, so a one-step spike is never lost.",

@@ -6,7 +6,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widget import Widget
 
-from tui.advisor import BAND
+from tui.advisor import BAND, MIN_STABLE, Advice
 from tui.state import RunView
 from tui.story import compact
 
@@ -34,8 +34,7 @@ def advisor_text(view: RunView, width: int) -> Text:
     text.append(long if len(long) + len(key) <= width else short)
     text.append(key, "bold cyan")
     if not advice.stable:  # Pascanu's band is for a run that was converging; this one was not
-        warning = f"\n⚠ the loss rose ×{compact(advice.loss_rise, 2)} over those steps: no stable phase, the band may be far too high ([ halves)"
-        text.append(warning[: width + 1], "bold yellow")
+        text.append(_unstable(advice)[: width + 1], "bold yellow")
     text.append("\n")
     total = view.pre_clip
     if settings is not None and settings.clip_on:
@@ -49,6 +48,15 @@ def advisor_text(view: RunView, width: int) -> Text:
     if rest > len(words) + 11:
         text.append(f" · total = {words}", "dim")
     return text
+
+
+def _unstable(advice: Advice) -> str:
+    """Why the averaged steps are no stable phase (a newline first)."""
+    if not advice.enough:
+        return (f"\n⚠ only {advice.healthy} healthy steps averaged: too few for a stable phase, "
+                f"the band is a guess (from {MIN_STABLE} on; [ halves)")
+    return (f"\n⚠ the loss rose ×{compact(advice.loss_rise, 2)} over those steps: no stable phase, "
+            "the band may be far too high ([ halves)")
 
 
 class ClipAdvisor(Widget):
