@@ -15,13 +15,7 @@ def train_live(config: dict, events_path: str | None = None) -> int:
 
     When the engine dies (killed, crashed) the app says so and stays open; once it closes, one line
     on stderr says why, and the exit code is 1 (2 if the engine refused the run)."""
-    argv = [sys.executable, "-m", "engine.child", json.dumps(config)] + ([events_path] if events_path else [])
-    # Start the engine first: its torch import (seconds) overlaps with the app's own start.
-    # The child runs in the user's directory (runs/ and checkpoints/ are relative to it) and finds
-    # the engine package beside tui/ even when the project is not installed.
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [_repository_root(), env.get("PYTHONPATH", "")]))
-    source = ChildProcessSource(argv, env=env).start()
+    source = train_source(config, events_path)
     if source.start_error:
         print(f"rnnlab-tui: {visible(source.start_error)}", file=sys.stderr)
         return 2
@@ -35,6 +29,17 @@ def train_live(config: dict, events_path: str | None = None) -> int:
         print(f"rnnlab-tui: {visible(app.failure)}", file=sys.stderr)
         return 2 if source.exit_code == 2 else 1
     return code
+
+
+def train_source(config: dict, events_path: str | None = None) -> ChildProcessSource:
+    """The engine training ``config`` in a child process, started."""
+    argv = [sys.executable, "-m", "engine.child", json.dumps(config)] + ([events_path] if events_path else [])
+    # Start the engine first: its torch import (seconds) overlaps with the app's own start.
+    # The child runs in the user's directory (runs/ and checkpoints/ are relative to it) and finds
+    # the engine package beside tui/ even when the project is not installed.
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [_repository_root(), env.get("PYTHONPATH", "")]))
+    return ChildProcessSource(argv, env=env).start()
 
 
 def watch(paths: list[str] | str) -> int:
