@@ -15,10 +15,11 @@ from __future__ import annotations
 import os
 
 from . import checkpoint as ckpt
+from . import commands as cmd
 from . import events as ev
 
 WAIT_S = 0.1  # how often the wait looks up from the command stream (a stop signal, a failing log)
-ANSWERED = (ev.Predict, ev.GatesCommand, ev.Generate)
+ANSWERED = (cmd.Predict, cmd.GatesCommand, cmd.Generate)
 TRAINING_WORDS = {"set_clip": "clipping", "set_lr": "the lr", "pause": "pausing", "resume": "resuming",
                   "step": "stepping", "rewind": "rewinding", "set_speed": "the speed cap", "fork": "forking"}
 
@@ -34,11 +35,11 @@ def answer_after_run(runner, commands, reason: str = "finished") -> None:
     try:
         while not runner.stop_requested and not runner.log_error():
             for command in commands.wait(WAIT_S):
-                if isinstance(command, ev.Stop):
+                if isinstance(command, cmd.Stop):
                     return
                 if isinstance(command, ANSWERED):
                     runner._apply(command)  # as during the run, with the weights now chosen
-                elif isinstance(command, ev.UseWeights):
+                elif isinstance(command, cmd.UseWeights):
                     weights.use(command.which)
                 else:
                     what = TRAINING_WORDS.get(command.type, command.type)

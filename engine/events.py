@@ -4,8 +4,8 @@ Pure Python (dataclasses and json only) so that both sides can import it without
 pulling in torch or textual. One event or command is one JSON object on one line.
 
 Every event carries ``type``, ``run``, ``step`` and ``t`` (seconds since the run
-started). Commands travel the other way, on the child's standard input, and carry
-only ``type`` and their own fields.
+started). Commands travel the other way (``engine/commands.py``), on the child's
+standard input, and carry only ``type`` and their own fields.
 
 Non-finite floats are the values the alarms are about, and strict JSON has no
 spelling for them, so they are written as ``{"$float": "nan"}``, ``"inf"`` or
@@ -25,7 +25,6 @@ from typing import Any, ClassVar
 SCHEMA_VERSION = 2  # 2: settings travel as their own event; Step and Status no longer repeat them
 
 EVENT_TYPES: dict[str, type["Event"]] = {}
-COMMAND_TYPES: dict[str, type["Command"]] = {}
 
 
 class DecodeError(ValueError):
@@ -117,12 +116,7 @@ class Event(Message):
     t: float = 0.0
 
 
-@dataclass(frozen=True)
-class Command(Message):
-    pass
-
-
-def _register(registry: dict[str, type], cls: type) -> type:
+def register(registry: dict[str, type], cls: type) -> type:
     registry[cls.type] = cls
     return cls
 
@@ -130,15 +124,7 @@ def _register(registry: dict[str, type], cls: type) -> type:
 def event(name: str):
     def wrap(cls):
         cls.type = name
-        return _register(EVENT_TYPES, cls)
-
-    return wrap
-
-
-def command(name: str):
-    def wrap(cls):
-        cls.type = name
-        return _register(COMMAND_TYPES, cls)
+        return register(EVENT_TYPES, cls)
 
     return wrap
 
@@ -325,125 +311,6 @@ class RunFinished(Event):
     checkpoint: str = ""
 
 
-# --- commands ------------------------------------------------------------
-
-
-@command("set_clip")
-@dataclass(frozen=True)
-class SetClip(Command):
-    on: bool = True
-    max_norm: float | None = None  # None keeps the current threshold
-    norm_type: str | None = None  # "2", "1" or "inf"; None keeps the current one
-
-
-@command("set_lr")
-@dataclass(frozen=True)
-class SetLr(Command):
-    lr: float = 0.0
-
-
-@command("pause")
-@dataclass(frozen=True)
-class Pause(Command):
-    pass
-
-
-@command("resume")
-@dataclass(frozen=True)
-class Resume(Command):
-    pass
-
-
-@command("step")
-@dataclass(frozen=True)
-class StepCommand(Command):
-    n: int = 1  # run n steps, then pause
-
-
-@command("rewind")
-@dataclass(frozen=True)
-class Rewind(Command):
-    pass
-
-
-@command("set_speed")
-@dataclass(frozen=True)
-class SetSpeed(Command):
-    steps_per_s: float = 0.0  # 0 = unlimited
-
-
-@command("gates")
-@dataclass(frozen=True)
-class GatesCommand(Command):
-    input: str = ""  # digits ("6 7 0 0 1") or a text prefix, shown from now on; "" = refresh what is shown
-
-
-@command("predict")
-@dataclass(frozen=True)
-class Predict(Command):
-    input: str = ""
-
-
-@command("generate")
-@dataclass(frozen=True)
-class Generate(Command):
-    prefix: str = ""
-    length: int = 100
-    temperature: float = 0.0  # 0 = greedy
-    top_k: int = 0  # 0 = all characters
-    seed: int | None = None
-    request_id: int = 0
-
-
-@command("use_weights")
-@dataclass(frozen=True)
-class UseWeights(Command):
-    """After the run: answer the console with the final weights or the best dev checkpoint's."""
-
-    which: str = "best"  # best | final
-
-
-@command("fork")
-@dataclass(frozen=True)
-class Fork(Command):
-    """Fork the run at this step into two branches trained in lockstep from the same weights,
-    optimiser state and batches; the second differs in one setting."""
-
-    setting: str = "clip"  # clip (None = off) | max_norm (clipping on at it) | lr
-    value: float | None = None
-
-    SETTINGS: ClassVar[tuple[str, ...]] = ("clip", "max_norm", "lr")
-
-    @classmethod
-    def parse(cls, text: str) -> "Fork":
-        """``clip=1``, ``clip=none``, ``max_norm=5`` or ``lr=0.1``; ValueError says what is wrong, in one line."""
-        name, equals, value = text.strip().partition("=")
-        name, value = name.strip(), value.strip()
-        if not equals or name not in cls.SETTINGS:
-            raise ValueError(f"a fork changes clip=MAX_NORM, clip=none, max_norm=MAX_NORM or lr=LR, not {text!r}")
-        if name == "clip" and value.lower() in ("none", "off"):
-            return cls(setting="clip", value=None)
-        try:
-            number = float(value)
-        except ValueError:
-            raise ValueError(f"the fork's {name}= takes a number, not {value!r}") from None
-        if not (math.isfinite(number) and number > 0):
-            raise ValueError(f"the fork's {name}= must be a positive number, not {value}")
-        return cls(setting=name, value=number)
-
-    def describe(self) -> str:
-        """What the second branch changes, as the header says it: clip 1, clip off, lr 0.1."""
-        if self.setting == "lr":
-            return f"lr {self.value:g}"
-        return "clip off" if self.value is None else f"clip {self.value:g}"
-
-
-@command("stop")
-@dataclass(frozen=True)
-class Stop(Command):
-    pass
-
-
 # --- decoding ------------------------------------------------------------
 
 
@@ -457,7 +324,7 @@ def _field_names(cls: type) -> tuple[str, ...]:
     return names
 
 
-def _from_dict(payload: Any, registry: dict[str, type], nonfinite: bool = True) -> Message:
+def from_dict(payload: Any, registry: dict[str, type], nonfinite: bool = True) -> Message:
     if not isinstance(payload, dict):
         raise DecodeError("not a JSON object")
     kind = payload.get("type")
@@ -475,7 +342,7 @@ def _from_dict(payload: Any, registry: dict[str, type], nonfinite: bool = True) 
         raise DecodeError(str(error)) from None
 
 
-def _loads(line: str | bytes) -> Any:
+def loads(line: str | bytes) -> Any:
     try:
         return json.loads(line)
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
@@ -486,11 +353,7 @@ def from_json(line: str | bytes) -> Event:
     """Decode one line of the event stream. Unknown fields are ignored (newer writers)."""
     marker = b"$float" if isinstance(line, bytes) else "$float"
     # Only a line that spells a non-finite float needs the recursive walk.
-    return _from_dict(_loads(line), EVENT_TYPES, marker in line)  # type: ignore[return-value]
-
-
-def command_from_json(line: str | bytes) -> Command:
-    return _from_dict(_loads(line), COMMAND_TYPES)  # type: ignore[return-value]
+    return from_dict(loads(line), EVENT_TYPES, marker in line)  # type: ignore[return-value]
 
 
 def open_log(path: str):

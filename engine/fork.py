@@ -20,12 +20,13 @@ import time
 from dataclasses import replace
 
 from . import checkpoint as ckpt
+from . import commands as cmd
 from . import events as ev
 from .config import ConfigError
 from .monitor import GradientNorms
 
 
-def check_fork_step(config, fork_at: tuple[int, ev.Fork] | None) -> None:
+def check_fork_step(config, fork_at: tuple[int, cmd.Fork] | None) -> None:
     """``train --fork-at STEP`` refused before anything is written when the run ends at or before STEP
     (its steps are its epochs times the batches of its training set): such a fork would train nothing."""
     if fork_at is None:
@@ -43,10 +44,10 @@ def check_fork_step(config, fork_at: tuple[int, ev.Fork] | None) -> None:
                           f"so the fork must come before it" + (f" (1 to {total - 1})" if total > 1 else ": no step does"))
 
 
-def steer_branch(runner, command: ev.Command):
+def steer_branch(runner, command: cmd.Command):
     """The runner's second branch after ``command``: started by a fork, steered by the commands that
     act on both (``Branch.apply``)."""
-    if not isinstance(command, ev.Fork):
+    if not isinstance(command, cmd.Fork):
         runner.branch.apply(command)
         return runner.branch
     open_writer = getattr(runner, "open_branch_writer", None)  # set where the run's logs are opened
@@ -57,7 +58,7 @@ def steer_branch(runner, command: ev.Command):
     return Branch(runner, command, open_writer(f"{runner.run_id}-b"))
 
 
-def changed_settings(settings: ev.Settings, fork: ev.Fork) -> dict:
+def changed_settings(settings: ev.Settings, fork: cmd.Fork) -> dict:
     """The Settings fields the second branch changes."""
     if fork.setting == "lr":
         return {"lr": float(fork.value)}
@@ -69,7 +70,7 @@ def changed_settings(settings: ev.Settings, fork: ev.Fork) -> dict:
 class Branch:
     """The second branch of a forked runner: ``follow`` after each of the first branch's steps."""
 
-    def __init__(self, runner, fork: ev.Fork, writer):
+    def __init__(self, runner, fork: cmd.Fork, writer):
         """``writer`` is the second branch's own event writer (its log, and the stream if there is one)."""
         self.fork = fork
         self.finished = False
@@ -119,12 +120,12 @@ class Branch:
         if evaluate:
             branch._evaluate()
 
-    def apply(self, command: ev.Command) -> None:
+    def apply(self, command: cmd.Command) -> None:
         """The commands that act on both branches."""
         branch = self.runner
-        if isinstance(command, ev.SetSpeed):
+        if isinstance(command, cmd.SetSpeed):
             branch._apply(command)  # the shared loop obeys the first branch's cap; this log says it too
-        elif isinstance(command, ev.Rewind):
+        elif isinstance(command, cmd.Rewind):
             branch._rewind()
 
     def finish(self, reason: str) -> None:
@@ -166,21 +167,21 @@ class ForkAt:
     """Commands for a run that forks at a given step (``train --fork-at STEP --fork clip=1``): those of
     ``commands`` (None: nobody steers the run), and the fork once the run has taken ``step`` steps."""
 
-    def __init__(self, commands, step: int, fork: ev.Fork, current_step):
+    def __init__(self, commands, step: int, fork: cmd.Fork, current_step):
         self.commands = commands
         self.step = step
         self.fork = fork
         self.current_step = current_step  # the runner's step, read between two steps
         self.sent = False
 
-    def poll(self) -> list[ev.Command]:
+    def poll(self) -> list[cmd.Command]:
         commands = self.commands.poll() if self.commands is not None else []
         if not self.sent and self.current_step() >= self.step:
             self.sent = True
             commands.append(self.fork)
         return commands
 
-    def wait(self, timeout: float) -> list[ev.Command]:
+    def wait(self, timeout: float) -> list[cmd.Command]:
         if self.commands is None:
             time.sleep(timeout)
             return self.poll()

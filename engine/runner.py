@@ -15,6 +15,7 @@ from dataclasses import replace
 import torch
 
 from . import checkpoint as ckpt
+from . import commands as cmd
 from . import events as ev
 from . import instruments
 from .config import TrainConfig
@@ -304,49 +305,49 @@ class Runner:
             self.paused = paused
             self.emit(ev.Status, state="paused" if paused else "running")
 
-    def _apply(self, command: ev.Command) -> None:
-        if self.branch is not None or isinstance(command, ev.Fork):  # start or steer a second branch
+    def _apply(self, command: cmd.Command) -> None:
+        if self.branch is not None or isinstance(command, cmd.Fork):  # start or steer a second branch
             self.branch = steer_branch(self, command)
-        if isinstance(command, ev.Stop):
+        if isinstance(command, cmd.Stop):
             self.request_stop()
-        elif isinstance(command, (ev.Pause, ev.Resume)):
+        elif isinstance(command, (cmd.Pause, cmd.Resume)):
             self.steps_left = -1
-            self._set_paused(isinstance(command, ev.Pause))
-        elif isinstance(command, ev.StepCommand):
+            self._set_paused(isinstance(command, cmd.Pause))
+        elif isinstance(command, cmd.StepCommand):
             self.steps_left = max(1, int(command.n))
             self._set_paused(False)
-        elif isinstance(command, ev.SetClip):
+        elif isinstance(command, cmd.SetClip):
             self._set_clip(command)
-        elif isinstance(command, ev.SetLr):
+        elif isinstance(command, cmd.SetLr):
             if not (isinstance(command.lr, (int, float)) and math.isfinite(command.lr) and command.lr > 0):
                 self.notice(f"lr must be a positive number, not {command.lr}", "error")
                 return
             for group in self.optimizer.param_groups:
                 group["lr"] = float(command.lr)
             self._change_settings(lr=float(command.lr))
-        elif isinstance(command, ev.SetSpeed):
+        elif isinstance(command, cmd.SetSpeed):
             if not (math.isfinite(command.steps_per_s) and command.steps_per_s >= 0):
                 self.notice(f"speed must be 0 (unlimited) or a positive steps/s, not {command.steps_per_s}", "error")
                 return
             self._change_settings(speed=float(command.steps_per_s))
-        elif isinstance(command, ev.Rewind):
+        elif isinstance(command, cmd.Rewind):
             self._rewind()
-        elif isinstance(command, ev.GatesCommand):  # "" refreshes the heatmaps of the input shown
+        elif isinstance(command, cmd.GatesCommand):  # "" refreshes the heatmaps of the input shown
             if self._emit_gates(command.input or self.gates_input):
                 self.gates_input = command.input or self.gates_input  # later refreshes keep showing it
-        elif isinstance(command, ev.Predict):
+        elif isinstance(command, cmd.Predict):
             try:
                 self.emit(ev.Prediction, **self.task.predict(self.model, command.input))
             except ValueError as error:
                 self.notice(str(error), "error")
-        elif isinstance(command, ev.Generate):
+        elif isinstance(command, cmd.Generate):
             generate = getattr(self.task, "generate", None)
             if generate is None:
                 self.notice("generation is for the language-model task; type digits to predict their sum", "error")
                 return
             generate(self.model, command, self.emit, self.notice)
 
-    def _set_clip(self, command: ev.SetClip) -> None:
+    def _set_clip(self, command: cmd.SetClip) -> None:
         if command.max_norm is not None and not (math.isfinite(command.max_norm) and command.max_norm > 0):
             self.notice(f"max_norm must be positive, not {command.max_norm}", "error")
             return

@@ -15,6 +15,7 @@ from dataclasses import replace
 from typing import IO, Callable
 
 from . import checkpoint as ckpt
+from . import commands as cmd
 from . import events as ev
 from .afterrun import answer_after_run
 from .config import TrainConfig
@@ -103,7 +104,7 @@ class _SharedStream:
 
 def run_session(config: TrainConfig, *, events_path: str | None = None, stream: IO[str] | None = None,
                 callbacks: list[Callable[[ev.Event], None]] | None = None,
-                command_stream: IO[str] | None = None, fork_at: tuple[int, ev.Fork] | None = None) -> tuple[str, str]:
+                command_stream: IO[str] | None = None, fork_at: tuple[int, cmd.Fork] | None = None) -> tuple[str, str]:
     """Train one run; returns (reason, log path). reason: finished | stopped | failed.
 
     Events always go to the run log, and also to ``stream`` and ``callbacks`` when given. The run's own
@@ -179,7 +180,7 @@ class _BranchLogs:
         self.stream = _SharedStream(stream) if stream is not None else None  # both branches write to it
         self.writers: list[EventWriter] = []
 
-    def attach(self, runner: Runner, fork_at: tuple[int, ev.Fork] | None) -> Runner:
+    def attach(self, runner: Runner, fork_at: tuple[int, cmd.Fork] | None) -> Runner:
         """``runner``, able to fork (a command), and forking at a step if asked (``train --fork-at``)."""
         runner.open_branch_writer = self.open
         if fork_at is not None:

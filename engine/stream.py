@@ -18,7 +18,8 @@ import threading
 import time
 from typing import IO, Callable
 
-from .events import Command, DecodeError, Event, Stop, command_from_json
+from .commands import Command, Stop, command_from_json
+from .events import DecodeError, Event
 
 FLUSH_S = 0.05  # the longest an event waits in a buffer while events keep coming (seconds)
 _CLOSE = object()

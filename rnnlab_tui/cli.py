@@ -9,7 +9,7 @@ import sys
 
 from engine.config import (CELLS, CORPORA, HEADS, IMPLS, INITS, NORM_TYPES, OPTIMIZERS, PRESETS,
                            REDUCTIONS, SAMPLINGS, TASKS, ConfigError, build_config)
-from engine.events import Fork
+from engine.commands import Fork
 from engine.text import visible
 
 EXIT_USAGE = 2

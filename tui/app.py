@@ -13,7 +13,8 @@ from textual.app import App
 from textual.binding import Binding
 from textual.widgets import Input
 
-from engine.events import Command, GatesCommand, Notice, Pause, Resume, Rewind, Settings, SetSpeed, StepCommand
+from engine.commands import Command, GatesCommand, Pause, Resume, Rewind, SetSpeed, StepCommand
+from engine.events import Notice, Settings
 from tui import console_options, controls
 from tui.keys import ALARM_PROMPT, RunKeys
 from tui.reader import BATCHES_IN_FLIGHT, EventsArrived, SourceEnded, read_events

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from engine.events import UseWeights
+from engine.commands import UseWeights
 from engine.sampling import check_sampling
 
 OPTIONS = ":greedy · :sample [t=1] [k=0] [seed=N] · :best · :final"

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import signal
 
-from engine.events import Command, Fork, GatesCommand, Generate, Predict, SetClip, Status
+from engine.commands import Command, Fork, GatesCommand, Generate, Predict, SetClip
+from engine.events import Status
 from tui.console_options import GREEDY, Sampling
 from tui.state import RunSettings
 from tui.widgets.console import GENERATION_LENGTH, parse_digits

@@ -3,7 +3,7 @@ last confirmed and sends it. A mixin of the app, which owns the state, the sourc
 
 from __future__ import annotations
 
-from engine.events import GatesCommand, Pause, Resume, Rewind, SetSpeed, StepCommand
+from engine.commands import GatesCommand, Pause, Resume, Rewind, SetSpeed, StepCommand
 from tui import controls
 from tui.runs import run_letter
 

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from engine import checkpoint as ckpt
+from engine import commands as cmd
 from engine import events as ev
 from engine.config import build_config
 from engine.session import run_session
@@ -19,7 +20,7 @@ TIMEOUT = 120  # seconds a session may take before the test calls it hung
 class Console:
     """The TUI's side of a session: a pipe for commands, written when the run's run_finished goes out."""
 
-    def __init__(self, after_finish: list[ev.Command], close: bool = True, before: list[ev.Command] = ()):
+    def __init__(self, after_finish: list[cmd.Command], close: bool = True, before: list[cmd.Command] = ()):
         read_fd, write_fd = os.pipe()
         self.stream = os.fdopen(read_fd, "r", encoding="utf-8")
         self.pipe = os.fdopen(write_fd, "w", encoding="utf-8")
@@ -73,9 +74,9 @@ def expected_prediction(path: str, config, text: str) -> dict:
 
 
 def test_the_finished_model_answers_with_its_final_and_best_weights_until_the_stream_ends(tmp_path):
-    asked = [ev.Predict(input="6 7"), ev.UseWeights(which="best"), ev.Predict(input="6 7"),
-             ev.UseWeights(which="final"), ev.Predict(input="6 7"), ev.SetClip(on=True, max_norm=1.0),
-             ev.UseWeights(which="middling")]
+    asked = [cmd.Predict(input="6 7"), cmd.UseWeights(which="best"), cmd.Predict(input="6 7"),
+             cmd.UseWeights(which="final"), cmd.Predict(input="6 7"), cmd.SetClip(on=True, max_norm=1.0),
+             cmd.UseWeights(which="middling")]
     # three epochs of this run: dev accuracy is best after the second, so best and final weights differ
     reason, events, config = session(tmp_path, Console(asked), epochs=3)  # the stream ends without a stop
     assert reason == "finished"
@@ -103,14 +104,14 @@ def test_the_finished_model_answers_with_its_final_and_best_weights_until_the_st
 
 
 def test_a_stop_ends_the_answers_while_the_stream_stays_open(tmp_path):
-    reason, events, _ = session(tmp_path, Console([ev.GatesCommand(input="1 2 3"), ev.Stop(),
-                                                   ev.Predict(input="1 2")], close=False))
+    reason, events, _ = session(tmp_path, Console([cmd.GatesCommand(input="1 2 3"), cmd.Stop(),
+                                                   cmd.Predict(input="1 2")], close=False))
     assert reason == "finished"
     assert [e.type for e in after_finish(events)] == ["weights", "gates"]  # nothing after the stop
 
 
 def test_a_run_stopped_while_training_ends_without_waiting(tmp_path):
-    reason, events, _ = session(tmp_path, Console([], close=False, before=[ev.Stop()]))
+    reason, events, _ = session(tmp_path, Console([], close=False, before=[cmd.Stop()]))
     assert reason == "stopped" and events[-1].type == "run_finished" and events[-1].reason == "stopped"
 
 
@@ -120,8 +121,8 @@ def test_a_run_nobody_steers_ends_at_run_finished(tmp_path):
 
 
 def test_a_forked_run_answers_after_both_branches_ended(tmp_path):
-    console = Console([ev.Predict(input="6 7"), ev.Fork(setting="lr", value=0.1)])
-    reason, events, _ = session(tmp_path, console, fork_at=(3, ev.Fork.parse("clip=1")), preset="explode")
+    console = Console([cmd.Predict(input="6 7"), cmd.Fork(setting="lr", value=0.1)])
+    reason, events, _ = session(tmp_path, console, fork_at=(3, cmd.Fork.parse("clip=1")), preset="explode")
     assert reason == "finished"
     assert [e.type for e in after_finish(events)] == ["weights", "prediction", "notice"]
     second, bad = ev.read_log(str(tmp_path / "run-b.jsonl"))
@@ -144,7 +145,7 @@ def test_the_child_process_answers_after_run_finished_and_exits_when_stdin_close
         for line in process.stdout:
             seen.append(ev.from_json(line))
             if type(seen[-1]) is ev.RunFinished:
-                process.stdin.write(ev.Predict(input="6 7").to_json() + "\n")
+                process.stdin.write(cmd.Predict(input="6 7").to_json() + "\n")
                 process.stdin.flush()
             elif type(seen[-1]) is ev.Prediction:
                 process.stdin.close()  # the TUI went away

@@ -2,6 +2,8 @@ import math
 
 import pytest
 
+from engine import commands as cmd
+
 from engine import events as ev
 
 
@@ -28,13 +30,13 @@ def sample(cls):
         ev.Status: dict(state="failed", message="cannot write the run log: No space left on device"),
         ev.Notice: dict(level="error", message="'x' is not a digit 0-9"),
         ev.RunFinished: dict(reason="stopped", best_dev=0.3, test_accuracy=0.25),
-        ev.SetClip: dict(on=True, max_norm=20.0, norm_type="inf"),
-        ev.SetLr: dict(lr=0.05),
-        ev.StepCommand: dict(n=5),
-        ev.SetSpeed: dict(steps_per_s=math.inf),
-        ev.GatesCommand: dict(input="6 7 0"),
-        ev.Predict: dict(input="6 7"),
-        ev.Generate: dict(prefix="time traveller", length=50, temperature=0.8, top_k=5, seed=1),
+        cmd.SetClip: dict(on=True, max_norm=20.0, norm_type="inf"),
+        cmd.SetLr: dict(lr=0.05),
+        cmd.StepCommand: dict(n=5),
+        cmd.SetSpeed: dict(steps_per_s=math.inf),
+        cmd.GatesCommand: dict(input="6 7 0"),
+        cmd.Predict: dict(input="6 7"),
+        cmd.Generate: dict(prefix="time traveller", length=50, temperature=0.8, top_k=5, seed=1),
     }.get(cls, {})
     if issubclass(cls, ev.Event):
         values = {"run": "srn-digits-1", "step": 7, "t": 0.25, **values}
@@ -51,10 +53,10 @@ def test_every_event_round_trips(cls):
     assert decoded.to_json() == line  # NaN != NaN, so compare the encodings
 
 
-@pytest.mark.parametrize("cls", list(ev.COMMAND_TYPES.values()), ids=lambda c: c.type)
+@pytest.mark.parametrize("cls", list(cmd.COMMAND_TYPES.values()), ids=lambda c: c.type)
 def test_every_command_round_trips(cls):
     command = sample(cls)
-    decoded = ev.command_from_json(command.to_json())
+    decoded = cmd.command_from_json(command.to_json())
     assert type(decoded) is cls and decoded.to_json() == command.to_json()
 
 

@@ -2,6 +2,8 @@
 
 import pytest
 
+from engine import commands as cmd
+
 from engine import events as ev
 from engine.config import build_config
 from engine.session import run_session
@@ -13,7 +15,7 @@ def forked(tmp_path, change: str, at: int = 5, **options):
     config = build_config(options.pop("preset"), checkpoint_dir=str(tmp_path / "checkpoints"),
                           runs_dir=str(tmp_path / "runs"), **options)
     log = str(tmp_path / "run.jsonl")
-    reason, path = run_session(config, events_path=log, fork_at=(at, ev.Fork.parse(change)))
+    reason, path = run_session(config, events_path=log, fork_at=(at, cmd.Fork.parse(change)))
     assert reason == "finished" and path == log
     first, bad = ev.read_log(log)
     second, bad_second = ev.read_log(str(tmp_path / "run-b.jsonl"))
@@ -59,7 +61,7 @@ def test_clipping_one_branch_changes_it_from_the_fork_on(tmp_path):
 def test_the_second_log_is_a_run_of_its_own_and_both_are_compressed(tmp_path):
     config = build_config("explode", epochs=2, checkpoint_dir=str(tmp_path / "checkpoints"),
                           runs_dir=str(tmp_path / "runs"))
-    reason, path = run_session(config, fork_at=(1, ev.Fork.parse("clip=none")))
+    reason, path = run_session(config, fork_at=(1, cmd.Fork.parse("clip=none")))
     assert path.endswith(".jsonl.gz")
     second, bad = ev.read_log(path[: -len(".jsonl.gz")] + "-b.jsonl.gz")
     assert bad == 0 and type(second[0]) is ev.RunStarted and second[0].schema == ev.SCHEMA_VERSION
@@ -72,11 +74,11 @@ def test_the_second_log_is_a_run_of_its_own_and_both_are_compressed(tmp_path):
 ])
 def test_a_bad_change_is_refused_in_one_line(text, fragment):
     with pytest.raises(ValueError, match=fragment):
-        ev.Fork.parse(text)
+        cmd.Fork.parse(text)
 
 
 def test_changes_parse():
-    assert ev.Fork.parse("clip=1") == ev.Fork(setting="clip", value=1.0)
-    assert ev.Fork.parse(" clip = none ") == ev.Fork(setting="clip", value=None)
-    assert ev.Fork.parse("max_norm=5").describe() == "clip 5"
-    assert ev.Fork.parse("lr=0.05").describe() == "lr 0.05"
+    assert cmd.Fork.parse("clip=1") == cmd.Fork(setting="clip", value=1.0)
+    assert cmd.Fork.parse(" clip = none ") == cmd.Fork(setting="clip", value=None)
+    assert cmd.Fork.parse("max_norm=5").describe() == "clip 5"
+    assert cmd.Fork.parse("lr=0.05").describe() == "lr 0.05"

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from engine import checkpoint as ckpt
+from engine import commands as cmd
 from engine import events as ev
 from engine.config import build_config
 from engine.runner import Runner
@@ -18,7 +19,7 @@ class StopBefore:
         self.step, self.runner = step, None
 
     def poll(self):
-        return [ev.Stop()] if self.runner.step + 1 == self.step else []
+        return [cmd.Stop()] if self.runner.step + 1 == self.step else []
 
     def wait(self, timeout):
         return self.poll()

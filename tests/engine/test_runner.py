@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from engine import checkpoint as ckpt
-from engine import events as ev
+from engine import commands as cmd
 from engine.config import build_config
 from engine.runner import Runner
 
@@ -165,10 +165,10 @@ def test_a_speed_cap_sends_each_step_event_during_its_step(tmp_path):
 
 def test_commands_act_at_the_next_step_boundary(tmp_path):
     script = {
-        2: [ev.SetClip(on=True, max_norm=7.0)],
-        3: [ev.SetLr(lr=0.01), ev.SetClip(on=True, max_norm=0.5, norm_type="inf")],
-        4: [ev.SetClip(on=False)],
-        5: [ev.Predict(input="6 7"), ev.Predict(input="6 x"), ev.GatesCommand(input="1 2 3")],
+        2: [cmd.SetClip(on=True, max_norm=7.0)],
+        3: [cmd.SetLr(lr=0.01), cmd.SetClip(on=True, max_norm=0.5, norm_type="inf")],
+        4: [cmd.SetClip(on=False)],
+        5: [cmd.Predict(input="6 7"), cmd.Predict(input="6 x"), cmd.GatesCommand(input="1 2 3")],
     }
     commands = Commands(script)
     _, events = train(tmp_path, commands, hook=lambda r: setattr(commands, "runner", r), preset="explode", epochs=2)
@@ -191,10 +191,10 @@ def test_pause_single_step_and_stop(tmp_path):
     class Script(Commands):
         def wait(self, timeout):
             # while paused, the user asks for two single steps, then stops
-            return self.pending.pop(0) if self.pending else [ev.Stop()]
+            return self.pending.pop(0) if self.pending else [cmd.Stop()]
 
-    commands = Script({3: [ev.Pause()]})
-    commands.pending = [[ev.StepCommand(n=1)], [ev.StepCommand(n=1)]]
+    commands = Script({3: [cmd.Pause()]})
+    commands.pending = [[cmd.StepCommand(n=1)], [cmd.StepCommand(n=1)]]
     runner, events = train(tmp_path, commands, hook=lambda r: setattr(commands, "runner", r), preset="explode")
     states = [s.state for s in of(events, "status")]
     assert states[:3] == ["running", "paused", "running"] and states[-1] == "stopped"
@@ -206,10 +206,10 @@ def test_pause_single_step_and_stop(tmp_path):
 def test_pause_on_alarm_pauses_at_the_step_of_the_first_explosion(tmp_path):
     class Script(Commands):
         def wait(self, timeout):  # paused: the answer is clipping and continuing, once
-            return self.pending.pop(0) if self.pending else [ev.Stop()]
+            return self.pending.pop(0) if self.pending else [cmd.Stop()]
 
     commands = Script({})
-    commands.pending = [[ev.SetClip(on=True, max_norm=20.0), ev.Resume()]]
+    commands.pending = [[cmd.SetClip(on=True, max_norm=20.0), cmd.Resume()]]
     _, events = train(tmp_path, commands, hook=lambda r: setattr(commands, "runner", r), preset="explode",
                       pause_on_alarm=True, epochs=4)
     explosion = next(e for e in events if e.type == "alarm" and e.kind == "explosion")
@@ -223,7 +223,7 @@ def test_pause_on_alarm_pauses_at_the_step_of_the_first_explosion(tmp_path):
 def test_rewind_restores_weights_and_optimizer_state_exactly_as_snapshotted(tmp_path):
     """Adam keeps moments: a rewind must restore them with the weights, and later training must not
     alter the snapshot it came from (a second rewind to it gives the same state again)."""
-    commands = Commands({30: [ev.Rewind()], 33: [ev.Rewind()]})
+    commands = Commands({30: [cmd.Rewind()], 33: [cmd.Rewind()]})
     kept = {}
 
     def hook(runner):

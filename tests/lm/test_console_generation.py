@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import io
 
+from engine import commands as cmd
+
 from engine import events as ev
 from engine.afterrun import answer_after_run
 from engine.generate import load_generator, predict
@@ -12,7 +14,7 @@ from engine.runner import Runner
 from engine.stream import CommandReader
 
 
-def asked(runner: Runner, events: list, commands: list[ev.Command]) -> list[ev.Event]:
+def asked(runner: Runner, events: list, commands: list[cmd.Command]) -> list[ev.Event]:
     """What the finished ``runner`` answers to ``commands`` (the stream then ends, as when the TUI goes)."""
     start = len(events)
     answer_after_run(runner, CommandReader(io.StringIO("".join(c.to_json() + "\n" for c in commands))))
@@ -40,13 +42,13 @@ def test_greedy_and_seeded_sampling_from_the_final_and_the_best_weights(tmp_path
     assert runner.run() == "finished"
 
     def generate(request_id, **sampling):
-        return ev.Generate(prefix="the ", length=40, request_id=request_id, **sampling)
+        return cmd.Generate(prefix="the ", length=40, request_id=request_id, **sampling)
 
     answers = asked(runner, events, [
         generate(1), generate(2, temperature=0.8, top_k=5, seed=3), generate(3, temperature=0.8, top_k=5, seed=3),
         generate(4, temperature=0.8, top_k=5, seed=4), generate(5, temperature=1.0, top_k=1, seed=9),
         generate(6, temperature=1e3), generate(7, seed=-1, temperature=1.0), generate(8, top_k="many"),
-        ev.UseWeights(which="best"), generate(9), generate(10, temperature=0.8, top_k=5, seed=3)])
+        cmd.UseWeights(which="best"), generate(9), generate(10, temperature=0.8, top_k=5, seed=3)])
     final = load_generator(str(tmp_path / "checkpoints" / "lm-console" / "last.pt"))
     best = load_generator(str(tmp_path / "checkpoints" / "lm-console" / "best.pt"))
     text = texts(answers)

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from engine import checkpoint as ckpt
-from engine import events as ev
+from engine import commands as cmd
 from engine.generate import (BIDIRECTIONAL_REFUSAL, choose, continuation, measure_generation_speed, predict,
                              stream_events)
 from engine.models import LanguageModel
@@ -67,7 +67,7 @@ def test_the_state_carries_the_prefix(tiny_model):
 def test_unknown_prefix_characters_are_reported_and_mapped(tiny_model):
     model, vocab, _ = tiny_model
     events, notices = [], []
-    command = ev.Generate(prefix="time 旅行者", length=10, request_id=4)
+    command = cmd.Generate(prefix="time 旅行者", length=10, request_id=4)
     stream_events(model, vocab, command, lambda cls, **fields: events.append(cls(**fields)),
                   lambda message, level="info": notices.append((level, message)), "cpu")
     assert notices and notices[0][0] == "warning" and "旅" in notices[0][1] and "<unk>" in notices[0][1]
@@ -88,7 +88,7 @@ def test_bidirectional_generation_is_refused(tiny_config, timemachine_text):
     with pytest.raises(ValueError, match="bidirectional"):
         predict(model, vocab, "time", 5)
     notices, events = [], []
-    stream_events(model, vocab, ev.Generate(prefix="time", length=5), lambda cls, **f: events.append(f),
+    stream_events(model, vocab, cmd.Generate(prefix="time", length=5), lambda cls, **f: events.append(f),
                   lambda message, level="info": notices.append((level, message)), "cpu")
     assert events == [] and notices == [("error", BIDIRECTIONAL_REFUSAL)]
     assert "开始开始开始" in BIDIRECTIONAL_REFUSAL and "\n" not in BIDIRECTIONAL_REFUSAL

@@ -7,6 +7,7 @@ import math
 import torch
 
 from engine import checkpoint as ckpt
+from engine import commands as cmd
 from engine import events as ev
 from engine.generate import load_generator, predict
 from engine.runner import Runner
@@ -64,10 +65,10 @@ def test_generate_command_streams_during_training(tmp_path, tiny_config, timemac
     events: list[ev.Event] = []
     runner = Runner(config, events.append)
     weights = {name: tensor.clone() for name, tensor in runner.model.textbook_parameters().items()}
-    runner._apply(ev.Generate(prefix="time", length=9, temperature=0.8, seed=1, request_id=2))
+    runner._apply(cmd.Generate(prefix="time", length=9, temperature=0.8, seed=1, request_id=2))
     chunks = [e for e in events if isinstance(e, ev.Generation)]
     assert [len(c.text) for c in chunks] == [4, 4, 1] and chunks[-1].done
     assert all(c.request_id == 2 and c.prefix == "time" and c.run == "lm-generate" for c in chunks)
     assert all(torch.equal(weights[name], tensor) for name, tensor in runner.model.textbook_parameters().items())
-    runner._apply(ev.Predict(input="time"))
+    runner._apply(cmd.Predict(input="time"))
     assert isinstance(events[-1], ev.Notice) and events[-1].level == "error"

@@ -13,7 +13,8 @@ import sys
 
 import pytest
 
-from engine.events import Command, Event
+from engine.commands import Command
+from engine.events import Event
 from tui.sources import EventSource
 from tui.synthetic import synthetic_events, write_log
 

@@ -17,7 +17,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path.insert(0, ROOT)
 
 from engine.config import build_config  # noqa: E402
-from engine.events import Alarm, Eval, Resume, Rewind, RunFinished, SetClip, Status, Step, Stop, from_json  # noqa: E402
+from engine.commands import Resume, Rewind, SetClip, Stop  # noqa
+from engine.events import Alarm, Eval, RunFinished, Status, Step, from_json  # noqa
 from tui.state import RunState  # noqa: E402
 
 

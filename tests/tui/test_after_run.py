@@ -10,8 +10,8 @@ import sys
 
 import pytest
 
-from engine.events import (GatesCommand, Generate, Prediction, Predict, RunFinished, Stop, UseWeights, Weights,
-                           read_log)
+from engine.commands import GatesCommand, Generate, Predict, Stop, UseWeights
+from engine.events import Prediction, RunFinished, Weights, read_log
 from tui.app import build_app
 from tui.synthetic import synthetic_events
 

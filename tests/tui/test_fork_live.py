@@ -5,7 +5,8 @@ import json
 import os
 import sys
 
-from engine.events import Eval, Fork, RunStarted, SetClip, Settings, Status, read_log
+from engine.commands import Fork, SetClip
+from engine.events import Eval, RunStarted, Settings, Status, read_log
 from tui.app import build_app
 from tui.sources import ChildProcessSource
 from tui.synthetic import synthetic_events

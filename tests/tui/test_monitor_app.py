@@ -9,8 +9,9 @@ import pytest
 from rich.cells import cell_len
 from textual.events import Key
 
-from engine.events import (Alarm, Settings, GatesCommand, Generate, Generation, Notice, Pause, Predict, Prediction, Resume,
-                           Rewind, SetClip, SetSpeed, Status, Step, StepCommand, Stop)
+from engine.commands import (GatesCommand, Generate, Pause, Predict, Resume, Rewind, SetClip, SetSpeed, StepCommand,
+                             Stop)
+from engine.events import Alarm, Settings, Generation, Notice, Prediction, Status, Step
 from tui.app import build_app
 from tui.screens.help import HelpScreen
 from tui.sources import LogFileSource, StdinSource

@@ -3,7 +3,8 @@
 import math
 import time
 
-from engine.events import Pause, Step, Stop
+from engine.commands import Pause, Stop
+from engine.events import Step
 from tui.sources import ChildProcessSource, LogFileSource
 from tui.synthetic import synthetic_events, write_log
 

@@ -8,7 +8,8 @@ import math
 
 import pytest
 
-from engine.events import Alarm, Pause, Prediction, Resume, Rewind, RunStarted, SetClip, Settings, Status, Step
+from engine.commands import Pause, Resume, Rewind, SetClip
+from engine.events import Alarm, Prediction, RunStarted, Settings, Status, Step
 from tui.app import build_app
 from tui.sources import LogFileSource, LogFilesSource
 from tui.synthetic import synthetic_events, write_log
