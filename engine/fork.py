@@ -97,7 +97,6 @@ class Branch:
         branch.best_path = runner.best_path.replace(runner.run_id, run_id)
         branch.last_path = runner.last_path.replace(runner.run_id, run_id)
         branch.config = replace(runner.config, run_id=run_id, **_config_changes(changes, runner.config))
-        branch.last_step_time = None  # its t counts from the run's start, as the first branch's does
         for group in branch.optimizer.param_groups:
             group["lr"] = changes.get("lr", runner.settings.lr)
         if os.path.isfile(runner.best_path):  # the best weights so far are their shared history

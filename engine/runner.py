@@ -28,6 +28,7 @@ from .tasks import make_task
 
 SNAPSHOT_EVERY = 25  # steps between two snapshots of healthy weights for `rewind`
 SNAPSHOTS_KEPT = 5
+RATE_WINDOW = 20  # steps whose start times give the steps/s reported
 
 
 def new_run_id(config: TrainConfig) -> str:
@@ -72,7 +73,7 @@ class Runner:
         self.pause_at_explosion = config.pause_on_alarm and config.task == "digits"
         self.snapshots: deque = deque(maxlen=SNAPSHOTS_KEPT)  # (step, parameters, optimizer state)
         self.started = time.monotonic()
-        self.last_step_time: float | None = None
+        self.step_starts: deque = deque(maxlen=RATE_WINDOW)  # when the last steps started
         self.steps_per_s = 0.0
         self.next_slot = 0.0  # when the next step may start under a speed cap
         self.last_flow = -math.inf  # when the last measured step's gradient flow was measured
@@ -140,6 +141,7 @@ class Runner:
 
     def _train_step(self, batch) -> None:
         settings = self.settings
+        self.step_starts.append(time.monotonic())
         # --- gradient flow through time: the equations on this batch, before its update (measured steps) ---
         flow = None
         step_seconds = 1.0 / self.steps_per_s if self.steps_per_s else 0.0
@@ -170,11 +172,9 @@ class Runner:
                     self.gradient_norms.scale(factor)
             self.optimizer.step()
         # --- log ---
-        now = time.monotonic()
-        if self.last_step_time is not None:
-            rate = 1.0 / max(now - self.last_step_time, 1e-9)
-            self.steps_per_s = rate if self.steps_per_s == 0 else 0.9 * self.steps_per_s + 0.1 * rate
-        self.last_step_time = now
+        starts = self.step_starts  # start to start: under a speed cap it reads the cap, whatever a step takes
+        self.steps_per_s = ((len(starts) - 1) / max(starts[-1] - starts[0], 1e-9) if len(starts) > 1
+                            else 1.0 / max(time.monotonic() - starts[0], 1e-9))
         self.emit(ev.Step, epoch=self.epoch, loss=loss_value, grad_norms=norms.per_parameter,
                   total_norm=norms.total, clip_factor=factor, skipped=skipped, steps_per_s=round(self.steps_per_s, 2))
         if flow is not None:

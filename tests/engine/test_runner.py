@@ -1,5 +1,6 @@
 import math
 import queue
+import time
 
 import pytest
 import torch
@@ -161,6 +162,22 @@ def test_a_speed_cap_sends_each_step_event_during_its_step(tmp_path):
 
     train(tmp_path, hook=hook, preset="explode", epochs=1, speed=1000.0)
     assert seen and all(step == current for step, current in seen)
+
+
+def test_steps_per_s_under_a_speed_cap_reads_the_cap_even_after_a_slow_step(tmp_path):
+    def slow_first_step(runner):
+        loss = runner.task.train_loss
+
+        def slow(model, batch):
+            if runner.step == 0:  # a first step that takes long (torch warming up does)
+                time.sleep(0.2)
+            return loss(model, batch)
+
+        runner.task.train_loss = slow
+
+    _, events = train(tmp_path, hook=slow_first_step, preset="explode", epochs=2, speed=50.0)
+    rates = [s.steps_per_s for s in of(events, "step")]
+    assert len(rates) == 10 and all(0 < rate <= 50 * 1.05 for rate in rates), rates
 
 
 def test_commands_act_at_the_next_step_boundary(tmp_path):
