@@ -130,6 +130,14 @@ def test_whole_run_keeps_the_spike_the_window_has_lost(tmp_path):
     asyncio.run(run())
 
 
+def test_a_lone_norm_among_zeros_is_the_tallest_bar_of_its_log_row():
+    from tui.widgets.sparklines import spark
+
+    # the explosion's bucket of a whole run whose recurrent norms are 0 ever after
+    assert spark([9.67e6, 0.0, 0.0], 3, log=True).plain == "█__"
+    assert spark([0.1, 0.1], 2).plain == "▁▁"  # a flat loss or accuracy row stays low
+
+
 def test_marks_sit_at_their_step_in_a_replay(tmp_path):
     events = _with_clip(list(synthetic_events(40, cell="srn")), 20, 20.0)
     events.insert(next(i for i, e in enumerate(events) if isinstance(e, Step) and e.step == 30) + 1,

@@ -61,7 +61,10 @@ def spark(values: list, width: int, log: bool = False, limit: float | None = Non
         elif level is None:
             bar, style = "_", "dim"
         else:
-            position = 0 if span <= 0 else int((level - low) / span * (len(BARS) - 1) + 0.5)
+            if span > 0:
+                position = int((level - low) / span * (len(BARS) - 1) + 0.5)
+            else:  # one level: on a log row it stands above the zeros (``_``), so it is the tallest
+                position = len(BARS) - 1 if log else 0
             bar = BARS[max(0, min(position, len(BARS) - 1))]
             style = "red" if limit is not None and value > limit else colour
         if column in tinted:
