@@ -37,6 +37,11 @@ def is_recurrent(name: str) -> bool:
     return not name.startswith(("embedding", "linear"))
 
 
+def _fold_order(name: str) -> int:
+    """Which norm rows a short panel keeps first: U, then the rest of the recurrent layer, then the others."""
+    return 0 if name.startswith("U") else 1 if is_recurrent(name) else 2
+
+
 def spark(values: list, width: int, log: bool = False, limit: float | None = None,
           low: float | None = None, high: float | None = None, tinted: frozenset = frozenset(),
           colour: str = "green") -> Text:
@@ -171,8 +176,12 @@ class Sparklines(Widget):
         norms = sorted(view.grad_norms.items(), key=lambda item: not is_recurrent(item[0]))  # stable
         height = self.size.height or len(norms) + 4 + 3 * len(overlays)
         room = max(1, height - 4 - 3 * len(overlays))
-        folded = norms[room - 1:] if len(norms) > room else []
-        for name, series in norms[: len(norms) - len(folded)]:
+        folded = []
+        if len(norms) > room:  # too many rows: the recurrent matrices U (the gradient's path back in time) stay
+            kept = {name for name, _ in sorted(norms, key=lambda item: _fold_order(item[0]))[: room - 1]}
+            folded = [item for item in norms if item[0] not in kept]
+            norms = [item for item in norms if item[0] in kept]
+        for name, series in norms:
             current = series[-1] if series else None
             shown = log_range(series) if view.whole else sci(current)
             lines.append(row(f"‖∇{name}‖", spark(series, width, log=True, tinted=tinted, colour=colour), shown,
