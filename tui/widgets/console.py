@@ -51,8 +51,9 @@ def weights_text(weights: Weights) -> Text:
     if weights.which == "best":
         score = "" if weights.score is None else f", dev score {short(weights.score)}"
         return Text(f"the best weights (step {weights.trained_steps}{score}) answer · :final switches back", "bold")
-    return Text(f"after the run the {weights.which} weights (step {weights.trained_steps}) answer · "
-                ":best switches · q quits", "bold")
+    # q typed in the console is a character: Esc leaves it first
+    return Text(f"run over: the {weights.which} weights (step {weights.trained_steps}) answer · "
+                ":best switches · Esc q quits", "bold")
 
 
 class GenerationBlock(Text):
