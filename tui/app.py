@@ -66,7 +66,7 @@ class MonitorApp(RunKeys, App[int]):
         Binding("f", "fork", "fork"),
         Binding("o", "front", "other run"),
         Binding("ctrl+c", "quit", "quit", show=False, priority=True),
-        Binding("escape", "dismiss", "dismiss", show=False),
+        Binding("escape", "dismiss", "leave console", key_display="Esc"),
         Binding("left", "seek('-1')", "back", key_display="←"),
         Binding("right", "seek('1')", "forward", key_display="→"),
         Binding("pageup", "seek('-100')", show=False),
@@ -134,6 +134,8 @@ class MonitorApp(RunKeys, App[int]):
             return action == "quit"
         if action == "focus_console":  # in the console, / is a character of the prefix
             return not isinstance(self.focused, Input)
+        if action == "dismiss":  # out of the console, whose q and ? are characters: named in the footer there
+            return isinstance(self.focused, Input)
         return action != "seek" or self.source.kind == "replay"  # scrubbing: replays (a live run follows)
 
     # --- the event stream -------------------------------------------------------

@@ -74,6 +74,19 @@ def test_the_essentials_fit_every_common_size(size, cell, rows, tmp_path):
     asyncio.run(run())
 
 
+def test_in_the_console_the_footer_says_how_to_leave_it():
+    async def run():
+        app = build_app(FakeLiveSource(list(synthetic_events(20))))
+        async with app.run_test(size=(80, 24)) as pilot:
+            await _until(pilot, lambda: _lines(app).splitlines()[-1].startswith("? help q quit"))
+            await pilot.press("slash")  # q and ? are characters of the input from here
+            await _until(pilot, lambda: "Esc leave console" in _lines(app).splitlines()[-1])
+            await pilot.press("escape")
+            await _until(pilot, lambda: _lines(app).splitlines()[-1].startswith("? help q quit"))
+
+    asyncio.run(run())
+
+
 def test_below_the_minimum_one_line_asks_for_a_larger_terminal():
     async def run():
         app = build_app(FakeLiveSource(list(synthetic_events(20))))
