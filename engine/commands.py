@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 from typing import ClassVar
 
-from .events import Message, from_dict, loads, register
+from .events import Message, from_dict, loads, registered
 
 COMMAND_TYPES: dict[str, type["Command"]] = {}
 
@@ -21,12 +21,7 @@ class Command(Message):
     pass
 
 
-def command(name: str):
-    def wrap(cls):
-        cls.type = name
-        return register(COMMAND_TYPES, cls)
-
-    return wrap
+command = registered(COMMAND_TYPES)
 
 
 @command("set_clip")

@@ -116,17 +116,20 @@ class Event(Message):
     t: float = 0.0
 
 
-def register(registry: dict[str, type], cls: type) -> type:
-    registry[cls.type] = cls
-    return cls
+def registered(registry: dict[str, type]):
+    """A class decorator maker: ``@event("step")`` names a message type and files it in ``registry``."""
+    def named(name: str):
+        def wrap(cls):
+            cls.type = name
+            registry[name] = cls
+            return cls
+
+        return wrap
+
+    return named
 
 
-def event(name: str):
-    def wrap(cls):
-        cls.type = name
-        return register(EVENT_TYPES, cls)
-
-    return wrap
+event = registered(EVENT_TYPES)
 
 
 # --- events --------------------------------------------------------------
