@@ -58,10 +58,10 @@ def test_f_sends_the_fork_and_both_branches_are_overlaid_as_they_arrive():
             step = app.state.steps[-1]
             source.push(_branch(list(synthetic_events(40, finish=False, seed=3)), "synthetic-b", step))
             source.push(first[30:])
-            await _until(pilot, lambda: len(app.runs.states) == 2 and "synthetic-b" in _header(app))
-            header = _header(app)
             # the header says which branch the clip keys steer: the first, the run that was forked
-            assert f"▶━A clip off · forked at step {step} · step 40 · running · steered by c [ ] a · synthetic\n" in header
+            a_line = f"▶━A clip off · forked at step {step} · step 40 · running · steered by c [ ] a · synthetic\n"
+            await _until(pilot, lambda: len(app.runs.states) == 2 and a_line in _header(app))
+            header = _header(app)
             assert f"━B clip 1 L2 · branch from step {step} · step" in header and "· synthetic-b" in header
             assert "loss B" in str(app.monitor.sparklines.render())
             await pilot.press("p")  # one pause for both: the engine steps them in one loop
