@@ -8,6 +8,7 @@ gradients again.
 from __future__ import annotations
 
 import math
+import operator
 import statistics
 from collections import deque
 from dataclasses import dataclass, field
@@ -32,8 +33,12 @@ def measure(gradients: dict[str, torch.Tensor | None], norm_type: str = "2",
     gradients: fewer, larger tensors), in the same batched computation.
     """
     names = [name for name, grad in gradients.items() if grad is not None]
-    views = [gradients[name] for name in names]
-    per_parameter = dict.fromkeys(gradients, 0.0)
+    return _measure(list(gradients), names, [gradients[name] for name in names], norm_type, parameter_grads)
+
+
+def _measure(all_names: list[str], names: list[str], views: list[torch.Tensor], norm_type: str,
+             parameter_grads: list[torch.Tensor] | None) -> StepNorms:
+    per_parameter = dict.fromkeys(all_names, 0.0)
     if not views:
         return StepNorms(per_parameter, 0.0)
     norms = torch._foreach_norm(views, 2.0)  # [views] 0-d tensors
@@ -64,13 +69,18 @@ class GradientNorms:
         self.model = model
         self.parameters = [p for p in model.parameters() if p.requires_grad]
         self.linked: list = []  # each parameter's .grad when the views were built
-        self.views: dict[str, torch.Tensor | None] = {}
+        self.all_names: list[str] = []  # every textbook name, with or without a gradient
+        self.names: list[str] = []  # the names with a gradient, and their views
+        self.views: list[torch.Tensor] = []
 
     def measure(self, norm_type: str = "2") -> StepNorms:
         grads = [p.grad for p in self.parameters]
-        if len(grads) != len(self.linked) or any(g is not old for g, old in zip(grads, self.linked)):
-            self.views, self.linked = self.model.textbook_gradients(), grads
-        return measure(self.views, norm_type, [g for g in grads if g is not None])
+        if len(grads) != len(self.linked) or any(map(operator.is_not, grads, self.linked)):
+            gradients = self.model.textbook_gradients()
+            self.all_names = list(gradients)
+            self.names = [name for name, grad in gradients.items() if grad is not None]
+            self.views, self.linked = [gradients[name] for name in self.names], grads
+        return _measure(self.all_names, self.names, self.views, norm_type, [g for g in grads if g is not None])
 
     def scale(self, factor: float) -> None:
         """Multiply every gradient by ``factor``, what ``clip_grad_norm_`` does with the same total."""
@@ -158,8 +168,8 @@ class AlarmWatch:
     def observe(self, loss: float, norms: dict[str, float]) -> list[AlarmReport]:
         """The alarms of one step, from its loss and its per-parameter norms."""
         reports: list[AlarmReport] = []
-        bad = [name for name, value in norms.items() if not math.isfinite(value)]
-        if bad or not math.isfinite(loss):
+        if not (math.isfinite(loss) and math.isfinite(sum(norms.values()))):
+            bad = [name for name, value in norms.items() if not math.isfinite(value)]
             parameter, value = (bad[0], norms[bad[0]]) if bad else ("loss", loss)
             if "non_finite" not in self.raised:
                 self._raise(reports, AlarmReport("non_finite", parameter, value, math.inf, 0.0,
@@ -169,11 +179,26 @@ class AlarmWatch:
         if self.first_loss is None:
             self.first_loss = loss
         loss_high = loss >= 0.5 * self.first_loss
-        explosion = self._explosion(norms)
-        saturation = self._saturation(norms, loss_high)
-        for name, value in norms.items():
-            self.recent.setdefault(name, deque(maxlen=self.window)).append(value)
-            self.peaks[name] = max(self.peaks.get(name, 0.0), value)
+        explosion = saturation = None
+        for name, value in norms.items():  # each norm against its own history, then added to it
+            peak = self.peaks.get(name, 0.0)
+            if value >= self.minimum_norm and value >= self.peak_factor * peak:
+                jump = self._jump(name, value)
+                if jump is not None and (explosion is None or jump.ratio > explosion.ratio):
+                    explosion = jump
+            if loss_high and peak > 1.0 and value < self.collapse_ratio * peak:
+                self.collapsed[name] = self.collapsed.get(name, 0) + 1
+                if self.collapsed[name] >= self.collapse_steps and saturation is None:
+                    saturation = AlarmReport("saturation", name, value, value / peak, peak,
+                                             f"{name} gradient norm fell to {value:.3g} from a peak of {peak:.3g} "
+                                             "while the loss stays high: the units are saturated")
+            else:
+                self.collapsed[name] = 0
+            if name not in self.recent:
+                self.recent[name] = deque(maxlen=self.window)
+            self.recent[name].append(value)
+            if value > peak:
+                self.peaks[name] = value
         if explosion is not None and ("explosion" not in self.raised or explosion.value > 10 * self.last_explosion):
             # once raised, an explosion is announced again only if it grows another tenfold
             self._raise(reports, explosion)
@@ -190,33 +215,14 @@ class AlarmWatch:
                 self.raised.clear()
         return reports
 
-    def _explosion(self, norms: dict[str, float]) -> AlarmReport | None:
-        """The largest jump of this step above its running median, if it is an explosion."""
-        worst = None
-        for name, value in norms.items():
-            if value < self.minimum_norm or value < self.peak_factor * self.peaks.get(name, 0.0):
-                continue
-            median = self.median(name)
-            if median > 0.0 and value / median >= self.ratio_threshold and (worst is None or value / median > worst.ratio):
-                ratio = value / median
-                worst = AlarmReport("explosion", name, value, ratio, median,
-                                    f"{name} gradient norm {value:.3g} is {ratio:.3g}x its recent median")
-        return worst
-
-    def _saturation(self, norms: dict[str, float], loss_high: bool) -> AlarmReport | None:
-        """The first norm that has stayed collapsed long enough while the loss stays high."""
-        found = None
-        for name, value in norms.items():
-            peak = self.peaks.get(name, 0.0)
-            if loss_high and peak > 1.0 and value < self.collapse_ratio * peak:
-                self.collapsed[name] = self.collapsed.get(name, 0) + 1
-                if self.collapsed[name] >= self.collapse_steps and found is None:
-                    found = AlarmReport("saturation", name, value, value / peak, peak,
-                                        f"{name} gradient norm fell to {value:.3g} from a peak of {peak:.3g} "
-                                        "while the loss stays high: the units are saturated")
-            else:
-                self.collapsed[name] = 0
-        return found
+    def _jump(self, name: str, value: float) -> AlarmReport | None:
+        """An explosion if ``value`` is ``ratio_threshold`` times the running median of ``name``."""
+        median = self.median(name)
+        if median > 0.0 and value / median >= self.ratio_threshold:
+            ratio = value / median
+            return AlarmReport("explosion", name, value, ratio, median,
+                               f"{name} gradient norm {value:.3g} is {ratio:.3g}x its recent median")
+        return None
 
     def _raise(self, reports: list[AlarmReport], report: AlarmReport) -> None:
         reports.append(report)
