@@ -41,6 +41,7 @@ class EventWriter:
         self.callbacks = list(callbacks or [])
         self.error: str = ""  # the first sink failure, in one line ("" while all is well)
         self.queue: queue.SimpleQueue = queue.SimpleQueue()
+        self.wake = threading.Event()  # set by close() and written(): write now
         self.thread = threading.Thread(target=self._drain, name="event-writer", daemon=True)
         self.thread.start()
         self.closed = False
@@ -68,15 +69,18 @@ class EventWriter:
                 self.cpu_s = time.thread_time()
                 return
             # Let the next events gather: one wake-up and one write call per interval instead of one
-            # per step, each of which would take the GIL from the training loop.
-            time.sleep(FLUSH_S)
+            # per step, each of which would take the GIL from the training loop. close() and
+            # written() cut the wait short: whoever waits for the log should not wait for a timer.
+            self.wake.wait(FLUSH_S)
+            self.wake.clear()
 
     def written(self) -> None:
-        """Return once every event emitted so far is written and flushed (at most FLUSH_S later)."""
+        """Return once every event emitted so far is written and flushed."""
         if self.closed:
             return
         done = threading.Event()
         self.queue.put(done)
+        self.wake.set()
         done.wait()
 
     def _write(self, event: Event) -> None:
@@ -124,6 +128,7 @@ class EventWriter:
             return
         self.closed = True
         self.queue.put(_CLOSE)
+        self.wake.set()
         self.thread.join()
         if self.log is not None:
             log = self.log
