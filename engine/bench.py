@@ -137,6 +137,9 @@ def time_interleaved(preset: str, rounds: int, block: int) -> dict:
 
     Wall time, with the event writer on its own thread beside the loop as in a real run; after each
     block, untimed, the writer finishes what the block emitted, so no block pays for another's events.
+    A ratio is the median over the rounds of the ratio within each round: a moment when the machine
+    is busy with other work slows one round's blocks, not the figure (the ratio of the total times,
+    which such a moment moves by several percent, is reported beside it).
     """
     import itertools
     import random
@@ -153,7 +156,7 @@ def time_interleaved(preset: str, rounds: int, block: int) -> dict:
         batches = itertools.cycle(list(runner.task.batches(1)))
         for _ in range(block):  # warm-up
             runner._train_step(next(batches))
-        order, seconds = list(MODES), dict.fromkeys(MODES, 0.0)
+        order, seconds = list(MODES), {mode: [] for mode in MODES}  # each block's time, round by round
         shuffle = random.Random(0).shuffle
         watched_until = time.monotonic()
         for _ in range(rounds):
@@ -166,16 +169,21 @@ def time_interleaved(preset: str, rounds: int, block: int) -> dict:
                 started = time.perf_counter()
                 for _ in range(block):
                     runner._train_step(next(batches))
-                seconds[mode] += time.perf_counter() - started
+                seconds[mode].append(time.perf_counter() - started)
                 watched_until = time.monotonic() if runner.instruments else watched_until
                 writer.written()
         writer.close()
     steps = rounds * block
+
+    def over_bare(mode: str) -> float:
+        return round(_median([bare / other for bare, other in zip(seconds["bare"], seconds[mode])]), 3)
+
     return {"steps_each": steps, "block": block,
-            **{f"{mode}_us_per_step": round(seconds[mode] / steps * 1e6, 1) for mode in MODES},
+            **{f"{mode}_us_per_step": round(_median(seconds[mode]) / block * 1e6, 1) for mode in MODES},
             "writer_cpu_us_per_step": round(writer.cpu_s / (steps * 2 + block) * 1e6, 1),
-            "monitored_over_bare": round(seconds["bare"] / seconds["monitored"], 3),
-            "watching_over_bare": round(seconds["bare"] / seconds["watching"], 3)}
+            "monitored_over_bare": over_bare("monitored"), "watching_over_bare": over_bare("watching"),
+            "ratio_of_totals": {mode: round(sum(seconds["bare"]) / sum(seconds[mode]), 3)
+                                for mode in ("monitored", "watching")}}
 
 
 def time_monitoring(preset: str, epochs: int, repeats: int, rounds: int) -> dict:

@@ -34,6 +34,7 @@ def test_bench_quick_json_has_every_figure():
             assert runs[f"{mode}_steps_per_s"] > 0 and steps[f"{mode}_us_per_step"] > 0
         for ratio in ("monitored_over_bare", "watching_over_bare"):
             assert figures[ratio] == steps[ratio] > 0 and runs[ratio] > 0
+        assert all(value > 0 for value in steps["ratio_of_totals"].values())
 
 
 def test_tiny_sweep_writes_json_and_csv_with_one_row_per_run(tmp_path):
