@@ -135,8 +135,10 @@ def time_interleaved(preset: str, rounds: int, block: int) -> dict:
     """Steps/s of the three loops (``MODES``) on one run, in alternating blocks of ``block`` steps
     (random order in each round), so that every loop sees the same machine from moment to moment.
 
-    Wall time, with the event writer on its own thread beside the loop as in a real run; after each
-    block, untimed, the writer finishes what the block emitted, so no block pays for another's events.
+    Training steps only: evaluations, and the gate saturation measured with each, are in the whole
+    runs (``time_monitoring``). Wall time, with the event writer on its own thread beside the loop as
+    in a real run; after each block, untimed, the writer finishes what the block emitted, so no block
+    pays for another's events.
     A ratio is the median over the rounds of the ratio within each round: a moment when the machine
     is busy with other work slows one round's blocks, not the figure (the ratio of the total times,
     which such a moment moves by several percent, is reported beside it).
