@@ -182,11 +182,11 @@ class AlarmWatch:
         explosion = saturation = None
         for name, value in norms.items():  # each norm against its own history, then added to it
             peak = self.peaks.get(name, 0.0)
-            if value >= self.minimum_norm and value >= self.peak_factor * peak:
+            if value >= self.minimum_norm and value >= self.peak_factor * peak:  # above its peak: a jump?
                 jump = self._jump(name, value)
                 if jump is not None and (explosion is None or jump.ratio > explosion.ratio):
                     explosion = jump
-            if loss_high and peak > 1.0 and value < self.collapse_ratio * peak:
+            if loss_high and peak > 1.0 and value < self.collapse_ratio * peak:  # collapsed from its peak
                 self.collapsed[name] = self.collapsed.get(name, 0) + 1
                 if self.collapsed[name] >= self.collapse_steps and saturation is None:
                     saturation = AlarmReport("saturation", name, value, value / peak, peak,
