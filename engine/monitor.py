@@ -8,7 +8,6 @@ gradients again.
 from __future__ import annotations
 
 import math
-import operator
 import statistics
 from collections import deque
 from dataclasses import dataclass, field
@@ -33,12 +32,8 @@ def measure(gradients: dict[str, torch.Tensor | None], norm_type: str = "2",
     gradients: fewer, larger tensors), in the same batched computation.
     """
     names = [name for name, grad in gradients.items() if grad is not None]
-    return _measure(list(gradients), names, [gradients[name] for name in names], norm_type, parameter_grads)
-
-
-def _measure(all_names: list[str], names: list[str], views: list[torch.Tensor], norm_type: str,
-             parameter_grads: list[torch.Tensor] | None) -> StepNorms:
-    per_parameter = dict.fromkeys(all_names, 0.0)
+    views = [gradients[name] for name in names]
+    per_parameter = dict.fromkeys(gradients, 0.0)
     if not views:
         return StepNorms(per_parameter, 0.0)
     norms = torch._foreach_norm(views, 2.0)  # [views] 0-d tensors
@@ -69,18 +64,13 @@ class GradientNorms:
         self.model = model
         self.parameters = [p for p in model.parameters() if p.requires_grad]
         self.linked: list = []  # each parameter's .grad when the views were built
-        self.all_names: list[str] = []  # every textbook name, with or without a gradient
-        self.names: list[str] = []  # the names with a gradient, and their views
-        self.views: list[torch.Tensor] = []
+        self.views: dict[str, torch.Tensor | None] = {}
 
     def measure(self, norm_type: str = "2") -> StepNorms:
         grads = [p.grad for p in self.parameters]
-        if len(grads) != len(self.linked) or any(map(operator.is_not, grads, self.linked)):
-            gradients = self.model.textbook_gradients()
-            self.all_names = list(gradients)
-            self.names = [name for name, grad in gradients.items() if grad is not None]
-            self.views, self.linked = [gradients[name] for name in self.names], grads
-        return _measure(self.all_names, self.names, self.views, norm_type, [g for g in grads if g is not None])
+        if len(grads) != len(self.linked) or any(g is not old for g, old in zip(grads, self.linked)):
+            self.views, self.linked = self.model.textbook_gradients(), grads
+        return measure(self.views, norm_type, [g for g in grads if g is not None])
 
     def scale(self, factor: float) -> None:
         """Multiply every gradient by ``factor``, what ``clip_grad_norm_`` does with the same total."""
@@ -168,8 +158,8 @@ class AlarmWatch:
     def observe(self, loss: float, norms: dict[str, float]) -> list[AlarmReport]:
         """The alarms of one step, from its loss and its per-parameter norms."""
         reports: list[AlarmReport] = []
-        if not (math.isfinite(loss) and math.isfinite(sum(norms.values()))):
-            bad = [name for name, value in norms.items() if not math.isfinite(value)]
+        bad = [name for name, value in norms.items() if not math.isfinite(value)]
+        if bad or not math.isfinite(loss):
             parameter, value = (bad[0], norms[bad[0]]) if bad else ("loss", loss)
             if "non_finite" not in self.raised:
                 self._raise(reports, AlarmReport("non_finite", parameter, value, math.inf, 0.0,

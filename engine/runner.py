@@ -255,8 +255,7 @@ class Runner:
         self.task.restore_carried_state(payload.get("carried_state"))
 
     def _take_snapshot(self) -> None:
-        parameters = [p.detach().clone() for p in self.model.parameters()]
-        self.snapshots.append((self.step, parameters, ckpt.copy_state(self.optimizer.state_dict())))
+        self.snapshots.append((self.step, ckpt.snapshot_parameters(self.model), ckpt.copy_state(self.optimizer.state_dict())))
 
     def _rewind(self) -> None:
         healthy = [s for s in self.snapshots if s[0] < self.last_alarm_step] if self.last_alarm_step >= 0 else []
@@ -265,9 +264,7 @@ class Runner:
             self.notice("nothing to rewind to yet", "warning")
             return
         step, parameters, optimizer_state = chosen
-        with torch.no_grad():  # copies in: the snapshot stays as it was taken
-            for parameter, saved in zip(self.model.parameters(), parameters):
-                parameter.copy_(saved)
+        self.model.load_textbook_parameters(parameters)  # copies in: the snapshot stays as it was taken
         self.optimizer.load_state_dict(optimizer_state)  # copies in too
         for group in self.optimizer.param_groups:
             group["lr"] = self.settings.lr
