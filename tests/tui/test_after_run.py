@@ -77,6 +77,25 @@ def test_the_finished_run_answers_from_the_final_then_the_best_weights(size):
     asyncio.run(run())
 
 
+@pytest.mark.parametrize("size", SIZES)
+def test_the_runs_result_and_how_to_ask_the_model_stay_in_view_after_the_run(size):
+    """At 80 columns the result line wraps (a checkpoint path is long): its test accuracy and the line
+    that says the model still answers are both on screen."""
+    async def run():
+        events = list(synthetic_events(10))[:-1] + [
+            RunFinished(run="synthetic", step=10, reason="finished", best_dev=0.12, test_accuracy=0.45,
+                        checkpoint="checkpoints/srn-digits-20261129-204426-27326/last.pt"),
+            Weights(run="synthetic", step=10, which="final", checkpoint="checkpoints/x/last.pt", trained_steps=10)]
+        app = build_app(FakeLiveSource(events))
+        async with app.run_test(size=size) as pilot:
+            await until(pilot, lambda: any("final weights (step 10) answer" in line for line in console_lines(app)))
+            shown = " ".join(console_lines(app))
+            assert "test accuracy 0.45" in shown
+            assert "run over: the final weights" in shown
+
+    asyncio.run(run())
+
+
 def test_weights_are_chosen_after_the_run_only_and_sampling_is_for_a_language_model():
     async def run():
         source = FakeLiveSource(list(synthetic_events(5, finish=False)))
