@@ -37,6 +37,14 @@ def flow_due(speed: float, now: float, last_measured: float, step_seconds: float
     return speed > 0 or now - last_measured + step_seconds >= FLOW_INTERVAL_S
 
 
+def warm_up() -> None:
+    """Ask autograd for batched gradients once. Their first call loads vmap's machinery (about half a
+    second): done before the first step, it is start-up, not a slow first step (and a steps/s of 3
+    under a cap of 20 at the explosion pause of step 3)."""
+    x = torch.zeros(1, 1, requires_grad=True)
+    torch.autograd.grad(x * 1.0, x, grad_outputs=torch.ones(1, 1, 1), is_grads_batched=True)
+
+
 def inverse_gamma(name: str) -> float:
     """1/γ of the nonlinearity that recurrent matrix ``name`` (``U``, ``U_f``, ``U_h.l1``) feeds."""
     gate = name.split(".")[0].partition("_")[2]

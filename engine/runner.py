@@ -105,6 +105,8 @@ class Runner:
         self.emit(ev.Status, state="running")
         self._emit_gates()
         self._take_snapshot()
+        if self.monitor and self.instruments:
+            instruments.warm_up()
         reason = "finished"
         try:
             while self.epoch <= config.epochs:
