@@ -175,8 +175,10 @@ class Runner:
             self.optimizer.step()
         # --- log ---
         starts = self.step_starts  # start to start: under a speed cap it reads the cap, whatever a step takes
-        self.steps_per_s = ((len(starts) - 1) / max(starts[-1] - starts[0], 1e-9) if len(starts) > 1
-                            else 1.0 / max(time.monotonic() - starts[0], 1e-9))
+        if len(starts) > 1:
+            self.steps_per_s = (len(starts) - 1) / max(starts[-1] - starts[0], 1e-9)
+        elif not self.steps_per_s:  # the run's first step: its own time (after a pause: the rate before it)
+            self.steps_per_s = 1.0 / max(time.monotonic() - starts[0], 1e-9)
         self.emit(ev.Step, epoch=self.epoch, loss=loss_value, grad_norms=norms.per_parameter,
                   total_norm=norms.total, clip_factor=factor, skipped=skipped, steps_per_s=round(self.steps_per_s, 2))
         if flow is not None:
@@ -281,8 +283,10 @@ class Runner:
         """Apply the commands that arrived, wait while paused and for the speed cap; raise _Stop when
         the run must end here (a stop command, Ctrl-C, or a log that can no longer be written)."""
         self._apply_all(self.commands.poll() if self.commands else [])
-        while self.paused and not self.stop_requested and self.commands is not None:
-            self._apply_all(self.commands.wait(0.1))
+        if self.paused and self.commands is not None:
+            while self.paused and not self.stop_requested:
+                self._apply_all(self.commands.wait(0.1))
+            self.step_starts.clear()  # time spent paused is not training: steps/s starts again after it
         if self.settings.speed > 0 and not self.stop_requested:
             self.next_slot = max(self.next_slot + 1.0 / self.settings.speed, time.monotonic())
             while not self.stop_requested and (remaining := self.next_slot - time.monotonic()) > 0:

@@ -1,6 +1,7 @@
 import math
 import queue
 import time
+import types
 
 import pytest
 import torch
@@ -178,6 +179,25 @@ def test_steps_per_s_under_a_speed_cap_reads_the_cap_even_after_a_slow_step(tmp_
     _, events = train(tmp_path, hook=slow_first_step, preset="explode", epochs=2, speed=50.0)
     rates = [s.steps_per_s for s in of(events, "step")]
     assert len(rates) == 10 and all(0 < rate <= 50 * 1.05 for rate in rates), rates
+
+
+def test_time_spent_paused_does_not_lower_the_steps_per_s_after_it(tmp_path, monkeypatch):
+    from engine import runner as runner_module
+
+    clock = {"offset": 0.0}
+    fake_time = types.SimpleNamespace(**{name: getattr(time, name) for name in ("sleep", "strftime")},
+                                      monotonic=lambda: time.monotonic() + clock["offset"])
+    monkeypatch.setattr(runner_module, "time", fake_time)
+
+    class Script(Commands):
+        def wait(self, timeout):  # paused: the student reads the screen for 100 s, then continues
+            clock["offset"] += 100.0
+            return [cmd.Resume()]
+
+    commands = Script({30: [cmd.Pause()]})
+    _, events = train(tmp_path, commands, hook=lambda r: setattr(commands, "runner", r), preset="explode", epochs=12)
+    after = [s.steps_per_s for s in of(events, "step") if 30 <= s.step < 50]
+    assert len(after) == 20 and min(after) > 1.0, after  # 19 steps in 100 s would read 0.19
 
 
 def test_commands_act_at_the_next_step_boundary(tmp_path):
