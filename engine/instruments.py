@@ -39,8 +39,8 @@ def flow_due(speed: float, now: float, last_measured: float, step_seconds: float
 
 def warm_up() -> None:
     """Ask autograd for batched gradients once. Their first call loads vmap's machinery (about half a
-    second): done before the first step, it is start-up, not a slow first step (and a steps/s of 3
-    under a cap of 20 at the explosion pause of step 3)."""
+    second): done before the first step, it is start-up, not a first step so slow that the steps/s
+    shown at an early pause reads a fraction of the run's speed."""
     x = torch.zeros(1, 1, requires_grad=True)
     torch.autograd.grad(x * 1.0, x, grad_outputs=torch.ones(1, 1, 1), is_grads_batched=True)
 
