@@ -169,26 +169,11 @@ class AlarmWatch:
         if self.first_loss is None:
             self.first_loss = loss
         loss_high = loss >= 0.5 * self.first_loss
-        explosion = saturation = None
-        for name, value in norms.items():  # each norm against its own history, then added to it
-            peak = self.peaks.get(name, 0.0)
-            if value >= self.minimum_norm and value >= self.peak_factor * peak:  # above its peak: a jump?
-                jump = self._jump(name, value)
-                if jump is not None and (explosion is None or jump.ratio > explosion.ratio):
-                    explosion = jump
-            if loss_high and peak > 1.0 and value < self.collapse_ratio * peak:  # collapsed from its peak
-                self.collapsed[name] = self.collapsed.get(name, 0) + 1
-                if self.collapsed[name] >= self.collapse_steps and saturation is None:
-                    saturation = AlarmReport("saturation", name, value, value / peak, peak,
-                                             f"{name} gradient norm fell to {value:.3g} from a peak of {peak:.3g} "
-                                             "while the loss stays high: the units are saturated")
-            else:
-                self.collapsed[name] = 0
-            if name not in self.recent:
-                self.recent[name] = deque(maxlen=self.window)
-            self.recent[name].append(value)
-            if value > peak:
-                self.peaks[name] = value
+        explosion = self._explosion(norms)
+        saturation = self._saturation(norms, loss_high)
+        for name, value in norms.items():
+            self.recent.setdefault(name, deque(maxlen=self.window)).append(value)
+            self.peaks[name] = max(self.peaks.get(name, 0.0), value)
         if explosion is not None and ("explosion" not in self.raised or explosion.value > 10 * self.last_explosion):
             # once raised, an explosion is announced again only if it grows another tenfold
             self._raise(reports, explosion)
@@ -205,14 +190,33 @@ class AlarmWatch:
                 self.raised.clear()
         return reports
 
-    def _jump(self, name: str, value: float) -> AlarmReport | None:
-        """An explosion if ``value`` is ``ratio_threshold`` times the running median of ``name``."""
-        median = self.median(name)
-        if median > 0.0 and value / median >= self.ratio_threshold:
-            ratio = value / median
-            return AlarmReport("explosion", name, value, ratio, median,
-                               f"{name} gradient norm {value:.3g} is {ratio:.3g}x its recent median")
-        return None
+    def _explosion(self, norms: dict[str, float]) -> AlarmReport | None:
+        """The largest jump of this step above its running median, if it is an explosion."""
+        worst = None
+        for name, value in norms.items():
+            if value < self.minimum_norm or value < self.peak_factor * self.peaks.get(name, 0.0):
+                continue
+            median = self.median(name)
+            if median > 0.0 and value / median >= self.ratio_threshold and (worst is None or value / median > worst.ratio):
+                ratio = value / median
+                worst = AlarmReport("explosion", name, value, ratio, median,
+                                    f"{name} gradient norm {value:.3g} is {ratio:.3g}x its recent median")
+        return worst
+
+    def _saturation(self, norms: dict[str, float], loss_high: bool) -> AlarmReport | None:
+        """The first norm that has stayed collapsed long enough while the loss stays high."""
+        found = None
+        for name, value in norms.items():
+            peak = self.peaks.get(name, 0.0)
+            if loss_high and peak > 1.0 and value < self.collapse_ratio * peak:
+                self.collapsed[name] = self.collapsed.get(name, 0) + 1
+                if self.collapsed[name] >= self.collapse_steps and found is None:
+                    found = AlarmReport("saturation", name, value, value / peak, peak,
+                                        f"{name} gradient norm fell to {value:.3g} from a peak of {peak:.3g} "
+                                        "while the loss stays high: the units are saturated")
+            else:
+                self.collapsed[name] = 0
+        return found
 
     def _raise(self, reports: list[AlarmReport], report: AlarmReport) -> None:
         reports.append(report)
