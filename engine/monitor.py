@@ -171,9 +171,12 @@ class AlarmWatch:
         loss_high = loss >= 0.5 * self.first_loss
         explosion = self._explosion(norms)
         saturation = self._saturation(norms, loss_high)
-        for name, value in norms.items():
-            self.recent.setdefault(name, deque(maxlen=self.window)).append(value)
-            self.peaks[name] = max(self.peaks.get(name, 0.0), value)
+        for name, value in norms.items():  # the history, once per step: a deque is made only for a new name
+            if name not in self.recent:
+                self.recent[name] = deque(maxlen=self.window)
+            self.recent[name].append(value)
+            if value > self.peaks.get(name, 0.0):
+                self.peaks[name] = value
         if explosion is not None and ("explosion" not in self.raised or explosion.value > 10 * self.last_explosion):
             # once raised, an explosion is announced again only if it grows another tenfold
             self._raise(reports, explosion)
