@@ -275,6 +275,27 @@ def test_advisor_shows_pre_and_post_clip_and_the_norm_type(tmp_path):
     asyncio.run(run())
 
 
+def test_with_clipping_on_the_advisor_says_where_the_threshold_stands_against_its_band():
+    """After a rescue the norms it averages can be far above the threshold clipping uses: the screen
+    says so beside the suggestion instead of leaving two thresholds side by side unexplained."""
+    from tui.advisor import Advice
+    from tui.state import RunSettings, RunView
+    from tui.widgets.clip_advisor import advisor_text
+
+    def line(max_norm: float, advice: Advice) -> str:
+        view = RunView(settings=RunSettings(True, max_norm, "2", 0.2), advice=advice, pre_clip=600.0, clip_factor=0.04)
+        return advisor_text(view, 120).plain.splitlines()[-1]
+
+    stable = Advice(average=570.0, healthy=50, loss_rise=1.0, clipped_share=1.0, steps=100)
+    assert line(24.0, stable).startswith("clip ON 24 (below the band): pre 600 → post 24")
+    assert line(570.0, stable).startswith("clip ON 570 (in the band)")
+    assert line(9000.0, stable).startswith("clip ON 9000 (above the band)")
+    few = stable._replace(healthy=10)  # no stable phase: the band is a guess, nothing is said against it
+    assert line(24.0, few).startswith("clip ON 24: pre")
+    view = RunView(settings=RunSettings(True, 24.0, "2", 0.2), advice=stable, pre_clip=5890.0, clip_factor=24 / 5890)
+    assert advisor_text(view, 78).plain.splitlines()[-1] == "clip ON 24 (below the band): pre 5.89e3 → post 24 · clipped 100%"
+
+
 def test_replay_console_shows_only_what_had_happened(tmp_path):
     path = str(tmp_path / "evals.jsonl")
     write_log(path, synthetic_events(30, cell="srn"))

@@ -38,9 +38,12 @@ def advisor_text(view: RunView, width: int) -> Text:
     text.append("\n")
     total = view.pre_clip
     if settings is not None and settings.clip_on:
-        text.append(f"clip ON {settings.clip_max_norm:g}: ", "bold green")
-        text.append(f"pre {compact(total)} → post {compact(total * view.clip_factor)} · "
-                    f"clipped {advice.clipped_share:.0%} of the last {advice.steps} steps")
+        label = f"clip ON {settings.clip_max_norm:g}{_against_band(settings.clip_max_norm, advice)}: "
+        detail = f"pre {compact(total)} → post {compact(total * view.clip_factor)} · clipped {advice.clipped_share:.0%}"
+        if len(label) + len(detail) + len(f" of the last {advice.steps} steps") <= width:
+            detail += f" of the last {advice.steps} steps"
+        text.append(label, "bold green")
+        text.append(detail)
     else:
         text.append("clip OFF: ", "bold red")
         text.append(f"pre {compact(total)} = post (nothing scales it)")
@@ -48,6 +51,15 @@ def advisor_text(view: RunView, width: int) -> Text:
     if rest > len(words) + 11:
         text.append(f" · total = {words}", "dim")
     return text
+
+
+def _against_band(max_norm: float, advice: Advice) -> str:
+    """Where the threshold in force stands against the band, once the band speaks of a stable phase:
+    the suggestion beside it may be far from the threshold that clipping uses now."""
+    if not advice.stable:
+        return ""
+    low, high = advice.band
+    return " (below the band)" if max_norm < low else " (above the band)" if max_norm > high else " (in the band)"
 
 
 def _unstable(advice: Advice) -> str:
