@@ -37,6 +37,8 @@ INGEST_SLICE = 0.008  # seconds
 INGEST_CHUNK = 64  # events between two looks at the clock
 GC_THRESHOLDS = gc.get_threshold()
 FULL_COLLECTIONS_HELD = 1 << 30  # a threshold for the oldest generation that is never reached
+# keys that only ask the engine (a replay's p, n, + and - move its own cursor; a stream's do not)
+ENGINE_ONLY = ("toggle_clip", "scale_clip", "rewind", "gates", "advise", "fork")
 
 
 class MonitorApp(RunKeys, App[int]):
@@ -136,6 +138,8 @@ class MonitorApp(RunKeys, App[int]):
             return not isinstance(self.focused, Input)
         if action == "dismiss":  # out of the console, whose q and ? are characters: named in the footer there
             return isinstance(self.focused, Input)
+        if action in ENGINE_ONLY or (action in ("speed", "step") and self.source.kind == "stream"):
+            return self.source.can_send  # hidden where nothing can receive them: the footer lists what acts
         return action != "seek" or self.source.kind == "replay"  # scrubbing: replays (a live run follows)
 
     # --- the event stream -------------------------------------------------------

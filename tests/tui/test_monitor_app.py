@@ -316,12 +316,22 @@ def test_help_screen_keeps_the_monitor_keys_from_acting():
     asyncio.run(run())
 
 
-def test_replay_and_stream_refuse_commands_with_a_message(srn_log):
+def _footer_keys(app) -> set[str]:
+    return {key for key, active in app.screen.active_bindings.items() if active.binding.show}
+
+
+def test_replay_and_stream_list_only_the_keys_that_act_and_refuse_the_console_with_a_message(srn_log):
+    steering = {"c", "left_square_bracket", "right_square_bracket", "r", "g", "a", "f"}
+
     async def run():
         app = build_app(LogFileSource(srn_log))
         async with app.run_test(size=SIZE) as pilot:
             await _until(pilot, lambda: app.ended is not None)
+            keys = _footer_keys(app)
+            assert not keys & steering and {"p", "n", "plus", "minus", "left", "right"} <= keys
             await pilot.press("c")
+            assert app.state.latest_settings.clip_on is False
+            await pilot.press("slash", *"6 7 0 0 1", "enter")  # a prediction needs the engine
             await _until(pilot, lambda: "no engine" in _last_line(app))
 
     asyncio.run(run())
@@ -335,7 +345,9 @@ def test_replay_and_stream_refuse_commands_with_a_message(srn_log):
             assert "the stream ended" in _last_line(app)  # the viewer says so
             # the header is redrawn at the next frame
             await _until(pilot, lambda: "stream ended" in str(app.monitor.run_header.render()))
-            await pilot.press("r")
+            keys = _footer_keys(app)
+            assert not keys & (steering | {"n", "plus", "minus", "left", "right"}) and {"question_mark", "q", "w"} <= keys
+            await pilot.press("slash", *"6 7 0 0 1", "enter")
             await _until(pilot, lambda: "cannot be sent" in _last_line(app))
 
     asyncio.run(run_stream())
