@@ -40,8 +40,9 @@ def advisor_text(view: RunView, width: int) -> Text:
     if settings is not None and settings.clip_on:
         label = f"clip ON {settings.clip_max_norm:g}{_against_band(settings.clip_max_norm, advice)}: "
         detail = f"pre {compact(total)} → post {compact(total * view.clip_factor)} · clipped {advice.clipped_share:.0%}"
-        if len(label) + len(detail) + len(f" of the last {advice.steps} steps") <= width:
-            detail += f" of the last {advice.steps} steps"
+        span = f" of the last {advice.steps} steps"
+        if len(label) + len(detail) + len(span) <= width:  # else cut first, not the line
+            detail += span
         text.append(label, "bold green")
         text.append(detail)
     else:
