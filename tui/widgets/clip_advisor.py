@@ -41,7 +41,7 @@ def advisor_text(view: RunView, width: int) -> Text:
         label = f"clip ON {settings.clip_max_norm:g}{_against_band(settings.clip_max_norm, advice)}: "
         detail = f"pre {compact(total)} → post {compact(total * view.clip_factor)} · clipped {advice.clipped_share:.0%}"
         span = f" of the last {advice.steps} steps"
-        if len(label) + len(detail) + len(span) <= width:  # else cut first, not the line
+        if len(label) + len(detail) + len(span) <= width:  # the first words to go when the line is too wide
             detail += span
         text.append(label, "bold green")
         text.append(detail)
