@@ -296,6 +296,22 @@ def test_with_clipping_on_the_advisor_says_where_the_threshold_stands_against_it
     assert advisor_text(view, 78).plain.splitlines()[-1] == "clip ON 24 (below the band): pre 5.89e3 → post 24 · clipped 100%"
 
 
+def test_the_advisor_says_in_words_that_fit_why_its_band_is_a_guess():
+    """At 80 columns the warning under the suggestion is a whole sentence, not one cut mid-word."""
+    from tui.advisor import Advice
+    from tui.state import RunSettings, RunView
+    from tui.widgets.clip_advisor import advisor_text
+
+    few = Advice(average=79.3, healthy=2, loss_rise=1.0, clipped_share=0.0, steps=250)
+    rising = Advice(average=79.3, healthy=40, loss_rise=12.0, clipped_share=0.0, steps=250)
+    for advice, wide, narrow in [(few, "too few for a stable phase", "⚠ only 2 healthy steps: the band is a guess"),
+                                 (rising, "over those steps", "⚠ the loss rose ×12: no stable phase")]:
+        view = RunView(settings=RunSettings(False, 1.0, "2", 0.2), advice=advice, pre_clip=231.0, clip_factor=1.0)
+        assert wide in advisor_text(view, 120).plain.splitlines()[1]
+        warning = advisor_text(view, 78).plain.splitlines()[1]
+        assert warning.startswith(narrow) and warning.endswith("[ halves)") and len(warning) <= 78
+
+
 def test_replay_console_shows_only_what_had_happened(tmp_path):
     path = str(tmp_path / "evals.jsonl")
     write_log(path, synthetic_events(30, cell="srn"))

@@ -34,7 +34,7 @@ def advisor_text(view: RunView, width: int) -> Text:
     text.append(long if len(long) + len(key) <= width else short)
     text.append(key, "bold cyan")
     if not advice.stable:  # Pascanu's band is for a run that was converging; this one was not
-        text.append(_unstable(advice)[: width + 1], "bold yellow")
+        text.append("\n" + _unstable(advice, width), "bold yellow")
     text.append("\n")
     total = view.pre_clip
     if settings is not None and settings.clip_on:
@@ -63,13 +63,17 @@ def _against_band(max_norm: float, advice: Advice) -> str:
     return " (below the band)" if max_norm < low else " (above the band)" if max_norm > high else " (in the band)"
 
 
-def _unstable(advice: Advice) -> str:
-    """Why the averaged steps are no stable phase (a newline first)."""
+def _unstable(advice: Advice, width: int) -> str:
+    """Why the averaged steps are no stable phase, in the longest wording that fits ``width``."""
     if not advice.enough:
-        return (f"\n⚠ only {advice.healthy} healthy steps averaged: too few for a stable phase, "
-                f"the band is a guess (from {MIN_STABLE} on; [ halves)")
-    return (f"\n⚠ the loss rose ×{compact(advice.loss_rise, 2)} over those steps: no stable phase, "
-            "the band may be far too high ([ halves)")
+        forms = (f"⚠ only {advice.healthy} healthy steps averaged: too few for a stable phase, "
+                 f"the band is a guess (from {MIN_STABLE} on; [ halves)",
+                 f"⚠ only {advice.healthy} healthy steps: the band is a guess (from {MIN_STABLE} on; [ halves)")
+    else:
+        rise = compact(advice.loss_rise, 2)
+        forms = (f"⚠ the loss rose ×{rise} over those steps: no stable phase, the band may be far too high ([ halves)",
+                 f"⚠ the loss rose ×{rise}: no stable phase, the band may be too high ([ halves)")
+    return next((form for form in forms if len(form) <= width), forms[-1][:width])
 
 
 class ClipAdvisor(Widget):
