@@ -4,6 +4,7 @@ import asyncio
 import os
 import subprocess
 import sys
+from dataclasses import replace
 
 import pytest
 from rich.cells import cell_len
@@ -158,6 +159,24 @@ def test_pause_resume_follows_status():
             assert source.sent == [Resume()]
 
     asyncio.run(run())
+
+
+def test_the_heatmaps_title_keeps_whole_words_at_80_columns():
+    """After the explosion every SRN unit is saturated: at 80 columns the title still says so in
+    whole words (the ramp's legend and then the input, which labels the columns, give way first)."""
+    from tui.widgets.gate_heatmaps import GateHeatmaps
+
+    tokens = list("67001000000000000000")
+    saturated = gates_event("srn", tokens, step=250)
+    saturated = replace(saturated, matrices={"hidden": [[1.0] * len(tokens) for _ in range(32)]})
+    panel = GateHeatmaps()
+    panel.gates = saturated
+    wide = panel._lines(160, 100)[0].plain
+    assert wide == ("SRN hidden state h_t for 6 7 0 0 1 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 · 100% saturated (|h| > 0.99)"
+                    " · ramp ' .:-=+*#%@' low→high")
+    assert panel._lines(78, 100)[0].plain == "SRN hidden state h_t · 100% saturated"
+    short = panel._lines(78, 12)[0].plain  # a short panel shows fewer units and says which
+    assert short.startswith("SRN hidden state h_t · 100% saturated · h0-h") and short.endswith(" of 32")
 
 
 def test_heatmap_columns_are_labelled_by_the_input_digits():

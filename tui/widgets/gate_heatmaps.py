@@ -222,23 +222,43 @@ class GateHeatmaps(Widget):
         digits = all(token.isdigit() for token in tokens)
         shown_input = " ".join(tokens) if digits else f'"{"".join(tokens)}"'
         console = "" if gates.request in ("", "probe") else " (console)"
+        notes: list[tuple[str, str, str]] = []  # beside the subject: (long, short, style), the first most important
         if gates.cell == "srn":  # the SRN has no gates: its heatmap is the hidden state h_t
-            title = Text(f"SRN hidden state h_t for {shown_input}{console}", "italic")
+            subject = "SRN hidden state h_t"
             hidden = gates.matrices.get("hidden")
             share = saturated_share(hidden) if isinstance(hidden, list) else None
             if share is not None:
-                title.append(f" · {share:.0%} saturated (|h| > {SATURATED:g})", "bold" if share > 0.5 else "italic")
+                notes.append((f" · {share:.0%} saturated (|h| > {SATURATED:g})", f" · {share:.0%} saturated",
+                              "bold" if share > 0.5 else "italic"))
         else:
-            title = Text(f"{gates.cell.upper()} gates and states for {shown_input}{console}", "italic")
+            subject = f"{gates.cell.upper()} gates and states"
         if shown < units:
-            title.append(f" · h0-h{shown - 1} of {units}", "italic")
+            note = f" · h0-h{shown - 1} of {units}"
+            notes.append((note, note, "italic"))
         if left_out:
-            title.append(f" · {', '.join(name.replace('_', ' ') for name in left_out)}: no room", "italic")
-        title.append(f" · ramp '{RAMP}' low→high", "italic dim")
+            note = f" · {', '.join(name.replace('_', ' ') for name in left_out)}: no room"
+            notes.append((note, note, "italic"))
+        title = _title(subject, f" for {shown_input}{console}", console, notes, width)
         lines = [title]
         for row in rows:
             lines.extend(_join([render_gate(name, matrix, tokens, widest, shown) for name, matrix in row]))
         return lines
+
+
+def _title(subject: str, on_input: str, console: str, notes: list[tuple[str, str, str]], width: int) -> Text:
+    """The heatmaps' title in the longest wording that fits ``width``: the ramp's legend goes first,
+    then the notes' details, then the input (the columns are labelled with it anyway)."""
+    ramp = f" · ramp '{RAMP}' low→high"
+    longs, shorts = [long for long, _, _ in notes], [short for _, short, _ in notes]
+    wordings = [(on_input, longs, ramp), (on_input, longs, ""), (on_input, shorts, ""), (console, shorts, "")]
+    for on, parts, legend in wordings:
+        if cell_len(subject + on + "".join(parts) + legend) <= width:
+            break
+    title = Text(subject + on, "italic")
+    for part, (_, _, style) in zip(parts, notes):
+        title.append(part, style)
+    title.append(legend, "italic dim")
+    return title
 
 
 def _shape(gates: Gates) -> tuple:
