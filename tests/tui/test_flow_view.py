@@ -66,6 +66,21 @@ def test_gates_view_shows_the_saturation_of_the_last_evaluation():
     asyncio.run(run())
 
 
+def test_at_80_columns_the_saturation_line_breaks_between_gates_and_the_quiet_timeline_keeps_whole_words():
+    from tui.widgets.alarm_timeline import story_text
+    from tui.widgets.saturation import saturation_text
+
+    reading = Saturation(step=4700, cell="lstm", low={"input_gate": 0.01, "forget_gate": 0.0, "output_gate": 0.0},
+                         high={"input_gate": 0.49, "forget_gate": 0.44, "output_gate": 0.64}, hidden_saturated=0.07)
+    assert "input gate <0.1 1% · >0.9 49%   forget gate" in saturation_text(reading, 160).plain
+    lines = saturation_text(reading, 78).plain.splitlines()
+    assert len(lines) == 2 and all(len(line) <= 78 for line in lines)
+    for gate in ("input <0.1 1% · >0.9 49%", "forget <0.1 0% · >0.9 44%", "output <0.1 0% · >0.9 64%"):
+        assert any(gate in line for line in lines)
+    assert story_text([], "lstm", 78, 1).plain == "no alarms: explosions, NaN and vanished gradients are told here"
+    assert "(a norm 100× its recent median)" in story_text([], "lstm", 120, 1).plain
+
+
 def test_a_replay_cursor_shows_the_flows_measured_by_then():
     from tui.state import RunState
 

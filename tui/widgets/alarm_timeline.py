@@ -15,13 +15,14 @@ from engine.text import visible
 from tui.story import KIND_STYLES, MARKS, chapters, fragment
 
 SEPARATOR = " · "
-QUIET = "no alarms: explosions (a norm 100× its recent median), NaN and vanished gradients are told here"
+QUIET = ("no alarms: explosions (a norm 100× its recent median), NaN and vanished gradients are told here",
+         "no alarms: explosions, NaN and vanished gradients are told here")  # the second where the first is cut
 
 
 def story_text(alarms: list[Alarm], cell: str, width: int, lines: int) -> Text:
     """The alarms as clauses of one story that fits ``lines`` lines of ``width`` cells."""
     if not alarms:
-        return Text(QUIET[: max(0, width)], "dim")
+        return Text(next((quiet for quiet in QUIET if len(quiet) <= width), QUIET[-1][: max(0, width)]), "dim")
     room = len(alarms)
     while True:
         told, left_out = chapters(alarms, room)
