@@ -70,7 +70,12 @@ def test_the_essentials_fit_every_common_size(size, cell, rows, tmp_path):
             for row in (*shown, "total norm"):  # the recurrent matrices at least, whatever else folds
                 assert any(line.lstrip().startswith(row) for line in lines), row
             assert lines[-1].startswith("? help q quit")  # the footer keeps help and quit
+            for line in lines:  # the norms that fold into one row are named whole
+                if line.lstrip().startswith("+") and " more " in line:
+                    folded = line.split(" more ", 1)[1].rsplit(" max ", 1)[0].split()
+                    assert folded and all(name in parameters or name == "…" for name in folded), line
 
+    parameters = next(synthetic_events(1, cell=cell)).parameters
     asyncio.run(run())
 
 

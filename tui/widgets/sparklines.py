@@ -233,7 +233,7 @@ class Sparklines(Widget):
     def _folded(cls, norms: list[tuple[str, list[float]]], width: int, label_width: int, value_width: int) -> Text:
         currents = [series[-1] for _, series in norms if series]
         finite = [value for value in currents if math.isfinite(value)]
-        names = Text(" ".join(name for name, _ in norms)[:width].ljust(width), "dim")
+        names = Text(_names_that_fit([name for name, _ in norms], width).ljust(width), "dim")
         value = ("max " + sci(max(finite))) if finite else "—"
         return cls._row(f"+{len(norms)} more", names, value, label_width, value_width,
                         alarm=len(finite) < len(currents))
@@ -247,3 +247,15 @@ class Sparklines(Widget):
         row.append(" ")
         row.append(value[:value_width].ljust(value_width), "bold red" if alarm else ("dim" if dim else ""))
         return row
+
+
+def _names_that_fit(names: list[str], width: int) -> str:
+    """The names that fit ``width`` whole, and "…" for the rest."""
+    if len(" ".join(names)) <= width:
+        return " ".join(names)
+    kept: list[str] = []
+    for name in names:
+        if len(" ".join(kept + [name, "…"])) > width:
+            break
+        kept.append(name)
+    return " ".join(kept + ["…"])[:width]
