@@ -106,7 +106,9 @@ def unroll(cell: str, W, U, b, x: torch.Tensor, state=None, reset_after: bool = 
 
     Returns (steps, final state): ``steps[t]`` maps the names of step t's gates and states to
     [batch, hidden] tensors of the autograd graph, so ``steps[t]["hidden"].retain_grad()`` before
-    the backward pass gives dL/dh_t, the gradient that reaches step t through the recurrence.
+    the backward pass gives dL/dh_t, the gradient that reaches step t through the recurrence; and
+    ``"x_proj"`` to the step's input projection x_t W + b [batch, G], with which the step can be run
+    again (``step_function``).
     """
     batch, steps, _ = x.shape
     hidden = U.shape[0]
@@ -115,19 +117,24 @@ def unroll(cell: str, W, U, b, x: torch.Tensor, state=None, reset_after: bool = 
     if state is None:
         zeros = x.new_zeros(batch, hidden)
         state = (zeros, zeros) if cell == "lstm" else zeros
-    if cell == "srn":
-        step = partial(srn_step, U=U)
-    elif cell == "lstm":
-        step = partial(lstm_step, U=U)
-    elif reset_after:
-        step = partial(gru_reset_after_step, U=U)
-    else:
-        step = partial(gru_step, U_rz=U[:, : 2 * hidden], U_h=U[:, 2 * hidden:])
+    step = step_function(cell, U, reset_after)
     recorded = []
     for x_t in x_proj.unbind(1):
         state, gates = step(x_t, state)
-        recorded.append(gates)
+        recorded.append(gates | {"x_proj": x_t})
     return recorded, state
+
+
+def step_function(cell: str, U, reset_after: bool = False):
+    """The cell's step with its U bound: ``step(x_proj, state)`` -> (new state, the step's gates)."""
+    if cell == "srn":
+        return partial(srn_step, U=U)
+    if cell == "lstm":
+        return partial(lstm_step, U=U)
+    if reset_after:
+        return partial(gru_reset_after_step, U=U)
+    hidden = U.shape[0]
+    return partial(gru_step, U_rz=U[:, : 2 * hidden], U_h=U[:, 2 * hidden:])
 
 
 class ScratchCell(nn.Module):
@@ -337,4 +344,4 @@ class Recurrent(nn.Module):
         """
         W, U, b = side_by_side(self.textbook_parameters(), self.cell)
         steps, _ = unroll(self.cell, W, U, b, x, reset_after=self.reset_after)
-        return {key: torch.cat([step[key] for step in steps]).t() for key in steps[0]}
+        return {key: torch.cat([step[key] for step in steps]).t() for key in steps[0] if key != "x_proj"}

@@ -20,6 +20,8 @@ import math
 
 import torch
 
+from .cells import side_by_side, step_function
+
 # Pascanu's γ bounds the derivative of the nonlinearity: 1 for tanh, 1/4 for the sigmoid.
 GAMMA = {"tanh": 1.0, "sigmoid": 0.25}
 SIGMOID_GATES = ("i", "f", "o", "r", "z")  # the LSTM's and GRU's gates; c~ and h~ are tanh
@@ -51,11 +53,6 @@ def inverse_gamma(name: str) -> float:
     return 1.0 / GAMMA["sigmoid" if gate in SIGMOID_GATES else "tanh"]
 
 
-def recurrent_matrices(model) -> dict[str, torch.Tensor]:
-    """Every U of the model by textbook name, [hidden, hidden] each."""
-    return {name: tensor for name, tensor in model.rnn.textbook_parameters().items() if name.startswith("U")}
-
-
 def measure_flow(model, task, batch) -> dict:
     """The Flow event's fields for one training batch, with the model's current weights.
 
@@ -69,11 +66,12 @@ def measure_flow(model, task, batch) -> dict:
     with model.rnn.equations_recorded() as steps:
         loss = task.measured_loss(model, batch)
     hidden = [step["hidden"] for step in steps]  # T x [batch, hidden]
-    jacobian = _step_jacobian_sigma_max(hidden) if len(hidden) > 1 else torch.tensor(math.nan)
+    parameters = model.rnn.textbook_parameters()
+    jacobian = _step_jacobian_sigma_max(model.rnn, parameters, steps) if len(steps) > 1 else torch.tensor(math.nan)
     grads = torch.autograd.grad(loss, hidden, allow_unused=True)
     grad_h = torch.stack([torch.zeros_like(h) if g is None else g for g, h in zip(grads, hidden)])
     norms = torch.linalg.vector_norm(grad_h.double(), dim=(1, 2))  # [T]
-    matrices = recurrent_matrices(model)
+    matrices = {name: tensor for name, tensor in parameters.items() if name.startswith("U")}  # every U, [hidden, hidden]
     sigma = torch.linalg.matrix_norm(torch.stack(list(matrices.values())).detach().double(), ord=2)
     values = torch.cat([norms, sigma, jacobian.reshape(1).double()]).tolist()  # one transfer
     steps_count = len(hidden)
@@ -85,15 +83,23 @@ def measure_flow(model, task, batch) -> dict:
             "jacobian_sigma_max": values[-1]}
 
 
-def _step_jacobian_sigma_max(hidden: list[torch.Tensor]) -> torch.Tensor:
-    """Mean of σ_max(∂h_T/∂h_{T-1}) over the batch's first examples, a 0-d tensor; the graph is kept
-    for the loss."""
-    h_last, h_before = hidden[-1], hidden[-2]  # [batch, hidden]
-    batch, units = h_last.shape
+def _step_jacobian_sigma_max(rnn, parameters: dict[str, torch.Tensor], steps: list[dict]) -> torch.Tensor:
+    """Mean of σ_max(∂h_T/∂h_{T-1}) over the batch's first examples, a 0-d tensor.
+
+    The last step is run again on those examples alone, from the recorded h_{T-1} (and c_{T-1}, held)
+    and input projection: examples do not mix, and each of the batch's other rows would cost as much
+    again in the backward passes, one per hidden unit."""
+    before, last = steps[-2], steps[-1]
+    h_before = before["hidden"][:JACOBIAN_EXAMPLES].detach().requires_grad_()
+    state = (h_before, before["cell_state"][:JACOBIAN_EXAMPLES].detach()) if rnn.cell == "lstm" else h_before
+    _, U, _ = side_by_side(parameters, rnn.cell)
+    step = step_function(rnn.cell, U.detach(), rnn.reset_after)
+    _, gates = step(last["x_proj"][:JACOBIAN_EXAMPLES].detach(), state)
+    examples, units = h_before.shape
     # one backward per output unit i, batched: row i of every example's Jacobian at once
-    basis = torch.eye(units, dtype=h_last.dtype, device=h_last.device).unsqueeze(1).expand(units, batch, units)
-    rows, = torch.autograd.grad(h_last, h_before, grad_outputs=basis, is_grads_batched=True, retain_graph=True)
-    jacobians = rows[:, :JACOBIAN_EXAMPLES].transpose(0, 1)  # [examples, i, j] = ∂h_T[i]/∂h_{T-1}[j]
+    basis = torch.eye(units, dtype=h_before.dtype, device=h_before.device).unsqueeze(1).expand(units, examples, units)
+    rows, = torch.autograd.grad(gates["hidden"], h_before, grad_outputs=basis, is_grads_batched=True)
+    jacobians = rows.transpose(0, 1)  # [examples, i, j] = ∂h_T[i]/∂h_{T-1}[j]
     return torch.linalg.matrix_norm(jacobians.double(), ord=2).mean()
 
 

@@ -100,6 +100,23 @@ def test_the_srn_step_jacobian_is_diag_of_tanh_derivative_times_U():
     assert flow["jacobian_sigma_max"] == pytest.approx(expected, rel=1e-5)
 
 
+@pytest.mark.parametrize("impl", ("torch", "scratch"))
+@pytest.mark.parametrize("cell", CELLS)
+def test_the_step_jacobian_equals_autograds_through_the_whole_recorded_forward(cell, impl):
+    """The gauge runs the last step again on a few examples; through the whole batch's graph the
+    Jacobian of those examples is the same."""
+    model, task, batch = digit_setup(cell, impl, seed=3)
+    flow = instruments.measure_flow(model, task, batch)
+    with model.rnn.equations_recorded() as steps:
+        model(batch[0])
+    h_last, h_before = steps[-1]["hidden"], steps[-2]["hidden"]
+    batch_size, units = h_last.shape
+    rows = [torch.autograd.grad(h_last[:, i].sum(), h_before, retain_graph=True)[0] for i in range(units)]
+    jacobians = torch.stack(rows, dim=1)[:instruments.JACOBIAN_EXAMPLES]  # [examples, i, j]
+    expected = torch.linalg.matrix_norm(jacobians.double(), ord=2).mean().item()
+    assert flow["jacobian_sigma_max"] == pytest.approx(expected, rel=1e-5)
+
+
 def test_the_language_model_flow_covers_its_window_and_keeps_the_carried_state():
     config = build_config(task="lm", cell="gru", impl="torch", seq_len=7, batch_size=3, hidden=6, embed=0)
     task = make_task(config, torch.device("cpu"))
