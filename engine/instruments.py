@@ -72,7 +72,7 @@ def measure_flow(model, task, batch) -> dict:
     grad_h = torch.stack([torch.zeros_like(h) if g is None else g for g, h in zip(grads, hidden)])
     norms = torch.linalg.vector_norm(grad_h.double(), dim=(1, 2))  # [T]
     matrices = {name: tensor for name, tensor in parameters.items() if name.startswith("U")}  # every U, [hidden, hidden]
-    sigma = torch.linalg.matrix_norm(torch.stack(list(matrices.values())).detach().double(), ord=2)
+    sigma = largest_singular_values(torch.stack(list(matrices.values())).detach())
     values = torch.cat([norms, sigma, jacobian.reshape(1).double()]).tolist()  # one transfer
     steps_count = len(hidden)
     grad_h_norms, sigma_max = values[:steps_count], values[steps_count:-1]
@@ -81,6 +81,14 @@ def measure_flow(model, task, batch) -> dict:
             "sigma_max": dict(zip(matrices, sigma_max)),
             "inverse_gamma": {name: inverse_gamma(name) for name in matrices},
             "jacobian_sigma_max": values[-1]}
+
+
+def largest_singular_values(matrices: torch.Tensor) -> torch.Tensor:
+    """The largest singular value of each matrix [..., m, n], in float64: the root of the largest
+    eigenvalue of AᵀA, the same number as ``matrix_norm(A, ord=2)`` at about two thirds of its cost
+    (that computes every singular value)."""
+    a = matrices.double()
+    return torch.linalg.eigvalsh(a.mT @ a)[..., -1].clamp(min=0.0).sqrt()
 
 
 def _step_jacobian_sigma_max(rnn, parameters: dict[str, torch.Tensor], steps: list[dict]) -> torch.Tensor:
@@ -100,7 +108,7 @@ def _step_jacobian_sigma_max(rnn, parameters: dict[str, torch.Tensor], steps: li
     basis = torch.eye(units, dtype=h_before.dtype, device=h_before.device).unsqueeze(1).expand(units, examples, units)
     rows, = torch.autograd.grad(gates["hidden"], h_before, grad_outputs=basis, is_grads_batched=True)
     jacobians = rows.transpose(0, 1)  # [examples, i, j] = ∂h_T[i]/∂h_{T-1}[j]
-    return torch.linalg.matrix_norm(jacobians.double(), ord=2).mean()
+    return largest_singular_values(jacobians).mean()
 
 
 @torch.no_grad()
