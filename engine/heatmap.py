@@ -116,10 +116,10 @@ def flow_report(model, config: TrainConfig, vocabulary: list) -> list[str]:
         return ["gradient flow through time: the run's dev set here has another vocabulary than the checkpoint"]
     flow = instruments.measure_flow(model, task, task.batch_of("dev"))
     norms = flow["grad_h_norms"]
-    positive = [math.log10(value) for value in norms if math.isfinite(value) and value > 0]
-    low, high = (min(positive), max(positive)) if positive else (0.0, 0.0)
-    lines = [f"gradient flow through time on the dev set: ‖∂L/∂h_t‖ "
-             f"(bars on a log scale, 1e{low:.0f}..1e{high:.0f})"]
+    positive = [value for value in norms if math.isfinite(value) and value > 0]
+    low, high = (math.log10(min(positive)), math.log10(max(positive))) if positive else (0.0, 0.0)
+    scale = f"bars on a log scale from {min(positive):.3e} to {max(positive):.3e}" if positive else "all zero"
+    lines = [f"gradient flow through time on the dev set: ‖∂L/∂h_t‖ ({scale})"]
     for t, value in enumerate(norms, 1):
         bar = ""
         if math.isfinite(value) and value > 0:
@@ -131,6 +131,6 @@ def flow_report(model, config: TrainConfig, vocabulary: list) -> list[str]:
     for name, value in flow["sigma_max"].items():
         bound = flow["inverse_gamma"][name]
         lines.append(f"  σ_max({name}) = {value:.4g} {'>' if value > bound else '<'} 1/γ = {bound:g}")
-    lines.append(f"  σ_max(∂h_T/∂h_T-1) = {flow['jacobian_sigma_max']:.4g} "
-                 "(the step Jacobian, mean over 8 examples)")
+    lines.append(f"  σ_max(∂h_T/∂h_{{T-1}}) = {flow['jacobian_sigma_max']:.4g} "
+                 f"(the step Jacobian, mean over {instruments.JACOBIAN_EXAMPLES} examples)")
     return lines

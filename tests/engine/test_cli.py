@@ -3,6 +3,7 @@
 import gzip
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -111,7 +112,11 @@ def test_gates_prints_the_lstm_heatmaps_labelled_by_the_input(lstm_checkpoint):
     assert result.stdout.count("legend:") == 4
     assert len([line for line in result.stdout.splitlines() if line.startswith("   31 ")]) == 4  # 32 units
     # beside them, the flow through the 10 time steps on the dev set and σ_max of each gate's U
-    assert len([line for line in result.stdout.splitlines() if line.startswith("  t=")]) == 10
+    flow = [float(line.split()[1]) for line in result.stdout.splitlines() if line.startswith("  t=")]
+    assert len(flow) == 10
+    scale = re.search(r"bars on a log scale from (\S+) to (\S+)\)", result.stdout)  # the range the bars span
+    positive = [value for value in flow if value > 0]
+    assert scale and [float(scale[1]), float(scale[2])] == [min(positive), max(positive)]
     assert "‖∂L/∂h_1‖/‖∂L/∂h_T‖ = " in result.stdout
     for name, bound in (("U_i", 4), ("U_f", 4), ("U_o", 4), ("U_c", 1)):
         assert f"σ_max({name}) = " in result.stdout and f"1/γ = {bound}" in result.stdout
