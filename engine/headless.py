@@ -32,7 +32,7 @@ def flow_line(flow: ev.Flow) -> str:
     gauge = ", ".join(f"σ_max({name}) {_fmt(value)} (1/γ = {flow.inverse_gamma.get(name, 1.0):g})"
                       for name, value in flow.sigma_max.items())
     return (f"[Flow] step {flow.step}: ‖∂L/∂h_1‖/‖∂L/∂h_T‖ {flow.ratio:.2g}, {gauge}, "
-            f"σ_max(∂h_T/∂h_T-1) {_fmt(flow.jacobian_sigma_max)}")
+            f"σ_max(∂h_T/∂h_{{T-1}}) {_fmt(flow.jacobian_sigma_max)}")
 
 
 def saturation_line(reading: ev.Saturation) -> str:

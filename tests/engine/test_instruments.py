@@ -199,6 +199,5 @@ def test_headless_prints_the_flow_and_saturation_with_each_evaluation():
                           hidden_saturated=0.25))
     lines = out.getvalue().splitlines()
     assert lines[0].startswith("[Evaluate] dev score: 0.1")
-    assert lines[1].startswith("[Flow] step 250: ‖∂L/∂h_1‖/‖∂L/∂h_T‖ 3.1e-05, "
-                               "σ_max(U) 0.93 (1/γ = 1)")
+    assert lines[1] == "[Flow] step 250: ‖∂L/∂h_1‖/‖∂L/∂h_T‖ 3.1e-05, σ_max(U) 0.93 (1/γ = 1), σ_max(∂h_T/∂h_{T-1}) 0.5"
     assert lines[2] == "[Saturation] step 250 (dev): forget_gate <0.1 12%, >0.9 50%; |h| > 0.99 25%"
