@@ -121,7 +121,8 @@ def unroll(cell: str, W, U, b, x: torch.Tensor, state=None, reset_after: bool = 
     recorded = []
     for x_t in x_proj.unbind(1):
         state, gates = step(x_t, state)
-        recorded.append(gates | {"x_proj": x_t})
+        gates["x_proj"] = x_t
+        recorded.append(gates)
     return recorded, state
 
 
