@@ -29,7 +29,7 @@ SATURATING = {"srn": (), "lstm": ("input_gate", "forget_gate", "output_gate"), "
 # At full speed the flow is measured at least once in this long of training (10 times a second): a
 # measured step costs about two plain ones, so measuring every step would halve the speed.
 FLOW_INTERVAL_S = 0.1
-JACOBIAN_EXAMPLES = 8  # examples whose step Jacobian's σ_max is averaged: one SVD each, the costly part
+JACOBIAN_EXAMPLES = 8  # examples whose step Jacobian's σ_max is averaged: one eigenvalue problem each, the costly part
 
 
 def flow_due(speed: float, now: float, last_measured: float, step_seconds: float) -> bool:
