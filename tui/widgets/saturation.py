@@ -24,11 +24,11 @@ def saturation_text(reading: Saturation | None, width: int = 0) -> Text:
         return Text("saturation: measured on the dev set at each evaluation", "dim")
     head = Text(f"saturation (dev, step {reading.step}): ", "bold")
     parts = _parts(reading, lambda name: visible(name).replace("_", " "))
-    if not width or head.cell_len + sum(part.cell_len + 3 for part in parts) - 3 <= width:
-        return Text("   ").join([head + parts[0], *parts[1:]])
+    if width and head.cell_len + sum(part.cell_len + 3 for part in parts) - 3 > width:
+        parts = _parts(reading, lambda name: visible(name).removesuffix("_gate").replace("_", " "))
     text, line = head, head.cell_len
-    for number, part in enumerate(_parts(reading, lambda name: visible(name).removesuffix("_gate").replace("_", " "))):
-        if number and line + 3 + part.cell_len > width:
+    for number, part in enumerate(parts):
+        if number and width and line + 3 + part.cell_len > width:
             text.append("\n  ")
             line = 2
         elif number:
