@@ -1,8 +1,10 @@
-"""Number formatting shared by the widgets (no textual)."""
+"""Number and text formatting shared by the widgets (no textual)."""
 
 from __future__ import annotations
 
 import math
+
+from rich.cells import cell_len, set_cell_size
 
 
 def sci(value: float | None) -> str:
@@ -49,3 +51,8 @@ def finished_text(finished) -> str:
     if finished.checkpoint:
         parts.append(finished.checkpoint)
     return " · ".join(parts)
+
+
+def longest_that_fits(wordings: tuple[str, ...], width: int) -> str:
+    """The first of ``wordings`` (the longest first) that fits ``width`` cells, else the last one cut."""
+    return next((text for text in wordings if cell_len(text) <= width), set_cell_size(wordings[-1], max(0, width)).rstrip())

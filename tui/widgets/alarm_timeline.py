@@ -12,17 +12,18 @@ from textual.widgets import Static
 
 from engine.events import Alarm
 from engine.text import visible
+from tui.format import longest_that_fits
 from tui.story import KIND_STYLES, MARKS, chapters, fragment
 
 SEPARATOR = " · "
 QUIET = ("no alarms: explosions (a norm 100× its recent median), NaN and vanished gradients are told here",
-         "no alarms: explosions, NaN and vanished gradients are told here")  # the second where the first is cut
+         "no alarms: explosions, NaN and vanished gradients are told here")
 
 
 def story_text(alarms: list[Alarm], cell: str, width: int, lines: int) -> Text:
     """The alarms as clauses of one story that fits ``lines`` lines of ``width`` cells."""
     if not alarms:
-        return Text(next((quiet for quiet in QUIET if len(quiet) <= width), QUIET[-1][: max(0, width)]), "dim")
+        return Text(longest_that_fits(QUIET, width), "dim")
     room = len(alarms)
     while True:
         told, left_out = chapters(alarms, room)

@@ -7,6 +7,7 @@ from rich.text import Text
 from textual.widget import Widget
 
 from tui.advisor import BAND, MIN_STABLE, Advice
+from tui.format import longest_that_fits
 from tui.state import RunView
 from tui.story import compact
 
@@ -73,7 +74,7 @@ def _unstable(advice: Advice, width: int) -> str:
         rise = compact(advice.loss_rise, 2)
         forms = (f"⚠ the loss rose ×{rise} over those steps: no stable phase, the band may be far too high ([ halves)",
                  f"⚠ the loss rose ×{rise}: no stable phase, the band may be too high ([ halves)")
-    return next((form for form in forms if len(form) <= width), forms[-1][:width])
+    return longest_that_fits(forms, width)
 
 
 class ClipAdvisor(Widget):
