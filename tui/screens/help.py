@@ -72,6 +72,7 @@ KEYS = [("c", "clipping on/off (the header changes when the engine confirms); at
 
 class HelpScreen(ModalScreen[None]):
     BINDINGS = [Binding("escape,question_mark,q", "close", "Close")]
+    AUTO_FOCUS = "#help"  # the arrow and page keys scroll it
 
     def __init__(self, keys: list[tuple[str, str]] = KEYS) -> None:
         super().__init__()
