@@ -107,6 +107,26 @@ def test_below_the_minimum_one_line_asks_for_a_larger_terminal():
     asyncio.run(run())
 
 
+@pytest.mark.parametrize("cell, parameter", [("lstm", "W_i"), ("gru", "W_z")])
+def test_at_80x24_the_parameter_an_alarm_names_keeps_its_row(cell, parameter, tmp_path):
+    path = str(tmp_path / "run.jsonl")
+    write_log(path, [dataclasses.replace(event, parameter=parameter) if isinstance(event, Alarm) else event
+                     for event in synthetic_events(20, cell=cell)])
+
+    async def run():
+        app = build_app(LogFileSource(path))
+        async with app.run_test(size=(80, 24)) as pilot:
+            await _until(pilot, lambda: app.ended is not None)
+            await pilot.press("end")
+            await _until(pilot, lambda: "step 20/20" in _lines(app))
+            lines = _lines(app).splitlines()
+            assert f"step 3: ‖∇{parameter}‖" in _lines(app)  # the timeline names it ...
+            assert any(line.lstrip().startswith(f"‖∇{parameter}‖") for line in lines)  # ... and its row is there
+            assert any(line.lstrip().startswith("+") and " more " in line for line in lines)  # others folded
+
+    asyncio.run(run())
+
+
 def test_help_scrolls_at_80x24():
     async def run():
         app = build_app(FakeLiveSource(list(synthetic_events(5))))

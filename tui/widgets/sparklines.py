@@ -37,9 +37,10 @@ def is_recurrent(name: str) -> bool:
     return not name.startswith(("embedding", "linear"))
 
 
-def _fold_order(name: str) -> int:
-    """Which norm rows a short panel keeps first: U, then the rest of the recurrent layer, then the others."""
-    return 0 if name.startswith("U") else 1 if is_recurrent(name) else 2
+def _fold_order(name: str, alarmed: set[str]) -> int:
+    """Which norm rows a short panel keeps first: those an alarm named (the timeline points at them),
+    U, then the rest of the recurrent layer, then the others."""
+    return 0 if name in alarmed else 1 if name.startswith("U") else 2 if is_recurrent(name) else 3
 
 
 def spark(values: list, width: int, log: bool = False, limit: float | None = None,
@@ -178,7 +179,8 @@ class Sparklines(Widget):
         room = max(1, height - 4 - 3 * len(overlays))
         folded = []
         if len(norms) > room:  # too many rows: the recurrent matrices U (the gradient's path back in time) stay
-            kept = {name for name, _ in sorted(norms, key=lambda item: _fold_order(item[0]))[: room - 1]}
+            alarmed = {alarm.parameter for alarm in view.alarms}
+            kept = {name for name, _ in sorted(norms, key=lambda item: _fold_order(item[0], alarmed))[: room - 1]}
             folded = [item for item in norms if item[0] not in kept]
             norms = [item for item in norms if item[0] in kept]
         for name, series in norms:
