@@ -41,7 +41,8 @@ def fragment(alarm: Alarm, cell: str = "srn") -> str:
     """One alarm as a clause of the story: its step, parameter, value and ratio."""
     name = f"‖∇{alarm.parameter}‖" if alarm.parameter else "the gradients"
     if alarm.kind == "explosion":
-        before = f"{compact(alarm.median)} → " if alarm.median else ""
+        # the alarm compares with the recent median, not with the step before: say so
+        before = f"median {compact(alarm.median)} → " if alarm.median else ""
         return f"step {alarm.step}: {name} {before}{compact(alarm.value)} (×{compact(alarm.ratio, 2)}) exploded"
     if alarm.kind == "non_finite":
         return f"step {alarm.step}: {name} {compact(alarm.value)}, update skipped"

@@ -58,11 +58,11 @@ def test_timeline_tells_the_explosion_from_its_step_in_a_replay(srn_log):
             await pilot.press("right")  # step 3: the alarm step
             await _until(pilot, lambda: "exploded" in _timeline_text(app))
             text = _timeline_text(app)
-            assert "step 3: ‖∇W‖ 10 → " in text and "(×" in text
+            assert "step 3: ‖∇W‖ median 10 → " in text and "(×" in text
             await pilot.press("escape", "p", "p")  # nothing dismisses it
             await pilot.press("end")
             await _until(pilot, lambda: " step 60/60 · " in _header(app))
-            assert "step 3: ‖∇W‖ 10 → " in _timeline_text(app)
+            assert "step 3: ‖∇W‖ median 10 → " in _timeline_text(app)
 
     asyncio.run(run())
 

@@ -13,7 +13,7 @@ from tui.advisor import BAND, MIN_STABLE
 
 ABOUT = [
     "[b]Alarms[/b]  The line under the header tells every alarm of the run, in order: ▲ an explosion "
-    "(a norm 100× its recent median: before → after, and the ratio), ! a non-finite gradient (the update "
+    "(a norm 100× its recent median: median → the norm, and the ratio), ! a non-finite gradient (the update "
     "was skipped), ▼ gradients that collapsed to ~0 while the loss stays high (saturated units), "
     "✓ healthy again. Nothing dismisses them; the first explosion is always told.",
     "[b]Pause at the explosion[/b]  A digit run in the TUI pauses at its first explosion "
