@@ -191,6 +191,7 @@ class Runner:
             if report.kind == "explosion" and self.pause_at_explosion:
                 self.pause_at_explosion = False
                 self._set_paused(True)
+                self._emit_gates()  # the pause shows the hidden state as the explosion left it
         if not self.alarms.active and self.step % SNAPSHOT_EVERY == 0:
             self._take_snapshot()
 
@@ -276,6 +277,7 @@ class Runner:
         self.last_alarm_step = -1
         self.emit(ev.Alarm, kind="healthy", message=f"rewound to the weights of step {step}")
         self._change_settings("rewind")
+        self._emit_gates()  # the heatmaps of the weights rewound to
 
     # --- between two steps: commands, pause, speed ------------------------
 

@@ -252,6 +252,8 @@ def test_pause_on_alarm_pauses_at_the_step_of_the_first_explosion(tmp_path):
     explosion = next(e for e in events if e.type == "alarm" and e.kind == "explosion")
     after = events[events.index(explosion) + 1:]
     assert after[0].type == "status" and after[0].state == "paused"  # before any later step
+    # the heatmaps show the hidden state as the explosion left it, not as the last evaluation saw it
+    assert after[1].type == "gates" and after[1].step == explosion.step and after[1].matrices["hidden"]
     assert next(e for e in after if e.type == "step").step == explosion.step + 1
     assert [s.state for s in of(events, "status")].count("paused") == 1  # the first explosion only
     assert settings_of_steps(events)[explosion.step + 1].clip_on
@@ -287,6 +289,8 @@ def test_rewind_restores_weights_and_optimizer_state_exactly_as_snapshotted(tmp_
     runner, events = train(tmp_path, commands, hook=hook, preset="memory", cell="lstm", length=5, epochs=2)
     rewinds = [a for a in of(events, "alarm") if a.kind == "healthy" and "rewound" in a.message]
     assert [a.message for a in rewinds] == ["rewound to the weights of step 25"] * 2
+    for rewind in rewinds:  # the heatmaps are redrawn from the weights rewound to
+        assert any(e.type == "gates" and e.step == rewind.step for e in events[events.index(rewind):])
     assert [s.step for s in of(events, "step")] == list(range(1, runner.step + 1))  # the count goes on
     assert [s.cause for s in of(events, "settings")] == ["start", "rewind", "rewind"]
 

@@ -172,11 +172,11 @@ def test_the_heatmaps_title_keeps_whole_words_at_80_columns():
     panel = GateHeatmaps()
     panel.gates = saturated
     wide = panel._lines(160, 100)[0].plain
-    assert wide == ("SRN hidden state h_t for 6 7 0 0 1 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 · 100% saturated (|h| > 0.99)"
+    assert wide == ("SRN hidden state h_t for 6 7 0 0 1 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 · step 250 · 100% saturated (|h| > 0.99)"
                     " · ramp ' .:-=+*#%@' low→high")
-    assert panel._lines(78, 100)[0].plain == "SRN hidden state h_t · 100% saturated"
+    assert panel._lines(78, 100)[0].plain == "SRN hidden state h_t · step 250 · 100% saturated"
     short = panel._lines(78, 12)[0].plain  # a short panel shows fewer units and says which
-    assert short.startswith("SRN hidden state h_t · 100% saturated · h0-h") and short.endswith(" of 32")
+    assert short.startswith("SRN hidden state h_t · step 250 · 100% saturated · h0-h") and short.endswith(" of 32")
 
 
 def test_heatmap_columns_are_labelled_by_the_input_digits():

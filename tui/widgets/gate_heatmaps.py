@@ -222,7 +222,8 @@ class GateHeatmaps(Widget):
         digits = all(token.isdigit() for token in tokens)
         shown_input = " ".join(tokens) if digits else f'"{"".join(tokens)}"'
         console = "" if gates.request in ("", "probe") else " (console)"
-        notes: list[tuple[str, str, str]] = []  # beside the subject: (long, short, style), the first most important
+        # beside the subject: (long, short, style), the first most important; the step says which weights
+        notes: list[tuple[str, str, str]] = [(f" · step {gates.step}", f" · step {gates.step}", "italic")]
         if gates.cell == "srn":  # the SRN has no gates: its heatmap is the hidden state h_t
             subject = "SRN hidden state h_t"
             hidden = gates.matrices.get("hidden")
