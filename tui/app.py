@@ -95,6 +95,7 @@ class MonitorApp(RunKeys, App[int]):
         self.ended: SourceEnded | None = None
         self.failure = ""  # why a live engine died, said again on stderr once the app has closed
         self.note = ""  # a pending request shown in the header until the engine confirms it
+        self.asked: dict = {}  # id(run state) -> (the settings a request was worked out from, what it asks)
         self.alarm_pause = False  # paused at the first explosion: c, p and r answer it
         self._console_at: tuple | None = None  # the cursor (and front run) the replay's console was drawn for
         self.sampling = console_options.GREEDY  # how the console's generation chooses characters (:sample)

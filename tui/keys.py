@@ -27,17 +27,37 @@ class RunKeys:
         """The run the clip keys steer, its settings and config, and " for A" once there are two."""
         state = self.runs.steered
         whom = f" for {run_letter(self.runs.states.index(state))}" if self.runs.overlaid else ""
-        return state, state.latest_settings, state.config, whom
+        return state, self._settings_to_build_on(state), state.config, whom
+
+    def _settings_to_build_on(self, state):
+        """What the engine last confirmed, or what the keys asked for since if it has not answered yet:
+        a key pressed again before the answer (+ + +, [ [) builds on the press before it."""
+        confirmed = state.latest_settings
+        asked_of, asked = self.asked.get(id(state), (None, None))
+        return asked if asked is not None and asked_of is confirmed else confirmed
+
+    def _send_settings(self, state, command, **changes) -> bool:
+        """Send a clip or speed command and remember what it asks until the engine answers."""
+        base = self._settings_to_build_on(state)
+        if not self.send(command):
+            return False
+        if base is not None:
+            self.asked[id(state)] = (state.latest_settings, base._replace(**changes))
+        return True
+
+    def _send_clip(self, state, command) -> bool:
+        return self._send_settings(state, command, clip_on=command.on, clip_max_norm=command.max_norm,
+                                   clip_norm_type=command.norm_type)
 
     def action_toggle_clip(self) -> None:
-        _, settings, config, whom = self._steered()
+        state, settings, config, whom = self._steered()
         if self.alarm_pause:  # clip and continue
             command = controls.clip_at(settings, config)
-            if self.send(command) and self.send(Resume()):
+            if self._send_clip(state, command) and self.send(Resume()):
                 self.note = f"clip ON at {command.max_norm:g}{whom} requested, continuing"
             return
         command = controls.toggle_clip(settings, config)
-        if self.send(command):
+        if self._send_clip(state, command):
             self.note = f"clip {'ON' if command.on else 'OFF'}{whom} requested"
 
     def action_advise(self) -> None:
@@ -47,13 +67,13 @@ class RunKeys:
         if suggestion is None:
             self.monitor.console_panel.note("the advisor has no healthy steps to average yet", "yellow")
             return
-        if self.send(controls.clip_at(settings, config, suggestion)):
+        if self._send_clip(state, controls.clip_at(settings, config, suggestion)):
             self.note = f"clip ON at the advised {suggestion:g}{whom} requested"
 
     def action_scale_clip(self, factor: float) -> None:
-        _, settings, config, whom = self._steered()
+        state, settings, config, whom = self._steered()
         command = controls.scale_clip(settings, config, factor)
-        if self.send(command):
+        if self._send_clip(state, command):
             self.note = f"max_norm {command.max_norm:g}{whom} requested"
 
     def action_pause(self) -> None:
@@ -80,10 +100,10 @@ class RunKeys:
             self._dirty = True
             return
         steered = self.runs.steered
-        settings = steered.latest_settings
+        settings = self._settings_to_build_on(steered)
         measured = steered.steps_per_s[-1] if steered.steps_per_s else 0.0
         speed = controls.next_speed(settings.speed if settings else 0.0, measured, direction > 0)
-        if self.send(SetSpeed(steps_per_s=speed)):
+        if self._send_settings(steered, SetSpeed(steps_per_s=speed), speed=speed):
             self.note = f"speed cap {speed:g}/s requested" if speed else "no speed cap requested"
 
     def action_gates(self) -> None:

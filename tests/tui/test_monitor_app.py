@@ -133,6 +133,29 @@ def test_clip_header_follows_the_engine_not_the_key():
     asyncio.run(run())
 
 
+def test_keys_pressed_before_the_engine_answers_build_on_each_other():
+    """Three quick presses of - step the cap down three times, and [ [ halves twice: each press starts
+    from what the one before asked, until the engine's answer says where the run is."""
+    async def run():
+        source = FakeLiveSource(_events(5))
+        app = build_app(source)
+        async with app.run_test(size=SIZE) as pilot:
+            await _until(pilot, lambda: app.state.last_index == 4)
+            await pilot.press("minus", "minus", "minus", "left_square_bracket", "left_square_bracket")
+            await _until(pilot, lambda: len(source.sent) == 5)
+            assert source.sent == [SetSpeed(steps_per_s=200.0), SetSpeed(steps_per_s=100.0), SetSpeed(steps_per_s=50.0),
+                                   SetClip(on=False, max_norm=10.0, norm_type="2"),
+                                   SetClip(on=False, max_norm=5.0, norm_type="2")]
+            source.push([Settings(step=5, clip_on=False, clip_max_norm=20.0, clip_norm_type="2", speed=20.0,
+                                  cause="command")])  # the engine's answer: from here the keys build on it
+            await _until(pilot, lambda: "20.0/s" in _header(app) or "cap 20" in _header(app))
+            await pilot.press("plus")
+            await _until(pilot, lambda: len(source.sent) == 6)
+            assert source.sent[-1] == SetSpeed(steps_per_s=50.0)
+
+    asyncio.run(run())
+
+
 def test_the_settings_event_updates_the_header_while_paused():
     async def run():
         source = FakeLiveSource(_events(5) + [Status(step=5, state="paused")])
