@@ -18,11 +18,11 @@ from engine.events import Notice, Settings
 from tui import console_options, controls
 from tui.keys import ALARM_PROMPT, RunKeys
 from tui.reader import BATCHES_IN_FLIGHT, EventsArrived, SourceEnded, read_events
-from tui.screens.help import HelpScreen
+from tui.screens.help import KEYS, HelpScreen
 from tui.screens.monitor import MonitorScreen
 from tui.sources import EventSource
 from tui.runs import RunSet
-from tui.state import RunState
+from tui.state import FINAL_STATES, RunState
 from tui.widgets.console import Console
 from tui.widgets.run_header import source_label
 
@@ -135,13 +135,23 @@ class MonitorApp(RunKeys, App[int]):
     def check_action(self, action: str, parameters: tuple) -> bool | None:
         if isinstance(self.screen, HelpScreen):  # help open: only its own keys (and ctrl+c) act
             return action == "quit"
-        if action == "focus_console":  # in the console, / is a character of the prefix
-            return not isinstance(self.focused, Input)
+        # hidden where they cannot act: the footer and the help list what does
+        if action == "focus_console":  # the engine answers the console; in it, / is a character of the prefix
+            return self.source.can_send and not isinstance(self.focused, Input)
         if action == "dismiss":  # out of the console, whose q and ? are characters: named in the footer there
             return isinstance(self.focused, Input)
+        if action == "front":
+            return self.runs.overlaid
         if action in ENGINE_ONLY or (action in ("speed", "step") and self.source.kind == "stream"):
-            return self.source.can_send  # hidden where nothing can receive them: the footer lists what acts
+            return self.source.can_send and (action == "gates" or not self._training_over())
+        if action in ("pause", "step", "speed") and self.source.kind == "live":
+            return not self._training_over()
         return action != "seek" or self.source.kind == "replay"  # scrubbing: replays (a live run follows)
+
+    def _training_over(self) -> bool:
+        """The live run has finished training: only the console (and g) still reach its model."""
+        status = self.runs.steered.status if self.runs.states else None
+        return self.source.kind == "live" and status is not None and status.state in FINAL_STATES
 
     # --- the event stream -------------------------------------------------------
 
@@ -182,6 +192,7 @@ class MonitorApp(RunKeys, App[int]):
             self._draw_frame()
 
     def _ingest(self, events: list) -> None:
+        keys_before = (self.runs.overlaid, self._training_over())
         for event in self.runs.ingest(events):
             if self.source.kind != "replay":  # a replay's console follows its cursor
                 who = self.runs.letter_of(event.run) if self.runs.overlaid else ""  # a fork's branches share it
@@ -190,6 +201,8 @@ class MonitorApp(RunKeys, App[int]):
                 self.note = ""  # the engine answered the pending request
         if self.note and not self.stopping and any(type(event) is Settings for event in events):
             self.note = ""  # the new settings answer a clip or speed request (the header shows them)
+        if (self.runs.overlaid, self._training_over()) != keys_before:  # a fork's o; the keys training needed
+            self.refresh_bindings()
 
     def on_source_ended(self, message: SourceEnded) -> None:
         self._end = message
@@ -273,7 +286,7 @@ class MonitorApp(RunKeys, App[int]):
         self._dirty = True
 
     def action_help(self) -> None:
-        self.push_screen(HelpScreen())
+        self.push_screen(HelpScreen([key for key in KEYS if self.check_action(key.action, ()) is not False]))
 
     def action_dismiss(self) -> None:
         self.set_focus(None)

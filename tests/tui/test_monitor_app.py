@@ -9,6 +9,7 @@ from dataclasses import replace
 import pytest
 from rich.cells import cell_len
 from textual.events import Key
+from textual.widgets import Input
 
 from engine.commands import (GatesCommand, Generate, Pause, Predict, Resume, Rewind, SetClip, SetSpeed, StepCommand,
                              Stop)
@@ -362,8 +363,28 @@ def _footer_keys(app) -> set[str]:
     return {key for key, active in app.screen.active_bindings.items() if active.binding.show}
 
 
-def test_replay_and_stream_list_only_the_keys_that_act_and_refuse_the_console_with_a_message(srn_log):
-    steering = {"c", "left_square_bracket", "right_square_bracket", "r", "g", "a", "f"}
+def test_when_training_ends_the_footer_keeps_only_the_keys_that_still_reach_the_model():
+    async def run():
+        source = FakeLiveSource(_events(5, finish=True))
+        app = build_app(source)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await _until(pilot, lambda: app.state.status is not None and app.state.status.state == "finished")
+            await _until(pilot, lambda: "c" not in _footer_keys(app))
+            keys = _footer_keys(app)
+            assert not keys & {"c", "left_square_bracket", "p", "n", "r", "plus", "minus", "a", "f"}, keys
+            assert {"slash", "g", "question_mark", "q"} <= keys  # the console still answers from the model
+            await pilot.press("c", "p")
+            await pilot.press("g")
+            await _until(pilot, lambda: source.sent)
+            assert source.sent == [GatesCommand(input="")]
+
+    asyncio.run(run())
+
+
+def test_replay_and_stream_list_only_the_keys_that_act(srn_log):
+    """No engine, no steering and no console (which the engine answers): the footer and the help leave
+    them out, and the keys do nothing."""
+    steering = {"c", "left_square_bracket", "right_square_bracket", "r", "g", "a", "f", "slash", "o"}
 
     async def run():
         app = build_app(LogFileSource(srn_log))
@@ -371,10 +392,13 @@ def test_replay_and_stream_list_only_the_keys_that_act_and_refuse_the_console_wi
             await _until(pilot, lambda: app.ended is not None)
             keys = _footer_keys(app)
             assert not keys & steering and {"p", "n", "plus", "minus", "left", "right"} <= keys
-            await pilot.press("c")
-            assert app.state.latest_settings.clip_on is False
-            await pilot.press("slash", *"6 7 0 0 1", "enter")  # a prediction needs the engine
-            await _until(pilot, lambda: "no engine" in _last_line(app))
+            await pilot.press("c", "slash")
+            assert app.state.latest_settings.clip_on is False and not isinstance(app.focused, Input)
+            await pilot.press("question_mark")
+            await _until(pilot, lambda: isinstance(app.screen, HelpScreen))
+            listed = [key.key for key in app.screen.keys]
+            assert "c" not in listed and "/" not in listed and "esc" not in listed and "o" not in listed
+            assert {"p", "n", "+ -", "← → home end", "w", "?", "q"} <= set(listed)
 
     asyncio.run(run())
     read, write = os.pipe()
@@ -389,8 +413,6 @@ def test_replay_and_stream_list_only_the_keys_that_act_and_refuse_the_console_wi
             await _until(pilot, lambda: "stream ended" in str(app.monitor.run_header.render()))
             keys = _footer_keys(app)
             assert not keys & (steering | {"n", "plus", "minus", "left", "right"}) and {"question_mark", "q", "w"} <= keys
-            await pilot.press("slash", *"6 7 0 0 1", "enter")
-            await _until(pilot, lambda: "cannot be sent" in _last_line(app))
 
     asyncio.run(run_stream())
     os.close(read)

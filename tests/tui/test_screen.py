@@ -243,7 +243,7 @@ def test_no_pause_on_alarm_keeps_going():
 
 
 def test_advisor_averages_healthy_steps_and_a_sets_its_threshold():
-    events = list(synthetic_events(12, cell="srn"))  # explosion at step 3, never healthy again
+    events = list(synthetic_events(12, cell="srn", finish=False))  # explosion at step 3, never healthy again
     events += [Alarm(step=12, kind="healthy", message="no trouble for 20 steps")]
     more = [dataclasses.replace(event, step=event.step + 12, total_norm=100.0 + event.step)
             for event in synthetic_events(12, cell="srn") if isinstance(event, Step)]

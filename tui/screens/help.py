@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from rich.table import Table
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -52,29 +54,39 @@ ABOUT = [
     "product (a different function from d2l's); --impl scratch follows d2l. Names and heatmaps are the same.",
 ]
 
-KEYS = [("c", "clipping on/off (the header changes when the engine confirms); at the explosion: clip and continue"),
-        ("[ ]", "halve / double max_norm"), ("a", "clip at the advisor's max_norm"),
-        ("p", "pause / resume (replay: play / pause)"),
-        ("n", "one step, then pause"), ("r", "rewind to the last healthy snapshot"),
-        ("+ -", "faster / slower (steps/s cap)"), ("g", "refresh the heatmaps"),
-        ("/", "focus the console (digits → predicted sum; lm: prefix → text; :options below)"),
-        ("w", "whole run / live window"), ("v", "sparklines / full charts"),
-        ("f", "fork the live run here: a second branch from the same weights, optimiser state and batches, "
-              "with clipping switched (on at the advisor's max_norm); /fork lr=0.1 (or clip=5, clip=none) "
-              "forks with another change. p, n, + - and r act on both branches; c [ ] a steer the first "
-              "(A, the run you forked, whichever is at the front: its header line says steered by c [ ] a)"),
-        ("o", "the next run to the front (watch A.jsonl B.jsonl, or a fork's branches): drawn in full, "
-              "the others as their loss, dev and total-norm rows in their colours"),
-        ("t", "flow view: ‖∂L/∂h_t‖ over time steps × training steps, the σ_max gauge"),
-        ("← → home end", "scrub through a replay"), ("esc", "leave the console"), ("?", "this help"),
-        ("q", "quit (stops the run cleanly; prints how to resume it)")]
+class Key(NamedTuple):
+    key: str
+    action: str  # the app's action: the help lists a key only where it acts
+    description: str
+
+
+KEYS = [Key("c", "toggle_clip", "clipping on/off (the header changes when the engine confirms); at the explosion: "
+                                "clip and continue"),
+        Key("[ ]", "scale_clip", "halve / double max_norm"), Key("a", "advise", "clip at the advisor's max_norm"),
+        Key("p", "pause", "pause / resume (replay: play / pause)"),
+        Key("n", "step", "one step, then pause"), Key("r", "rewind", "rewind to the last healthy snapshot"),
+        Key("+ -", "speed", "faster / slower (steps/s cap; replay: playback speed)"),
+        Key("g", "gates", "refresh the heatmaps"),
+        Key("/", "focus_console", "focus the console (digits → predicted sum; lm: prefix → text; :options below)"),
+        Key("w", "toggle_whole", "whole run / live window"), Key("v", "toggle_charts", "sparklines / full charts"),
+        Key("f", "fork", "fork the live run here: a second branch from the same weights, optimiser state and "
+                         "batches, with clipping switched (on at the advisor's max_norm); /fork lr=0.1 (or clip=5, "
+                         "clip=none) forks with another change. p, n, + - and r act on both branches; c [ ] a steer "
+                         "the first (A, the run you forked, whichever is at the front: its header line says steered "
+                         "by c [ ] a)"),
+        Key("o", "front", "the next run to the front (watch A.jsonl B.jsonl, or a fork's branches): drawn in full, "
+                          "the others as their loss, dev and total-norm rows in their colours"),
+        Key("t", "toggle_flow", "flow view: ‖∂L/∂h_t‖ over time steps × training steps, the σ_max gauge"),
+        Key("← → home end", "seek", "scrub through a replay"), Key("esc", "focus_console", "leave the console"),
+        Key("?", "help", "this help"),
+        Key("q", "quit", "quit (a live run stops cleanly and prints how to resume it)")]
 
 
 class HelpScreen(ModalScreen[None]):
     BINDINGS = [Binding("escape,question_mark,q", "close", "Close")]
     AUTO_FOCUS = "#help"  # the arrow and page keys scroll it
 
-    def __init__(self, keys: list[tuple[str, str]] = KEYS) -> None:
+    def __init__(self, keys: list[Key] = KEYS) -> None:
         super().__init__()
         self.keys = keys
 
@@ -82,8 +94,8 @@ class HelpScreen(ModalScreen[None]):
         table = Table.grid(padding=(0, 1))
         table.add_column(justify="right", style="bold", no_wrap=True)
         table.add_column(ratio=1)  # a long description wraps under itself, not under the key
-        for key, description in self.keys:
-            table.add_row(key, description)
+        for key in self.keys:
+            table.add_row(key.key, key.description)
         with VerticalScroll(id="help"):
             yield Static("[b u]rnnlab-tui keys[/]  (↑/↓ scroll · esc closes)")
             yield Static(table)
