@@ -70,7 +70,7 @@ class Runner:
         self.last_alarm_step = -1
         # config.pause_on_alarm: pause after the step of the first explosion (the TUI's default), so the
         # run waits at that very step for an answer instead of racing a pause sent by the viewer
-        self.pause_at_explosion = config.pause_on_alarm and config.task == "digits"
+        self.pause_at_explosion = config.pause_on_alarm and config.task == "digits" and commands is not None
         self.snapshots: deque = deque(maxlen=SNAPSHOTS_KEPT)  # (step, parameters, optimizer state)
         self.started = time.monotonic()
         self.step_starts: deque = deque(maxlen=RATE_WINDOW)  # when the last steps started

@@ -116,6 +116,9 @@ def build_train_config(args: argparse.Namespace, interactive: bool):
         overrides["speed"] = TUI_DEFAULT_SPEED
     if interactive and overrides["pause_on_alarm"] is None:
         overrides["pause_on_alarm"] = True  # digit runs only: the app pauses no language model
+    if not interactive:  # nobody to answer a pause or to watch at a cap, as a resumed TUI run's config asks
+        overrides["pause_on_alarm"] = False
+        overrides["speed"] = overrides["speed"] or 0.0
     from engine import preflight
 
     if args.resume:

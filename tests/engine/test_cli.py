@@ -171,6 +171,30 @@ def test_ctrl_c_mid_epoch_keeps_a_complete_log_and_a_loadable_checkpoint(tmp_pat
     assert "--resume" in stdout
 
 
+def test_a_tui_runs_checkpoint_resumes_headless_without_its_pause_or_speed_cap(tmp_path):
+    """A run started in the TUI saves pause_on_alarm and a 20 steps/s cap in its checkpoint; resumed
+    headless, nobody can answer a pause: the run goes through its explosion (rescue: step 58) at full speed."""
+    from engine import checkpoint as ckpt
+
+    common = ["--checkpoint-dir", str(tmp_path), "--runs-dir", str(tmp_path)]
+    result = rnnlab("train", "--preset", "rescue", "--epochs", "50", "--headless", *common)
+    assert result.returncode == 0, result.stderr
+    last = next(str(path) for path in tmp_path.rglob("last.pt"))
+    payload = ckpt.load(last)
+    payload["config"].update(pause_on_alarm=True, speed=20.0)  # what the TUI's run holds
+    payload["settings"]["speed"] = 20.0
+    ckpt.save(last, payload)
+    log = tmp_path / "resumed.jsonl"
+    result = rnnlab("train", "--resume", last, "--epochs", "70", "--headless", "--events", str(log), *common,
+                    timeout=60)
+    assert result.returncode == 0, result.stderr
+    events = [json.loads(line) for line in log.read_text().splitlines()]
+    assert any(e["type"] == "alarm" and e["kind"] == "explosion" and e["step"] == 58 for e in events)
+    assert not any(e["type"] == "status" and e["state"] == "paused" for e in events)
+    assert {e["speed"] for e in events if e["type"] == "settings"} == {0.0}
+    assert max(e["step"] for e in events if e["type"] == "step") == 70
+
+
 def test_the_child_answers_commands_and_stops_when_its_steering_goes_away(tmp_path):
     """`python -m engine.child CONFIG`: events on stdout, commands on stdin; stdin closing stops it."""
     from engine.config import build_config
