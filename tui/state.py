@@ -61,6 +61,7 @@ class RunView:
     epoch: int = 0
     config: dict = field(default_factory=dict)
     settings: RunSettings | None = None
+    step_settings: RunSettings | None = None  # what the step at the cursor ran under (settings may be newer)
     steps_per_s: float = 0.0
     whole: bool = False  # the series below are the whole run in buckets (their maxima), not a window
     loss: list[float] = field(default_factory=list)
@@ -277,7 +278,7 @@ class RunState:
         if index >= 0:
             view.epoch, view.steps_per_s = self.epochs[index], self.steps_per_s[index]
             view.clip_factor, view.advice = self.clip_factors[index], self.advisor.at(index)
-            view.pre_clip = self.total_norm[index]
+            view.pre_clip, view.step_settings = self.total_norm[index], self.settings_at(index)
         if whole:
             self._whole_series(view, index + 1, width)
         else:

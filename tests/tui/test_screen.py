@@ -331,12 +331,32 @@ def test_the_advisor_says_in_words_that_fit_why_its_band_is_a_guess():
 
     few = Advice(average=79.3, healthy=2, loss_rise=1.0, clipped_share=0.0, steps=250)
     rising = Advice(average=79.3, healthy=40, loss_rise=12.0, clipped_share=0.0, steps=250)
-    for advice, wide, narrow in [(few, "too few for a stable phase", "⚠ only 2 healthy steps: the band is a guess"),
+    for advice, wide, narrow in [(few, "25 make a stable phase", "⚠ only 2 healthy steps (25 needed): the band is a guess"),
                                  (rising, "over those steps", "⚠ the loss rose ×12: no stable phase")]:
         view = RunView(settings=RunSettings(False, 1.0, "2", 0.2), advice=advice, pre_clip=231.0, clip_factor=1.0)
         assert wide in advisor_text(view, 120).plain.splitlines()[1]
+        assert advisor_text(view, 120).plain.splitlines()[1].endswith("· [ halves max_norm")  # the key, named
         warning = advisor_text(view, 78).plain.splitlines()[1]
-        assert warning.startswith(narrow) and warning.endswith("[ halves)") and len(warning) <= 78
+        assert warning.startswith(narrow) and len(warning) <= 78
+
+
+def test_clipping_switched_on_at_a_pause_is_said_to_start_with_the_next_step():
+    """At the explosion's pause, a clips at 79: the step on screen ran unclipped, and the line says so
+    instead of reading as a clip that did nothing (pre 1.96e3 → post 1.96e3)."""
+    from tui.advisor import Advice
+    from tui.state import RunSettings, RunView
+    from tui.widgets.clip_advisor import advisor_text
+
+    advice = Advice(average=79.3, healthy=2, loss_rise=1.0, clipped_share=0.0, steps=3)
+    view = RunView(step=3, settings=RunSettings(True, 79.0, "2", 0.2), step_settings=RunSettings(False, 20.0, "2", 0.2),
+                   advice=advice, pre_clip=1960.0, clip_factor=1.0)
+    for width in (120, 78):
+        line = advisor_text(view, width).plain.splitlines()[-1]
+        assert line.startswith("clip ON 79 from the next step: step 3") and "clip off" in line and len(line) <= width
+    same = view.__class__(**{**view.__dict__, "step_settings": RunSettings(True, 79.0, "2", 0.2)})
+    assert advisor_text(same, 120).plain.splitlines()[-1].startswith("clip ON 79: pre 1.96e3 → post 1.96e3")
+    halved_while_off = view.__class__(**{**view.__dict__, "settings": RunSettings(False, 10.0, "2", 0.2)})
+    assert advisor_text(halved_while_off, 120).plain.splitlines()[-1].startswith("clip OFF: pre")
 
 
 def test_replay_console_shows_only_what_had_happened(tmp_path):

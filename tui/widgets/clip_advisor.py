@@ -38,7 +38,16 @@ def advisor_text(view: RunView, width: int) -> Text:
         text.append("\n" + _unstable(advice, width), "bold yellow")
     text.append("\n")
     total = view.pre_clip
-    if settings is not None and settings.clip_on:
+    ran = view.step_settings
+    if settings is not None and ran is not None and _clipping(ran) != _clipping(settings):
+        # changed since the step shown (at a pause): its norms are from before the change
+        text.append(f"clip {'ON ' + format(settings.clip_max_norm, 'g') if settings.clip_on else 'OFF'} from the "
+                    "next step: ", "bold green" if settings.clip_on else "bold red")
+        before = f"clip {ran.clip_max_norm:g}" if ran.clip_on else "clip off"
+        text.append(longest_that_fits((f"step {view.step} ran with {before}: pre {compact(total)} → post "
+                                       f"{compact(total * view.clip_factor)}", f"step {view.step}: {before}"),
+                                      width - text.cell_len + text.plain.rindex("\n") + 1))
+    elif settings is not None and settings.clip_on:
         label = f"clip ON {settings.clip_max_norm:g}{_against_band(settings.clip_max_norm, advice)}: "
         detail = f"pre {compact(total)} → post {compact(total * view.clip_factor)} · clipped {advice.clipped_share:.0%}"
         span = f" of the last {advice.steps} steps"
@@ -55,6 +64,11 @@ def advisor_text(view: RunView, width: int) -> Text:
     return text
 
 
+def _clipping(settings) -> float | None:
+    """The threshold a step is clipped at, None when clipping is off (max_norm is then only kept)."""
+    return settings.clip_max_norm if settings.clip_on else None
+
+
 def _against_band(max_norm: float, advice: Advice) -> str:
     """Where the threshold in force stands against the band, once the band speaks of a stable phase:
     the suggestion beside it may be far from the threshold that clipping uses now."""
@@ -67,13 +81,14 @@ def _against_band(max_norm: float, advice: Advice) -> str:
 def _unstable(advice: Advice, width: int) -> str:
     """Why the averaged steps are no stable phase, in the longest wording that fits ``width``."""
     if not advice.enough:
-        forms = (f"⚠ only {advice.healthy} healthy steps averaged: too few for a stable phase, "
-                 f"the band is a guess (from {MIN_STABLE} on; [ halves)",
-                 f"⚠ only {advice.healthy} healthy steps: the band is a guess (from {MIN_STABLE} on; [ halves)")
+        forms = (f"⚠ only {advice.healthy} healthy steps averaged, {MIN_STABLE} make a stable phase: "
+                 "the band is a guess · [ halves max_norm",
+                 f"⚠ only {advice.healthy} healthy steps ({MIN_STABLE} needed): the band is a guess")
     else:
         rise = compact(advice.loss_rise, 2)
-        forms = (f"⚠ the loss rose ×{rise} over those steps: no stable phase, the band may be far too high ([ halves)",
-                 f"⚠ the loss rose ×{rise}: no stable phase, the band may be too high ([ halves)")
+        forms = (f"⚠ the loss rose ×{rise} over those steps: no stable phase, the band may be far too high · "
+                 "[ halves max_norm",
+                 f"⚠ the loss rose ×{rise}: no stable phase, the band may be too high")
     return longest_that_fits(forms, width)
 
 
