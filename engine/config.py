@@ -18,6 +18,8 @@ INITS = ("auto", "zeros", "xavier", "torch")
 SAMPLINGS = ("sequential", "random")
 DIGIT_LENGTHS = (5, 10, 15, 20, 25, 30, 35)
 CORPORA = ("timemachine", "tangshi300")
+# each corpus's probe: the heatmaps' input and the console's example prefix
+PROBES = {"timemachine": "time traveller", "tangshi300": "床前明月光"}
 DEVICE_PATTERN = re.compile(r"cpu|mps|cuda(:[0-9]{1,3})?")
 
 # Upper bounds: beyond them a run cannot work on any machine this lab is for, and numbers this large

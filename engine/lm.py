@@ -15,13 +15,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .config import ConfigError, TrainConfig
+from .config import PROBES, ConfigError, TrainConfig
 from .corpus import SAMPLERS, Vocabulary, corpus_path, num_batches, read_corpus, split_text
 from .generate import stream_events
 from .models import LanguageModel, heatmap_lists
 
 # The gate heatmaps' default input, the prefixes the textbooks continue.
-PROBES = {"timemachine": "time traveller", "tangshi300": "床前明月光"}
 MAX_GATE_CHARACTERS = 64  # heatmap columns; more would not fit a terminal
 EVAL_ROWS = 8  # held-out text is read as this many parallel streams, each from a zero state
 SATURATION_STEPS = 64  # characters per stream that gate saturation reads (the equations step in Python)
@@ -153,7 +152,7 @@ class LanguageModelTask:
 
     def predict(self, model, text: str) -> dict:
         raise ValueError("a language model continues text rather than classifying it: "
-                         "type a prefix to generate from (e.g. time traveller)")
+                         f"type a prefix to generate from (e.g. {self.probe})")
 
     def generate(self, model: LanguageModel, command, emit, notice) -> None:
         """Answer a Generate command: the continuation streams out as Generation events."""

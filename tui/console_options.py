@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from engine.commands import UseWeights
+from engine.config import PROBES
 from engine.sampling import check_sampling
 
 OPTIONS = ":greedy · :sample [t=1] [k=0] [seed=N] · :best · :final"
@@ -96,11 +97,12 @@ def _sampling(arguments: list[str]) -> Sampling:
     return sampling
 
 
-def placeholder(task: str, sampling: Sampling, weights: str) -> str:
+def placeholder(task: str, sampling: Sampling, weights: str, corpus: str = "") -> str:
     """The console's empty line: what to type, which weights answer (after the run) and, for a language
     model, how it chooses characters; the most telling first, as a narrow screen cuts the end."""
     if task == "lm":
-        parts = ["/ then a prefix" if weights else "/ then a prefix to continue, e.g. time traveller"]
+        example = f", e.g. {PROBES[corpus]}" if corpus in PROBES else ""
+        parts = ["/ then a prefix" if weights else f"/ then a prefix to continue{example}"]
     else:
         parts = ["/ then a digit sequence, e.g. 6 7 0 0 1"]
     if weights:

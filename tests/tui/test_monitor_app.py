@@ -13,7 +13,7 @@ from textual.widgets import Input
 
 from engine.commands import (GatesCommand, Generate, Pause, Predict, Resume, Rewind, SetClip, SetSpeed, StepCommand,
                              Stop)
-from engine.events import Alarm, Settings, Generation, Notice, Prediction, Status, Step
+from engine.events import Alarm, Settings, Generation, Notice, Prediction, RunStarted, Status, Step
 from tui.app import build_app
 from tui.screens.help import HelpScreen
 from tui.sources import LogFileSource, StdinSource
@@ -313,6 +313,40 @@ def test_long_wide_generation_wraps_at_cell_width_and_notes_unknown_characters_o
             assert "".join(lines[-2:]).endswith("白日依山尽")
             notes = [str(line) for line in app.monitor.console_panel.lines if "not in the vocabulary" in str(line)]
             assert notes == ["not in the vocabulary, read as unknown: 'x'"]
+
+    asyncio.run(run())
+
+
+def test_a_generation_of_many_short_lines_flows_with_its_line_breaks_marked_when_they_do_not_fit():
+    """Early in training a model writes mostly line breaks: at 80×24 the console shows the text, its
+    breaks as ⏎, instead of the prefix and "… 61 more lines"."""
+    events = list(synthetic_events(3, task="lm", cell="lstm", finish=False))
+    text = "，\n，，山。\n" * 12 + "月"
+
+    async def run():
+        source = FakeLiveSource(events)
+        app = build_app(source)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await _until(pilot, lambda: app.state.last_index == 2)
+            source.push([Generation(prefix="春眠", text=text, done=True, request_id=1)])
+            await _until(pilot, lambda: "月" in "".join(_console_lines(app)))
+            shown = "".join(_console_lines(app))
+            assert shown.startswith("春眠，⏎，，山。⏎") and shown.endswith("，，山。⏎月") and "more line" not in shown
+
+    asyncio.run(run())
+
+
+@pytest.mark.parametrize("corpus, example", [("tangshi300", "床前明月光"), ("timemachine", "time traveller")])
+def test_a_language_model_run_names_its_corpus_and_suggests_a_prefix_from_it(corpus, example):
+    events = [replace(event, config={**event.config, "corpus": corpus}) if isinstance(event, RunStarted) else event
+              for event in synthetic_events(3, task="lm", cell="lstm", finish=False)]
+
+    async def run():
+        app = build_app(FakeLiveSource(events))
+        async with app.run_test(size=(80, 24)) as pilot:
+            await _until(pilot, lambda: app.state.last_index == 2)
+            await _until(pilot, lambda: f"e.g. {example}" in app.monitor.console_panel.query_one("#console-input").placeholder)
+            assert f"· lm {corpus} ·" in _header(app)
 
     asyncio.run(run())
 

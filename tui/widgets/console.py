@@ -191,6 +191,11 @@ class Console(Vertical):
             if room <= 0:
                 break
             lines = list(entry.wrap(self.app.console, width, overflow="fold"))
+            if len(lines) > room and isinstance(entry, GenerationBlock):
+                # too many lines to show: the line breaks as ⏎ (as the heatmaps label them), the text flows
+                flowed = entry.copy()
+                flowed.plain = entry.plain.replace("\n", "⏎")  # one character for one: the styles stay put
+                lines = list(flowed.wrap(self.app.console, width, overflow="fold"))
             if len(lines) > room and isinstance(entry, GenerationBlock) and room > 1:
                 # a long generation keeps its beginning (the prefix) in view
                 more = len(lines) - room + 1

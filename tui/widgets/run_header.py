@@ -34,6 +34,8 @@ def header_text(view: RunView, source: str, note: str = "") -> Text:
     line.append(f" · {task}")
     if task == "digits" and config.get("length"):
         line.append(f" L={config['length']}")
+    elif task == "lm" and config.get("corpus"):
+        line.append(f" {config['corpus']}")
     lr = settings.lr if settings is not None else config.get("lr")
     speed = settings.speed if settings is not None else 0.0
     line.append(f" · {config.get('optimizer', '?')} lr {short(lr)}")
