@@ -352,7 +352,8 @@ def test_clipping_switched_on_at_a_pause_is_said_to_start_with_the_next_step():
                    advice=advice, pre_clip=1960.0, clip_factor=1.0)
     for width in (120, 78):
         line = advisor_text(view, width).plain.splitlines()[-1]
-        assert line.startswith("clip ON 79 from the next step: step 3") and "clip off" in line and len(line) <= width
+        assert line.startswith("clip ON 79 from the next step: step 3 ran unclipped") and len(line) <= width
+    assert "step 3 ran unclipped: pre 1.96e3" in advisor_text(view, 120).plain
     same = view.__class__(**{**view.__dict__, "step_settings": RunSettings(True, 79.0, "2", 0.2)})
     assert advisor_text(same, 120).plain.splitlines()[-1].startswith("clip ON 79: pre 1.96e3 → post 1.96e3")
     halved_while_off = view.__class__(**{**view.__dict__, "settings": RunSettings(False, 10.0, "2", 0.2)})

@@ -43,10 +43,9 @@ def advisor_text(view: RunView, width: int) -> Text:
         # changed since the step shown (at a pause): its norms are from before the change
         text.append(f"clip {'ON ' + format(settings.clip_max_norm, 'g') if settings.clip_on else 'OFF'} from the "
                     "next step: ", "bold green" if settings.clip_on else "bold red")
-        before = f"clip {ran.clip_max_norm:g}" if ran.clip_on else "clip off"
-        text.append(longest_that_fits((f"step {view.step} ran with {before}: pre {compact(total)} → post "
-                                       f"{compact(total * view.clip_factor)}", f"step {view.step}: {before}"),
-                                      width - text.cell_len + text.plain.rindex("\n") + 1))
+        ran_with = f"step {view.step} ran with clip {ran.clip_max_norm:g}" if ran.clip_on else f"step {view.step} ran unclipped"
+        norms = f"pre {compact(total)} → post {compact(total * view.clip_factor)}" if ran.clip_on else f"pre {compact(total)}"
+        text.append(longest_that_fits((f"{ran_with}: {norms}", ran_with), width - text.cell_len + text.plain.rindex("\n") + 1))
     elif settings is not None and settings.clip_on:
         label = f"clip ON {settings.clip_max_norm:g}{_against_band(settings.clip_max_norm, advice)}: "
         detail = f"pre {compact(total)} → post {compact(total * view.clip_factor)} · clipped {advice.clipped_share:.0%}"
