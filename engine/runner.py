@@ -68,8 +68,7 @@ class Runner:
         self.gradient_norms = GradientNorms(self.model)
         self.alarms = AlarmWatch()
         self.last_alarm_step = -1
-        # config.pause_on_alarm: pause after the step of the first explosion (the TUI's default), so the
-        # run waits at that very step for an answer instead of racing a pause sent by the viewer
+        # the TUI's default: wait at the first explosion's step for an answer (a viewer's pause would be late)
         self.pause_at_explosion = config.pause_on_alarm and config.task == "digits" and commands is not None
         self.snapshots: deque = deque(maxlen=SNAPSHOTS_KEPT)  # (step, parameters, optimizer state)
         self.started = time.monotonic()
