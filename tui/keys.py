@@ -1,5 +1,6 @@
 """The keys that steer a run (or a replay's cursor): each works out its command from what the engine
-last confirmed and sends it. A mixin of the app, which owns the state, the source and the screen."""
+last confirmed (or from a request it has not answered yet) and sends it. A mixin of the app, which
+owns the state, the source and the screen."""
 
 from __future__ import annotations
 
