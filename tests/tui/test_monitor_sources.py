@@ -28,6 +28,18 @@ def test_log_replay_skips_and_counts_bad_lines(tmp_path):
     assert source.bad_lines == 3
 
 
+def test_log_replay_skips_a_complete_event_with_a_field_of_the_wrong_type(tmp_path):
+    path = tmp_path / "run.jsonl"
+    count = write_log(str(path), synthetic_events(20))
+    wrong = Step(run="synthetic", step=21, loss=1.0).to_json().replace('"loss":1.0', '"loss":"zz"')
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(wrong + "\n")
+    source = LogFileSource(str(path))
+    events = _all(source)
+    assert len(events) == count and all(not isinstance(event.loss, str) for event in events if event.type == "step")
+    assert source.bad_lines == 1
+
+
 def test_non_finite_norms_survive_the_trip(tmp_path):
     path = tmp_path / "nan.jsonl"
     events = list(synthetic_events(3))
