@@ -113,6 +113,7 @@ def test_a_crafted_checkpoint_is_one_line(name, command, home, place, capsys, ve
     assert fragment in result.err or (command == "generate" and "generation needs a language model" in result.err)
 
 
+SWEEP = ["sweep", "--epochs", "1", "--sequential", "--cells", "srn", "--lengths", "10"]
 OTHER_CASES = {
     "sweep-workers-negative": (["sweep", "--workers", "-1"], "--workers must be 0"),
     "sweep-workers-huge": (["sweep", "--workers", "100000"], "--workers must be 0"),
@@ -120,6 +121,11 @@ OTHER_CASES = {
     "sweep-cell-unknown": (["sweep", "--cells", "rnn"], "--cells must name"),
     "sweep-seeds-zero": (["sweep", "--seeds", "0"], "--seeds must be at least 1"),
     "sweep-epochs-huge": (["sweep", "--epochs", str(10**12)], "--epochs must be at most"),
+    # one small point, so that a sweep the check lets through ends soon
+    "sweep-runs-dir-a-file": (SWEEP + ["--runs-dir", "{home}/notes.txt"], "--runs-dir {home}/notes.txt: a file, not a folder"),
+    "sweep-runs-dir-unwritable": (SWEEP + ["--runs-dir", "/proc/rnnlab-runs"], "cannot write in /proc"),
+    "sweep-runs-dir-escape": (SWEEP + ["--runs-dir", "{home}/notes.txt/\x1b[2J"], "notes.txt/␛[2J"),
+    "sweep-checkpoint-dir-a-file": (SWEEP + ["--checkpoint-dir", "{home}/notes.txt"], "a file, not a folder"),
     "export-csv-exists": (["export", "{log}", "--csv", "{home}/notes.txt"], "already exists"),
     "export-not-a-log": (["export", "{home}/notes.txt", "--csv", "{home}/never-written.csv"], "notes.txt"),
     "export-missing-log": (["export", "{home}/missing.jsonl", "--csv", "{home}/never-written.csv"], "missing"),
@@ -151,7 +157,7 @@ def test_other_commands_refuse_in_one_line(name, home, place, capsys, verdict, m
     files = Files(home, place)
     result = cli(_fill(args, home), capsys)
     verdict(result, 2, files)
-    assert fragment in result.err
+    assert _fill([fragment], home)[0] in result.err
 
 
 @pytest.fixture(scope="module")
