@@ -200,7 +200,9 @@ class LogFileSource(EventSource):
         with open_log(self.path) as handle:  # a finished log is gzipped: it is decompressed chunk by chunk
             while not self._closed.is_set():
                 try:
-                    chunk = handle.read(CHUNK_BYTES)
+                    # read1, not read: read gathers several decompressed pieces and, when the .gz is
+                    # cut short, loses them all with the EOFError; read1 returns each piece as it comes
+                    chunk = handle.read1(CHUNK_BYTES)
                 except (EOFError, OSError, zlib.error):  # a .gz cut short or damaged: keep what was read
                     self.bad_lines += 1
                     return
