@@ -220,10 +220,17 @@ def cmd_watch(args: argparse.Namespace) -> int:
 
 
 def cmd_data(args: argparse.Namespace) -> int:
-    from engine.data import generate_all
+    from engine.data import digit_paths, generate_all
 
+    if not args.output:
+        return fail("--output must name a folder")
     if os.path.lexists(args.output) and not os.path.isdir(args.output):
         return fail(f"--output {args.output}: a file, not a folder")
+    existing = [path for path in digit_paths(args.output) if os.path.lexists(path)]
+    if existing and not args.force:  # they may have been edited: nothing is overwritten unasked
+        more = " and more" if len(existing) > 1 else ""
+        return fail(f"--output {args.output} already holds digit files ({existing[0]}{more}); "
+                    "--force writes over them")
     try:
         paths = generate_all(args.output)
     except OSError as error:
@@ -305,6 +312,7 @@ def add_file_commands(commands) -> None:
                                "textbook's files (and to the ones this package ships and trains on).")
     data.add_argument("--output", metavar="DIR", default=os.path.join("data", "digits"),
                       help="folder to write (default ./data/digits)")
+    data.add_argument("--force", action="store_true", help="write over digit files that are there already")
     data.set_defaults(func=cmd_data)
 
 
