@@ -258,7 +258,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         return fail(f"cannot export {path}: {error.strerror or error}"
                     + (f" ({error.filename})" if error.filename else ""))
     for line in lines:
-        print(line)
+        print(visible(line))  # the paths in them are the user's or the log's: shown, never obeyed
     return 0
 
 

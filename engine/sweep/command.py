@@ -96,7 +96,9 @@ def _print_results(sweep: Sweep, report: dict) -> None:
             out.print(f"LSTM above SRN for every L >= 15: {'yes' if verdict else 'no'}")
     files = [report[name] for name in ("json", "csv", "means_csv") if name in report]
     startup = f"; Ray start-up {report['backend_startup_s']:.1f} s" if report["backend"] == "ray" else ""
-    out.print(f"wall time {report['wall_s']:.1f} s{startup}; results: {', '.join(files[:-1])} and {files[-1]}")
+    # the paths are under the user's --runs-dir: printed as they are (no rich markup), control characters shown
+    print(visible(f"wall time {report['wall_s']:.1f} s{startup}; results: {', '.join(files[:-1])} and {files[-1]}"),
+          flush=True)
 
 
 def main(args) -> int:

@@ -178,6 +178,18 @@ def test_a_line_of_the_wrong_types_is_skipped_as_unreadable(log, tmp_path, capsy
         assert len(list(csv.DictReader(handle))) == sum(e.type == "step" for e in read_log(log)[0])
 
 
+def test_file_names_are_printed_with_their_control_characters_shown(log, tmp_path, capsys):
+    cut = tmp_path / "cut\x1b]0;pwned\x07.jsonl.gz"
+    whole = open(log, "rb").read()
+    cut.write_bytes(whole[: len(whole) // 2])
+    table = tmp_path / "r\x1b[31m\x07.csv"
+    assert main(["export", str(cut), "--csv", str(table)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("wrote ") and lines[0].endswith(f" steps to {tmp_path}/r␛[31m␇.csv")
+    assert lines[1].startswith("skipped ") and lines[1].endswith(f" unreadable lines of {tmp_path}/cut␛]0;pwned␇.jsonl.gz")
+    assert table.exists()
+
+
 @pytest.mark.parametrize("first, fragment", [
     ('"schema":2,"config":"zz"', "run_started field config is not dict: 'zz'"),
     ('"schema":1,"config":{}', "written with event schema 1; this rnnlab-tui reads schema 2"),
