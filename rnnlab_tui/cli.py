@@ -207,6 +207,8 @@ def cmd_watch(args: argparse.Namespace) -> int:
         return fail("watch - follows one stream; give log files to overlay several runs")
     paths = []
     for log in args.log:
+        if os.path.isdir(log):
+            return fail(f"{log}: a folder, not a log file")
         path = log if log == "-" else existing_log(log)
         if path is None:
             return fail(f"{log}: no such log file")
@@ -244,6 +246,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     if not (args.tensorboard or args.csv):
         return fail("export needs --tensorboard DIR or --csv FILE (or both)")
+    if os.path.isdir(args.run):
+        return fail(f"{args.run}: a folder, not a log file or run")
     # RUN: a log file, its plain name once it has been gzipped, or a run id under the runs folder
     path = existing_log(args.run) or existing_log(os.path.join(home_dirs()["runs_dir"], args.run + ".jsonl"))
     if path is None:

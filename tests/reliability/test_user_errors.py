@@ -137,6 +137,8 @@ OTHER_CASES = {
     "data-output-a-file": (["data", "--output", "{home}/notes.txt"], "a file, not a folder"),
     "data-output-unwritable": (["data", "--output", "/proc/rnnlab-digits"], "cannot write"),
     "watch-missing": (["watch", "{home}/missing.jsonl"], "no such log file"),
+    "watch-a-folder": (["watch", "{home}"], "{home}: a folder, not a log file"),
+    "export-a-folder": (["export", "{home}", "--csv", "{home}/never-written.csv"], "{home}: a folder, not a log"),
     "watch-no-terminal": (["watch", "{log}"], "not one"),
     "unknown-command-escape": (["\x1b]0;pwned\x07"], "invalid choice"),
     "unknown-option": (["train", "--bogus"], "unrecognized arguments"),
