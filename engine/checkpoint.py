@@ -9,6 +9,7 @@ torch's zip format checks no sums of its own, and a flipped byte would otherwise
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import warnings
 from dataclasses import replace
@@ -26,6 +27,10 @@ class CheckpointError(ValueError):
     """A checkpoint that is missing, truncated, corrupt or not ours; one line for the user."""
 
 
+class CheckpointWriteError(OSError):
+    """A checkpoint that cannot be written (a full disk): the run fails, the previous one is kept."""
+
+
 def save(path: str, payload: dict) -> None:
     """Write to a temporary file beside ``path``, fsync it, then rename: a crash leaves the old file."""
     folder = os.path.dirname(os.path.abspath(path))
@@ -33,9 +38,13 @@ def save(path: str, payload: dict) -> None:
     temporary = f"{path}.tmp-{os.getpid()}"
     content = {"format": FORMAT, "version": VERSION, **payload}
     content["checksum"] = checksum(content)
+    # Serialised in memory first: torch's own writer turns a failed write (a full disk) into a
+    # RuntimeError about zip positions; this write raises the OSError that says what happened.
+    serialised = io.BytesIO()
+    torch.save(content, serialised)
     try:
         with open(temporary, "wb") as handle:
-            torch.save(content, handle)
+            handle.write(serialised.getbuffer())
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, path)
@@ -45,7 +54,7 @@ def save(path: str, payload: dict) -> None:
         except OSError:
             pass
         if isinstance(error, OSError):  # say which file could not be written
-            raise OSError(error.errno, f"cannot write the checkpoint {path}: {error.strerror or error}") from None
+            raise CheckpointWriteError(f"cannot write the checkpoint {path}: {error.strerror or error}") from None
         raise
     fsync_folder(folder)
 

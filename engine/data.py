@@ -54,6 +54,14 @@ def format_examples(examples) -> str:
     return "".join(" ".join(str(d) for d in sequence) + "\t" + str(label) + "\n" for sequence, label in examples)
 
 
+SPLITS = (("train", 3), ("dev", 1), ("test", 1))  # each split and how many copies of each base example
+
+
+def digit_paths(root: str) -> list[str]:
+    """The files ``generate_all`` writes, in its order: {root}/{L}/{train,dev,test}.txt."""
+    return [os.path.join(root, str(length), f"{split}.txt") for length in DIGIT_LENGTHS for split, _ in SPLITS]
+
+
 def generate_all(root: str) -> list[str]:
     """Write {root}/{L}/{train,dev,test}.txt exactly as the textbook does; return the paths."""
     np.random.seed(0)
@@ -62,7 +70,7 @@ def generate_all(root: str) -> list[str]:
     for length in DIGIT_LENGTHS:
         folder = os.path.join(root, str(length))
         os.makedirs(folder, exist_ok=True)
-        for split, k in (("train", 3), ("dev", 1), ("test", 1)):
+        for split, k in SPLITS:
             path = os.path.join(folder, f"{split}.txt")
             text = format_examples(generate_examples(length, k))
             temporary = path + ".tmp"

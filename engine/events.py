@@ -18,9 +18,10 @@ import gzip
 import json
 import math
 import struct
+import types
 import zlib
 from dataclasses import dataclass, field, fields
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar, get_args, get_origin, get_type_hints
 
 SCHEMA_VERSION = 2  # 2: settings travel as their own event; Step and Status no longer repeat them
 
@@ -156,7 +157,7 @@ class Step(Event):
 
     epoch: int = 0  # 1-based
     loss: float = 0.0
-    grad_norms: dict = field(default_factory=dict)  # textbook name -> pre-clip L2 norm
+    grad_norms: dict[str, float] = field(default_factory=dict)  # textbook name -> pre-clip L2 norm
     total_norm: float = 0.0  # pre-clip norm of all gradients, in the clip's norm type
     clip_factor: float = 1.0  # what clipping multiplied the gradients by (1 = untouched)
     skipped: bool = False  # the update was skipped (non-finite loss or gradient)
@@ -222,10 +223,10 @@ class Flow(Event):
     """Gradient flow through time at one training step, measured on its batch before its update by
     the textbook equations with the model's weights (``engine/instruments.py``)."""
 
-    grad_h_norms: list = field(default_factory=list)  # ‖∂L/∂h_t‖ for t = 1..T (first layer)
+    grad_h_norms: list[float] = field(default_factory=list)  # ‖∂L/∂h_t‖ for t = 1..T (first layer)
     ratio: float = 0.0  # ‖∂L/∂h_1‖ / ‖∂L/∂h_T‖ (NaN when nothing reaches h_T)
-    sigma_max: dict = field(default_factory=dict)  # recurrent matrix name (U, U_f, ...) -> σ_max
-    inverse_gamma: dict = field(default_factory=dict)  # the same names -> Pascanu's bound 1/γ
+    sigma_max: dict[str, float] = field(default_factory=dict)  # recurrent matrix name (U, U_f, ...) -> σ_max
+    inverse_gamma: dict[str, float] = field(default_factory=dict)  # the same names -> Pascanu's bound 1/γ
     jacobian_sigma_max: float = 0.0  # σ_max(∂h_T/∂h_{T-1}), mean over the batch's first 8 examples
 
     def to_dict(self) -> dict[str, Any]:
@@ -244,8 +245,8 @@ class Saturation(Event):
 
     split: str = "dev"
     cell: str = "srn"
-    low: dict = field(default_factory=dict)  # gate name -> share of its activations below 0.1
-    high: dict = field(default_factory=dict)  # gate name -> share above 0.9
+    low: dict[str, float] = field(default_factory=dict)  # gate name -> share of its activations below 0.1
+    high: dict[str, float] = field(default_factory=dict)  # gate name -> share above 0.9
     hidden_saturated: float = 0.0  # share of hidden activations with |h| > 0.99
 
 
@@ -318,6 +319,7 @@ class RunFinished(Event):
 
 
 _FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+_FIELD_CHECKS: dict[type, tuple[tuple[str, Any, Callable[[Any], bool]], ...]] = {}
 
 
 def _field_names(cls: type) -> tuple[str, ...]:
@@ -325,6 +327,39 @@ def _field_names(cls: type) -> tuple[str, ...]:
     if names is None:
         names = _FIELD_NAMES[cls] = tuple(f.name for f in fields(cls))
     return names
+
+
+def field_checks(cls: type) -> tuple[tuple[str, Any, Callable[[Any], bool]], ...]:
+    """Each field's name, annotated type (``float``, ``dict[str, float]``, ``int | None``...) and a
+    test of whether a decoded JSON value is of that type."""
+    checks = _FIELD_CHECKS.get(cls)
+    if checks is None:
+        hints = get_type_hints(cls)
+        checks = _FIELD_CHECKS[cls] = tuple((name, hints[name], _check(hints[name])) for name in _field_names(cls))
+    return checks
+
+
+def _check(kind: Any) -> Callable[[Any], bool]:
+    """A test for JSON values of the annotated type ``kind``. A float field takes an integer (other
+    writers spell 1.0 as 1); a bool is no number, though Python counts it as one. Exact type tests:
+    a replay runs them on every field of every event."""
+    if kind is float:
+        return lambda value: type(value) is float or type(value) is int
+    if kind in (int, bool, str, dict, list):
+        return lambda value: type(value) is kind
+    if kind is type(None):
+        return lambda value: value is None
+    origin, arguments = get_origin(kind), get_args(kind)
+    if origin is types.UnionType:
+        either = [_check(argument) for argument in arguments]
+        return lambda value: any(check(value) for check in either)
+    if origin is dict:
+        key, item = (_check(argument) for argument in arguments)
+        return lambda value: type(value) is dict and all(key(k) and item(v) for k, v in value.items())
+    if origin is list:
+        (item,) = (_check(argument) for argument in arguments)
+        return lambda value: type(value) is list and all(item(v) for v in value)
+    raise TypeError(f"no JSON check for fields of type {kind}")
 
 
 def from_dict(payload: Any, registry: dict[str, type], nonfinite: bool = True) -> Message:
@@ -339,10 +374,19 @@ def from_dict(payload: Any, registry: dict[str, type], nonfinite: bool = True) -
         values = {key: _decode_value(value) for key, value in payload.items() if key in known}
     else:
         values = {key: value for key, value in payload.items() if key in known}
+    # A field of the wrong type would fail far from here (a comparison in a chart, an export), so the
+    # line is refused as malformed instead.
+    for name, annotation, check in field_checks(cls):
+        if name in values and not check(values[name]):
+            raise DecodeError(f"{kind} field {name} is not {_spelt(annotation)}: {values[name]!r:.40}")
     try:
         return cls(**values)
     except TypeError as error:
         raise DecodeError(str(error)) from None
+
+
+def _spelt(kind: Any) -> str:
+    return kind.__name__ if isinstance(kind, type) else str(kind)
 
 
 def loads(line: str | bytes) -> Any:
@@ -364,6 +408,28 @@ def open_log(path: str):
     with open(path, "rb") as handle:
         compressed = handle.read(2) == b"\x1f\x8b"  # gzip's magic number, whatever the file is named
     return gzip.open(path, "rb") if compressed else open(path, "rb")
+
+
+def log_problem(path: str) -> str:
+    """Why the log at ``path`` cannot be replayed or exported, or "" when its first line is a
+    run_started event of this schema."""
+    try:
+        with open_log(path) as handle:
+            first = handle.readline()
+    except (OSError, EOFError, zlib.error) as error:
+        return f"cannot read log {path}: {getattr(error, 'strerror', None) or error}"
+    if not first.strip():
+        return f"{path} is empty: not an event log"
+    try:
+        event = from_json(first)
+    except DecodeError as error:
+        return f"{path} is not an rnnlab-tui event log (first line: {error})"
+    if not isinstance(event, RunStarted):
+        return f"{path} does not start with a run_started event (found {event.type})"
+    if event.schema != SCHEMA_VERSION:
+        return (f"{path} was written with event schema {event.schema}; this rnnlab-tui reads schema "
+                f"{SCHEMA_VERSION} (train the run again to replay or export it)")
+    return ""
 
 
 def read_log(path: str) -> tuple[list[Event], int]:

@@ -7,8 +7,8 @@ it carries under TensorBoard tags (``grad_norm/W``, ``grad_norm/total``, ``loss/
 the profile). What each event type gives is one function in ``CONVERTERS``: an instrument added to
 the event stream is one more entry there.
 
-The settings a step ran under (lr, clipping) come from the ``settings`` events where the log has them,
-else from the step itself and, before the first step, from the run's config.
+The settings a step ran under (lr, clipping) come from the latest ``settings`` event, else from the
+run's config.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
-from .events import DecodeError, Event, from_json, open_log
+from .events import DecodeError, Event, from_json, log_problem, open_log
 
 INSTALL_HINT = "TensorBoard export needs the tensorboard package: pip install 'rnnlab-tui[tensorboard]'"
 SETTINGS = ("lr", "clip_on", "clip_max_norm", "clip_norm_type")
@@ -67,8 +67,6 @@ def _settings(event, run: Run) -> Record | None:
 
 
 def _step(event, run: Run) -> Record:
-    # A log written before the settings events existed carries the settings in every step.
-    run.settings.update({name: getattr(event, name) for name in SETTINGS if hasattr(event, name)})
     scalars = {"loss/train": event.loss}
     scalars.update((f"grad_norm/{name}", value) for name, value in event.grad_norms.items())
     scalars.update({"grad_norm/total": event.total_norm, "clip_factor": event.clip_factor,
@@ -77,7 +75,9 @@ def _step(event, run: Run) -> Record:
            "clip_on": run.settings.get("clip_on"), "clip_max_norm": run.settings.get("clip_max_norm"),
            "clip_norm_type": run.settings.get("clip_norm_type"), "skipped": event.skipped,
            "steps_per_s": event.steps_per_s}
-    return Record(event.step, event.t, {tag: value for tag, value in scalars.items() if value is not None}, row=row)
+    # the config and settings the lr comes from are free-form dictionaries: only a number is a scalar
+    numbers = {tag: value for tag, value in scalars.items() if isinstance(value, (int, float))}
+    return Record(event.step, event.t, numbers, row=row)
 
 
 def _eval(event, run: Run) -> Record:
@@ -236,6 +236,9 @@ def export(path: str, tensorboard: str | None = None, csv_path: str | None = Non
         load_tensorboard()  # a missing extra is said before the log is read
     if csv_path and os.path.exists(csv_path):
         raise ExportError(f"{csv_path} already exists: remove it or choose another --csv file")
+    problem = log_problem(path)
+    if problem:
+        raise ExportError(problem)
     records, run, bad = read_records(path)
     if not run.id:
         raise ExportError(f"{path} is not an rnnlab-tui event log (no run_started event)")

@@ -118,8 +118,9 @@ class HeadlessPrinter:
             name = "accuracy" if event.accuracy is not None else "perplexity"
             self._print(f"[Test] {name}: {_fmt(score)}, loss: {_fmt(event.loss)}")
             return
-        score = event.accuracy if event.accuracy is not None else event.perplexity
-        self._print(f"[Evaluate] dev score: {_fmt(score)}, dev loss: {_fmt(event.loss)}"
+        # the textbook's line for accuracy; a language model's score is a perplexity, and says so
+        score = f"score: {_fmt(event.accuracy)}" if event.accuracy is not None else f"ppl: {_fmt(event.perplexity)}"
+        self._print(f"[Evaluate] dev {score}, dev loss: {_fmt(event.loss)}"
                            + (" (best so far)" if event.is_best else ""))
         if self.last_flow is not None:
             self._print(flow_line(self.last_flow))

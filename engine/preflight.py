@@ -89,7 +89,10 @@ def check_new_file(path: str, option: str = "--events") -> None:
     if os.path.lexists(path):
         kind = "a folder" if os.path.isdir(path) else "a file that exists"
         raise ConfigError(f"{option} {path}: {kind}; a run never overwrites one, give a new file name")
-    _check_writable_folder(os.path.dirname(os.path.abspath(path)), option, path)
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.lexists(folder):  # a typo in the path must not become a tree of new folders
+        raise ConfigError(f"{option} {path}: no folder {folder}")
+    _check_writable_folder(folder, option, path)
 
 
 def check_folder(path: str, option: str = "--checkpoint-dir") -> None:

@@ -3,7 +3,8 @@
 A checkpoint's vocabulary, a log's notice, a file name or a prefix can hold control characters: an
 escape sequence in them would retitle the window, hide the cursor or clear the screen. Each control
 character is shown as the symbol Unicode draws for it (ESC as ␛, NUL as ␀, DEL as ␡), the C1 controls
-and the characters that reorder text (bidi overrides) as ``<U+009B>``. Both the engine's command line and
+and the characters that reorder text (bidi overrides) as ``<U+009B>``, and a byte of a command-line
+argument that is not UTF-8 as ``<0x9B>``. Both the engine's command line and
 the TUI use this, so the two show the same.
 """
 
@@ -14,6 +15,10 @@ _PICTURES[0x7F] = "\u2421"  # ␡
 # C1 controls (0x9B is a one-byte CSI) and the bidi controls that can make text read other than it runs
 _NAMED = {code: f"<U+{code:04X}>" for code in (*range(0x80, 0xA0), 0x061C, 0x200E, 0x200F,
                                                *range(0x202A, 0x202F), *range(0x2066, 0x206A))}
+# Lone surrogates are no text: Python makes each byte of a command-line argument that is not UTF-8 one of
+# U+DC80..U+DCFF, which a terminal would receive as the raw byte again (0x9B: the one-byte CSI)
+_NAMED.update({code: f"<U+{code:04X}>" for code in range(0xD800, 0xE000)})
+_NAMED.update({code: f"<0x{code - 0xDC00:02X}>" for code in range(0xDC80, 0xDD00)})
 _SINGLE_LINE = str.maketrans({**_PICTURES, **_NAMED})
 _MULTI_LINE = str.maketrans({**{code: picture for code, picture in _PICTURES.items() if code not in (0x09, 0x0A)},
                              **_NAMED})

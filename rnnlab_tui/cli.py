@@ -210,6 +210,8 @@ def cmd_watch(args: argparse.Namespace) -> int:
         return fail("watch - follows one stream; give log files to overlay several runs")
     paths = []
     for log in args.log:
+        if os.path.isdir(log):
+            return fail(f"{log}: a folder, not a log file")
         path = log if log == "-" else existing_log(log)
         if path is None:
             return fail(f"{log}: no such log file")
@@ -223,10 +225,17 @@ def cmd_watch(args: argparse.Namespace) -> int:
 
 
 def cmd_data(args: argparse.Namespace) -> int:
-    from engine.data import generate_all
+    from engine.data import digit_paths, generate_all
 
+    if not args.output:
+        return fail("--output must name a folder")
     if os.path.lexists(args.output) and not os.path.isdir(args.output):
         return fail(f"--output {args.output}: a file, not a folder")
+    existing = [path for path in digit_paths(args.output) if os.path.lexists(path)]
+    if existing and not args.force:  # they may have been edited: nothing is overwritten unasked
+        more = " and more" if len(existing) > 1 else ""
+        return fail(f"--output {args.output} already holds digit files ({existing[0]}{more}); "
+                    "--force writes over them")
     try:
         paths = generate_all(args.output)
     except OSError as error:
@@ -240,6 +249,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     if not (args.tensorboard or args.csv):
         return fail("export needs --tensorboard DIR or --csv FILE (or both)")
+    if os.path.isdir(args.run):
+        return fail(f"{args.run}: a folder, not a log file or run")
     # RUN: a log file, its plain name once it has been gzipped, or a run id under the runs folder
     path = existing_log(args.run) or existing_log(os.path.join(home_dirs()["runs_dir"], args.run + ".jsonl"))
     if path is None:
@@ -254,7 +265,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         return fail(f"cannot export {path}: {error.strerror or error}"
                     + (f" ({error.filename})" if error.filename else ""))
     for line in lines:
-        print(line)
+        print(visible(line))  # the paths in them are the user's or the log's: shown, never obeyed
     return 0
 
 
@@ -308,6 +319,7 @@ def add_file_commands(commands) -> None:
                                "textbook's files (and to the ones this package ships and trains on).")
     data.add_argument("--output", metavar="DIR", default=os.path.join("data", "digits"),
                       help="folder to write (default ./data/digits)")
+    data.add_argument("--force", action="store_true", help="write over digit files that are there already")
     data.set_defaults(func=cmd_data)
 
 

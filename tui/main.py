@@ -6,6 +6,7 @@ import json
 import os
 import sys
 
+from engine.events import log_problem
 from engine.text import visible
 from tui.sources import ChildProcessSource, EventSource, LogFileSource, LogFilesSource, StdinSource
 
@@ -51,7 +52,7 @@ def watch(paths: list[str] | str) -> int:
             return 2
         return _run(source)[0]
     for path in paths:
-        problem = _unreadable(path)
+        problem = log_problem(path)
         if problem:
             print(f"rnnlab-tui: {visible(problem)}", file=sys.stderr)
             return 2
@@ -65,31 +66,6 @@ def _run(source: EventSource):
     app = build_app(source)
     result = app.run()
     return (int(app.return_code or 0) if result is None else int(result)), app
-
-
-def _unreadable(path: str) -> str:
-    """Why ``path`` cannot be watched, or "" when its first line is a run_started event."""
-    import zlib
-
-    from engine.events import SCHEMA_VERSION, DecodeError, RunStarted, from_json, open_log
-
-    try:
-        with open_log(path) as handle:
-            first = handle.readline()
-    except (OSError, EOFError, zlib.error) as error:
-        return f"cannot read log {path}: {getattr(error, 'strerror', None) or error}"
-    if not first.strip():
-        return f"{path} is empty: not an event log"
-    try:
-        event = from_json(first)
-    except DecodeError as error:
-        return f"{path} is not an rnnlab-tui event log (first line: {error})"
-    if not isinstance(event, RunStarted):
-        return f"{path} does not start with a run_started event (found {event.type})"
-    if event.schema != SCHEMA_VERSION:
-        return (f"{path} was written with event schema {event.schema}; this rnnlab-tui reads schema "
-                f"{SCHEMA_VERSION} (train the run again to replay it)")
-    return ""
 
 
 def _stdin_source() -> StdinSource | None:

@@ -22,7 +22,7 @@ import zlib
 from typing import Iterator
 
 from engine.commands import Command, Stop
-from engine.events import EVENT_TYPES, DecodeError, Event, from_json, open_log
+from engine.events import EVENT_TYPES, DecodeError, Event, field_checks, from_json, open_log
 
 CHUNK_BYTES = 1 << 16  # one read: small enough that decoding it holds the GIL only a few ms
 MAX_BATCH = 1000  # events handed to the app at once: bounds the work of one message
@@ -115,7 +115,7 @@ def _decode_fast(lines: list[bytes]) -> list[Event] | None:
     Replaying a long run is bound by decoding, so this path parses a whole chunk as one JSON array
     and builds each complete event (every field present, as the engine writes them) without the
     frozen dataclass's per-field __init__. Anything unusual (a corrupt line, a spelled-out NaN, a
-    missing or unknown field) falls back to ``engine.events.from_json``, which owns the format.
+    missing or unknown field, a field of the wrong type) falls back to ``engine.events.from_json``, which owns the format.
     """
     joined = b",".join(lines)
     if b"$float" in joined:
@@ -130,6 +130,8 @@ def _decode_fast(lines: list[bytes]) -> list[Event] | None:
             return None
         cls = EVENT_TYPES.get(payload.pop("type", None))
         if cls is None or payload.keys() != _field_set(cls):
+            return None
+        if not all(check(payload[name]) for name, _, check in field_checks(cls)):
             return None
         event = object.__new__(cls)
         event.__dict__.update(payload)
@@ -198,7 +200,9 @@ class LogFileSource(EventSource):
         with open_log(self.path) as handle:  # a finished log is gzipped: it is decompressed chunk by chunk
             while not self._closed.is_set():
                 try:
-                    chunk = handle.read(CHUNK_BYTES)
+                    # read1, not read: read gathers several decompressed pieces and, when the .gz is
+                    # cut short, loses them all with the EOFError; read1 returns each piece as it comes
+                    chunk = handle.read1(CHUNK_BYTES)
                 except (EOFError, OSError, zlib.error):  # a .gz cut short or damaged: keep what was read
                     self.bad_lines += 1
                     return

@@ -8,6 +8,8 @@ import sys
 import time
 
 from ..config import CELLS, DIGIT_LENGTHS, ConfigError
+from ..preflight import check_folder
+from ..text import visible
 from .grid import make_spec
 from .run import execute, plan
 from .state import Sweep
@@ -46,8 +48,11 @@ def _plan(args) -> Sweep:
     if not 0 <= args.workers <= MAX_WORKERS:
         raise ConfigError(f"--workers must be 0 (one per core) up to {MAX_WORKERS}, not {args.workers}")
     spec = make_spec(args.study, args.preset, _grid(args), seeds=args.seeds, epochs=args.epochs)
-    return plan(spec, backend=args.backend, address=args.address or "", workers=args.workers, impl=args.impl,
-                sequential=args.sequential, runs_dir=args.runs_dir, checkpoint_dir=args.checkpoint_dir)
+    sweep = plan(spec, backend=args.backend, address=args.address or "", workers=args.workers, impl=args.impl,
+                 sequential=args.sequential, runs_dir=args.runs_dir, checkpoint_dir=args.checkpoint_dir)
+    check_folder(args.runs_dir, "--runs-dir")
+    check_folder(args.checkpoint_dir)
+    return sweep
 
 
 def _run_live(sweep: Sweep) -> dict:
@@ -91,20 +96,22 @@ def _print_results(sweep: Sweep, report: dict) -> None:
             out.print(f"LSTM above SRN for every L >= 15: {'yes' if verdict else 'no'}")
     files = [report[name] for name in ("json", "csv", "means_csv") if name in report]
     startup = f"; Ray start-up {report['backend_startup_s']:.1f} s" if report["backend"] == "ray" else ""
-    out.print(f"wall time {report['wall_s']:.1f} s{startup}; results: {', '.join(files[:-1])} and {files[-1]}")
+    # the paths are under the user's --runs-dir: printed as they are (no rich markup), control characters shown
+    print(visible(f"wall time {report['wall_s']:.1f} s{startup}; results: {', '.join(files[:-1])} and {files[-1]}"),
+          flush=True)
 
 
 def main(args) -> int:
     try:
         sweep = _plan(args)
     except ConfigError as error:
-        print(f"rnnlab-tui: {error}", file=sys.stderr)
+        print(f"rnnlab-tui: {visible(error)}", file=sys.stderr)
         return 2
     report = _run_live(sweep)
     _print_results(sweep, report)
     failed = [r for r in report["runs"] if r["state"] == "failed"]
     for row in failed:
-        print(f"rnnlab-tui: {_point(row, report)} failed: {row['error']}", file=sys.stderr)
+        print(visible(f"rnnlab-tui: {_point(row, report)} failed: {row['error']}"), file=sys.stderr)
     if report["interrupted"]:
         return 130
     return 1 if failed else 0

@@ -109,9 +109,11 @@ def parse_axis(text: str) -> tuple[str, list]:
     key = name.strip().lstrip("-").replace("-", "_")
     if key not in GRID_KEYS:
         raise GridError(f"--grid: unknown option {name.strip()!r} (choose from {', '.join(sorted(GRID_KEYS))})")
-    items = [item for item in values.split(",") if item.strip()]
-    if not items:
+    items = values.split(",")
+    if not values.strip():
         raise GridError(f"--grid {key}: no values")
+    if not all(item.strip() for item in items):  # "lr=0.1,,0.2": a value left out, not one to skip
+        raise GridError(f"--grid {key}: an empty value in {values.strip()!r}")
     parsed = [parse_value(key, item) for item in items]
     if len(set(map(repr, parsed))) != len(parsed):
         raise GridError(f"--grid {key}: a value is given twice in {values.strip()!r}")

@@ -56,3 +56,28 @@ def test_console_digits_parse(text, digits):
 def test_bad_console_digits_say_why(text):
     with pytest.raises(ValueError):
         parse_digits(text, 5)
+
+
+def test_data_keeps_digit_files_that_are_there_unless_forced(tmp_path, capsys):
+    from rnnlab_tui.cli import main
+
+    assert main(["data", "--output", str(tmp_path)]) == 0
+    edited = tmp_path / "20" / "train.txt"
+    edited.write_text("my own examples\t0\n")
+    capsys.readouterr()
+    assert main(["data", "--output", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"rnnlab-tui: --output {tmp_path} already holds digit files ({tmp_path}/5/train.txt and more); "
+        "--force writes over them"]
+    assert edited.read_text() == "my own examples\t0\n"
+    assert main(["data", "--output", str(tmp_path), "--force"]) == 0
+    assert filecmp.cmp(edited, os.path.join(DATA_ROOT, "digits", "20", "train.txt"), shallow=False)
+
+
+def test_data_refuses_an_empty_output_folder(tmp_path, monkeypatch, capsys):
+    from rnnlab_tui.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["data", "--output", ""]) == 2
+    assert capsys.readouterr().err.splitlines() == ["rnnlab-tui: --output must name a folder"]
+    assert os.listdir(tmp_path) == []

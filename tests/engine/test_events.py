@@ -87,6 +87,19 @@ def test_malformed_lines_raise_decode_error(line):
         ev.from_json(line)
 
 
+@pytest.mark.parametrize("line", [
+    '{"type": "step", "run": 1, "step": "abc", "t": "x", "loss": "zz"}',
+    '{"type": "step", "run": "r", "loss": true}',
+    '{"type": "step", "run": "r", "grad_norms": {"W": "big"}}',
+    '{"type": "run_started", "run": "r", "config": "zz"}',
+    '{"type": "eval", "run": "r", "accuracy": [0.5]}',
+    '{"type": "flow", "run": "r", "grad_h_norms": [1.0, null]}',
+])
+def test_a_field_of_the_wrong_type_is_a_decode_error(line):
+    with pytest.raises(ev.DecodeError, match="is not"):
+        ev.from_json(line)
+
+
 def test_read_log_skips_a_truncated_last_line(tmp_path):
     path = tmp_path / "run.jsonl"
     lines = [sample(ev.RunStarted).to_json(), sample(ev.Step).to_json()]

@@ -2,6 +2,7 @@
 exactly the log's values."""
 
 import csv
+import gzip
 import math
 import os
 import struct
@@ -164,6 +165,48 @@ def test_an_exported_run_is_not_exported_over(log, tmp_path, capsys):
     assert main(["export", log, "--tensorboard", str(tmp_path)]) == 2
     assert "already exists" in capsys.readouterr().err
     assert os.listdir(tmp_path) == [run] and os.listdir(tmp_path / run) == files
+
+
+def test_a_line_of_the_wrong_types_is_skipped_as_unreadable(log, tmp_path, capsys):
+    path = tmp_path / "typed.jsonl"
+    with gzip.open(log, "rt", encoding="utf-8") as handle:
+        path.write_text(handle.read() + '{"type":"step","run":1,"step":"abc","t":"x","loss":"zz"}\n', encoding="utf-8")
+    assert main(["export", str(path), "--csv", str(tmp_path / "run.csv")]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.splitlines()[-1] == f"skipped 1 unreadable lines of {path}" and not captured.err
+    with open(tmp_path / "run.csv", newline="") as handle:
+        assert len(list(csv.DictReader(handle))) == sum(e.type == "step" for e in read_log(log)[0])
+
+
+def test_file_names_are_printed_with_their_control_characters_shown(log, tmp_path, capsys):
+    cut = tmp_path / "cut\x1b]0;pwned\x07.jsonl.gz"
+    whole = open(log, "rb").read()
+    cut.write_bytes(whole[: len(whole) // 2])
+    table = tmp_path / "r\x1b[31m\x07.csv"
+    assert main(["export", str(cut), "--csv", str(table)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("wrote ") and lines[0].endswith(f" steps to {tmp_path}/r␛[31m␇.csv")
+    assert lines[1].startswith("skipped ") and lines[1].endswith(f" unreadable lines of {tmp_path}/cut␛]0;pwned␇.jsonl.gz")
+    assert table.exists()
+
+
+@pytest.mark.parametrize("first, fragment", [
+    ('"schema":2,"config":"zz"', "run_started field config is not dict: 'zz'"),
+    ('"schema":1,"config":{}', "written with event schema 1; this rnnlab-tui reads schema 2"),
+])
+def test_a_log_whose_first_line_is_unusable_is_refused_as_watch_refuses_it(first, fragment, tmp_path, capsys,
+                                                                            monkeypatch):
+    from tui.main import watch
+
+    monkeypatch.setattr("tui.main._run", lambda source: pytest.fail("the monitor opened on an unusable log"))
+    path = tmp_path / "odd.jsonl"
+    path.write_text('{"type":"run_started","run":"x","step":0,"t":0,' + first + '}\n', encoding="utf-8")
+    assert main(["export", str(path), "--csv", str(tmp_path / "run.csv")]) == 2
+    exported = capsys.readouterr().err
+    assert watch(str(path)) == 2
+    watched = capsys.readouterr().err
+    assert exported == watched and exported.count("\n") == 1 and fragment in exported
+    assert not (tmp_path / "run.csv").exists()
 
 
 @pytest.mark.parametrize("args, fragment", [

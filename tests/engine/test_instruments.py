@@ -184,6 +184,17 @@ def test_the_bare_loop_measures_nothing(tmp_path):
     assert not [e for e in events if e.type in ("flow", "saturation")]
 
 
+def test_headless_names_a_language_models_dev_score_a_perplexity():
+    import io
+
+    from engine import events as ev
+    from engine.headless import HeadlessPrinter
+
+    out = io.StringIO()
+    HeadlessPrinter(stream=out)(ev.Eval(step=250, split="dev", perplexity=21.596, loss=3.07, is_best=True))
+    assert out.getvalue().splitlines() == ["[Evaluate] dev ppl: 21.596, dev loss: 3.07 (best so far)"]
+
+
 def test_headless_prints_the_flow_and_saturation_with_each_evaluation():
     import io
 

@@ -78,6 +78,8 @@ def test_a_bad_point_is_named():
 @pytest.mark.parametrize("args, fragment", [
     (["--grid", "colour=red"], "--grid: unknown option 'colour'"),
     (["--grid", "lr=0.1,abc"], "--grid lr: 'abc' is not a number"),
+    (["--grid", "lr=0.1,,0.2", "--epochs", "1", "--cells", "srn", "--lengths", "10"],
+     "--grid lr: an empty value in '0.1,,0.2'"),
     (["--grid", "length=7"], "--grid point cell=srn length=7: --length must be one of"),
     (["--preset", "explode", "--grid", "clip=none,-5"], "--clip must be a positive max_norm"),
     (["--grid", "lr=0.1", "--grid", "lr=0.2"], "--grid lr is given twice"),

@@ -2,6 +2,8 @@
 engine under the TUI, a terminal that cannot draw. Each ends in one line and a non-zero exit (or, for a
 stop the user asked for, exit 130), with the log complete and the checkpoints loadable."""
 
+import errno
+import io
 import json
 import os
 import re
@@ -12,10 +14,11 @@ import sys
 import time
 
 import pytest
+import torch
 
 from engine import checkpoint as ckpt
 
-from .conftest import CLI, Files, Result, environment, run
+from .conftest import CLI, Files, Result, cli, environment, run
 from .test_injection import terminal, terminal_environment
 
 SLOW_RUN = ["train", "--headless", "--length", "5", "--epochs", "400", "--speed", "300"]
@@ -98,6 +101,41 @@ def test_a_checkpoint_that_cannot_be_written_ends_the_run_in_one_line(place, hom
     assert not [path for path in _checkpoints(place) if ".tmp" in path]
     events = _events(log)
     assert events[-1]["type"] == "run_finished" and events[-1]["reason"] == "failed"
+
+
+class _FullDisk(io.FileIO):
+    """A file on a disk with ``room`` bytes left: a write past them fails as on a full disk."""
+
+    room = 4096
+
+    def write(self, data) -> int:
+        if self.tell() + len(data) > self.room:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return super().write(data)
+
+
+def _fill_the_disk(monkeypatch) -> None:
+    monkeypatch.setattr(ckpt, "open", lambda path, mode: io.BufferedWriter(_FullDisk(path, "w")), raising=False)
+
+
+def test_a_full_disk_keeps_the_previous_checkpoint(place, monkeypatch):
+    path = place / "best.pt"
+    ckpt.save(str(path), {"step": 1})
+    before = path.read_bytes()
+    _fill_the_disk(monkeypatch)
+    with pytest.raises(OSError, match=f"^cannot write the checkpoint {re.escape(str(path))}: No space left on device$"):
+        ckpt.save(str(path), {"step": 2, "weights": torch.zeros(4096)})
+    assert path.read_bytes() == before and os.listdir(place) == ["best.pt"]
+
+
+def test_a_full_disk_under_a_run_is_one_line_naming_the_checkpoint(place, home, capsys, monkeypatch, verdict):
+    files = Files(home)
+    _fill_the_disk(monkeypatch)
+    result = cli(["train", "--headless", "--length", "5", "--epochs", "1", "--events", str(place / "run.jsonl"),
+                  "--checkpoint-dir", str(place / "ck")], capsys)
+    verdict(result, 1, files)
+    assert re.fullmatch(r"rnnlab-tui: the run failed: cannot write the checkpoint \S+\.pt: No space left on device\n",
+                        result.err)
 
 
 def test_two_runs_on_one_log_lose_nothing(place, verdict):

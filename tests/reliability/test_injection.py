@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from .conftest import Files, Result, cli, craft_checkpoint, environment
+from .conftest import Files, Result, cli, craft_checkpoint, environment, run
 
 TITLE = "\x1b]0;pwned\x07"  # retitles the window
 CLEAR = "\x1b[2J\x1b[H"  # clears the screen
@@ -133,3 +133,14 @@ def test_watch_shows_a_crafted_log_without_obeying_it(how, home, place, verdict)
     _assert_nothing_injected(raw)
     assert "[bold red]torch".encode() in raw  # markup shown as written, not applied
     verdict(Result(code, "", ""), 0, files, lines=0)
+
+
+@pytest.mark.parametrize("args, shown", [(["generate", "--prefix"], "ti<0x9B>me"),  # the echoed prefix
+                                         (["gates", "--input"], " <0x9B> ")])  # a column label
+def test_a_byte_that_is_not_utf8_in_an_argument_is_shown_not_sent(args, shown, home, place, verdict):
+    model = craft_checkpoint(place / "plain.pt", task="lm")
+    files = Files(home)
+    text = b"ti\x9bme"  # 0x9B alone is no UTF-8; a terminal takes it as the one-byte CSI
+    result = run(args[:1] + ["--checkpoint", model] + args[1:] + [text], cwd=place)
+    verdict(result, 0, files, lines=None)
+    assert shown in result.out and "\ufffd" not in result.out + result.err  # no raw byte came out

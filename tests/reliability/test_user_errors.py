@@ -43,7 +43,8 @@ TRAIN_CASES = {
     "events-existing-checkpoint": (["--events", "{last}"], "a file that exists"),
     "events-a-folder": (["--events", "{home}"], "a folder"),
     "events-under-a-file": (["--events", "{home}/notes.txt/run.jsonl"], "is a file, not a folder"),
-    "events-unwritable": (["--events", "/proc/rnnlab/run.jsonl"], "cannot write in /proc"),
+    "events-unwritable": (["--events", "/proc/run.jsonl"], "cannot write in /proc"),
+    "events-in-no-folder": (["--events", "{home}/nonexist/deeper/x.jsonl"], "x.jsonl: no folder"),
     "events-escape-name": (["--events", "{home}/\x1b]0;pwned\x07.jsonl"], "␛]0;pwned␇"),
     "checkpoint-dir-empty": (["--checkpoint-dir", ""], "--checkpoint-dir must name a folder"),
     "checkpoint-dir-a-file": (["--checkpoint-dir", "{home}/notes.txt"], "a file, not a folder"),
@@ -113,6 +114,7 @@ def test_a_crafted_checkpoint_is_one_line(name, command, home, place, capsys, ve
     assert fragment in result.err or (command == "generate" and "generation needs a language model" in result.err)
 
 
+SWEEP = ["sweep", "--epochs", "1", "--sequential", "--cells", "srn", "--lengths", "10"]
 OTHER_CASES = {
     "sweep-workers-negative": (["sweep", "--workers", "-1"], "--workers must be 0"),
     "sweep-workers-huge": (["sweep", "--workers", "100000"], "--workers must be 0"),
@@ -120,6 +122,11 @@ OTHER_CASES = {
     "sweep-cell-unknown": (["sweep", "--cells", "rnn"], "--cells must name"),
     "sweep-seeds-zero": (["sweep", "--seeds", "0"], "--seeds must be at least 1"),
     "sweep-epochs-huge": (["sweep", "--epochs", str(10**12)], "--epochs must be at most"),
+    # one small point, so that a sweep the check lets through ends soon
+    "sweep-runs-dir-a-file": (SWEEP + ["--runs-dir", "{home}/notes.txt"], "--runs-dir {home}/notes.txt: a file, not a folder"),
+    "sweep-runs-dir-unwritable": (SWEEP + ["--runs-dir", "/proc/rnnlab-runs"], "cannot write in /proc"),
+    "sweep-runs-dir-escape": (SWEEP + ["--runs-dir", "{home}/notes.txt/\x1b[2J"], "notes.txt/␛[2J"),
+    "sweep-checkpoint-dir-a-file": (SWEEP + ["--checkpoint-dir", "{home}/notes.txt"], "a file, not a folder"),
     "export-csv-exists": (["export", "{log}", "--csv", "{home}/notes.txt"], "already exists"),
     "export-not-a-log": (["export", "{home}/notes.txt", "--csv", "{home}/never-written.csv"], "notes.txt"),
     "export-missing-log": (["export", "{home}/missing.jsonl", "--csv", "{home}/never-written.csv"], "missing"),
@@ -130,6 +137,8 @@ OTHER_CASES = {
     "data-output-a-file": (["data", "--output", "{home}/notes.txt"], "a file, not a folder"),
     "data-output-unwritable": (["data", "--output", "/proc/rnnlab-digits"], "cannot write"),
     "watch-missing": (["watch", "{home}/missing.jsonl"], "no such log file"),
+    "watch-a-folder": (["watch", "{home}"], "{home}: a folder, not a log file"),
+    "export-a-folder": (["export", "{home}", "--csv", "{home}/never-written.csv"], "{home}: a folder, not a log"),
     "watch-no-terminal": (["watch", "{log}"], "not one"),
     "unknown-command-escape": (["\x1b]0;pwned\x07"], "invalid choice"),
     "unknown-option": (["train", "--bogus"], "unrecognized arguments"),
@@ -151,7 +160,7 @@ def test_other_commands_refuse_in_one_line(name, home, place, capsys, verdict, m
     files = Files(home, place)
     result = cli(_fill(args, home), capsys)
     verdict(result, 2, files)
-    assert fragment in result.err
+    assert _fill([fragment], home)[0] in result.err
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,7 @@
 """`watch` on a missing or corrupt log ends with one clear line on stderr and exit code 2."""
 
+import pytest
+
 from tui.main import watch
 
 
@@ -29,3 +31,12 @@ def test_empty_log(tmp_path, capsys):
     path.write_text("", encoding="utf-8")
     assert watch(str(path)) == 2
     assert "empty" in capsys.readouterr().err
+
+
+def test_log_whose_run_started_has_a_config_of_the_wrong_type(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("tui.main._run", lambda source: pytest.fail("the monitor opened on an unusable log"))
+    path = tmp_path / "typed.jsonl"
+    path.write_text('{"type":"run_started","run":"x","step":0,"t":0,"schema":2,"config":"zz"}\n', encoding="utf-8")
+    assert watch(str(path)) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "config is not dict" in error

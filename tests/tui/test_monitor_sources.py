@@ -1,10 +1,11 @@
 """Event sources: partial and corrupt lines, non-finite floats, a child that answers and one that dies."""
 
+import gzip
 import math
 import time
 
 from engine.commands import Pause, Stop
-from engine.events import Step
+from engine.events import Step, read_log
 from tui.sources import ChildProcessSource, LogFileSource
 from tui.synthetic import synthetic_events, write_log
 
@@ -26,6 +27,31 @@ def test_log_replay_skips_and_counts_bad_lines(tmp_path):
     events = _all(source)
     assert len(events) == count
     assert source.bad_lines == 3
+
+
+def test_log_replay_skips_a_complete_event_with_a_field_of_the_wrong_type(tmp_path):
+    path = tmp_path / "run.jsonl"
+    count = write_log(str(path), synthetic_events(20))
+    wrong = Step(run="synthetic", step=21, loss=1.0).to_json().replace('"loss":1.0', '"loss":"zz"')
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(wrong + "\n")
+    source = LogFileSource(str(path))
+    events = _all(source)
+    assert len(events) == count and all(not isinstance(event.loss, str) for event in events if event.type == "step")
+    assert source.bad_lines == 1
+
+
+def test_a_cut_gzipped_log_replays_every_complete_line_before_the_cut(tmp_path):
+    plain = tmp_path / "run.jsonl"
+    write_log(str(plain), synthetic_events(2000))
+    whole = gzip.compress(plain.read_bytes())
+    cut = tmp_path / "cut.jsonl.gz"
+    cut.write_bytes(whole[: len(whole) // 2])
+    readable, _ = read_log(str(cut))  # what export recovers: every complete line before the cut
+    source = LogFileSource(str(cut))
+    events = _all(source)
+    assert len(readable) > 1000 and [event.to_json() for event in events] == [event.to_json() for event in readable]
+    assert source.bad_lines >= 1  # the cut is counted, so the monitor says the log is cut off
 
 
 def test_non_finite_norms_survive_the_trip(tmp_path):
