@@ -21,7 +21,8 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
-from .events import DecodeError, Event, from_json, log_problem, open_log
+from .events import DecodeError, Event, from_json
+from .logs import log_problem, open_log
 
 INSTALL_HINT = "TensorBoard export needs the tensorboard package: pip install 'rnnlab-tui[tensorboard]'"
 SETTINGS = ("lr", "clip_on", "clip_max_norm", "clip_norm_type")

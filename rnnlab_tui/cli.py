@@ -11,25 +11,14 @@ from engine.config import (CELLS, CORPORA, HEADS, IMPLS, INITS, NORM_TYPES, OPTI
                            REDUCTIONS, SAMPLINGS, TASKS, ConfigError, build_config)
 from engine.commands import Fork
 from engine.text import visible
-
-EXIT_USAGE = 2
-
-
-def home_help(folder: str) -> str:
-    return f"default ./{folder}, or $RNNLAB_HOME/{folder} when RNNLAB_HOME is set"
-
+from rnnlab_tui.common import EXIT_USAGE, existing_log, fail, home_help, quiet_stdout, terminal_can_draw
+from rnnlab_tui.files import add_file_commands
 
 class OneLineParser(argparse.ArgumentParser):
     """argparse, but a usage error is one clear line and exit code 2."""
 
     def error(self, message: str):  # noqa: D401 - argparse's hook
         self.exit(EXIT_USAGE, visible(f"{self.prog}: error: {message} (see {self.prog} --help)") + "\n")
-
-
-def fail(message: str, code: int = EXIT_USAGE) -> int:
-    """One line on stderr (what it quotes of the user's input shown, never obeyed); the exit code."""
-    print(f"rnnlab-tui: {visible(message)}", file=sys.stderr)
-    return code
 
 
 def _fork_change(text: str) -> Fork:
@@ -131,12 +120,6 @@ def build_train_config(args: argparse.Namespace, interactive: bool):
     return config
 
 
-def terminal_can_draw() -> bool:
-    """Standard output is a terminal the full-screen monitor can draw on: TERM names one that can move
-    the cursor (not ``dumb``, as in Emacs shells and some CI consoles)."""
-    return sys.stdout.isatty() and os.environ.get("TERM", "") not in ("", "dumb")
-
-
 def cmd_train(args: argparse.Namespace) -> int:
     if (args.fork_at is None) != (args.fork is None) or (args.fork_at is not None and args.fork_at < 1):
         return fail("--fork-at STEP (1 or more) and --fork CHANGE go together, e.g. --fork-at 3 --fork clip=1")
@@ -173,7 +156,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     except Exception as error:  # a failed run: one line, the log and last checkpoint are kept
         printer.close()
         if isinstance(error, OSError):
-            _quiet_stdout()  # a closed pipe must not add Python's own complaint at exit
+            quiet_stdout()  # a closed pipe must not add Python's own complaint at exit
         return fail(f"the run failed: {describe(error)}", 1)
     finally:
         printer.close()
@@ -184,25 +167,6 @@ def cmd_train(args: argparse.Namespace) -> int:
             printer.console.print(visible(f"[Log] {branch} (the second branch; watch both: "
                                           f"rnnlab-tui watch {log_path} {branch})"))
     return 130 if reason == "stopped" else 0
-
-
-def existing_log(path: str) -> str | None:
-    """``path``, or the compressed log its run left when it finished (``path.gz``); None if neither is a file."""
-    for candidate in (path, path + ".gz"):
-        if os.path.isfile(candidate):
-            return candidate
-    return None
-
-
-def _quiet_stdout() -> None:
-    """Point standard output at /dev/null: what is still buffered for a reader that has gone would
-    otherwise end the process with a traceback about a broken pipe."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
-    except (OSError, ValueError):
-        pass
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
@@ -222,51 +186,6 @@ def cmd_watch(args: argparse.Namespace) -> int:
     from tui.main import watch
 
     return watch(paths)
-
-
-def cmd_data(args: argparse.Namespace) -> int:
-    from engine.data import digit_paths, generate_all
-
-    if not args.output:
-        return fail("--output must name a folder")
-    if os.path.lexists(args.output) and not os.path.isdir(args.output):
-        return fail(f"--output {args.output}: a file, not a folder")
-    existing = [path for path in digit_paths(args.output) if os.path.lexists(path)]
-    if existing and not args.force:  # they may have been edited: nothing is overwritten unasked
-        more = " and more" if len(existing) > 1 else ""
-        return fail(f"--output {args.output} already holds digit files ({existing[0]}{more}); "
-                    "--force writes over them")
-    try:
-        paths = generate_all(args.output)
-    except OSError as error:
-        return fail(f"cannot write {error.filename or args.output}: {error.strerror or error}")
-    print(visible(f"wrote {len(paths)} files under {args.output}"))
-    return 0
-
-
-def cmd_export(args: argparse.Namespace) -> int:
-    from engine.config import home_dirs
-
-    if not (args.tensorboard or args.csv):
-        return fail("export needs --tensorboard DIR or --csv FILE (or both)")
-    if os.path.isdir(args.run):
-        return fail(f"{args.run}: a folder, not a log file or run")
-    # RUN: a log file, its plain name once it has been gzipped, or a run id under the runs folder
-    path = existing_log(args.run) or existing_log(os.path.join(home_dirs()["runs_dir"], args.run + ".jsonl"))
-    if path is None:
-        return fail(f"{args.run}: no such log file or run")
-    from engine.export import ExportError, export
-
-    try:
-        lines = export(path, tensorboard=args.tensorboard, csv_path=args.csv)
-    except ExportError as error:
-        return fail(str(error))
-    except OSError as error:
-        return fail(f"cannot export {path}: {error.strerror or error}"
-                    + (f" ({error.filename})" if error.filename else ""))
-    for line in lines:
-        print(visible(line))  # the paths in them are the user's or the log's: shown, never obeyed
-    return 0
 
 
 def cmd_gates(args: argparse.Namespace) -> int:
@@ -301,26 +220,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from engine.bench import main as bench_main
 
     return bench_main(args)
-
-
-def add_file_commands(commands) -> None:
-    """``export`` and ``data``: the commands that write files for other tools."""
-    export = commands.add_parser("export", help="a run log to TensorBoard event files or CSV",
-                                 description="Write a run's gradient norms (grad_norm/W, grad_norm/U_f, ...), their "
-                                 "total, loss, accuracy or perplexity, clip factor and lr as TensorBoard event "
-                                 "files (tensorboard --logdir DIR) or as CSV, one row per step.")
-    export.add_argument("run", metavar="RUN", help="a log (runs/<id>.jsonl.gz or .jsonl), or a run id under runs/")
-    export.add_argument("--tensorboard", metavar="DIR",
-                        help="write event files to DIR/<run-id> (needs: pip install 'rnnlab-tui[tensorboard]')")
-    export.add_argument("--csv", metavar="FILE", help="write one row per training step to FILE")
-    export.set_defaults(func=cmd_export)
-    data = commands.add_parser("data", help="regenerate the digit-sum files exactly as the textbook does",
-                               description="Write digits/{L}/{train,dev,test}.txt, byte-identical to the "
-                               "textbook's files (and to the ones this package ships and trains on).")
-    data.add_argument("--output", metavar="DIR", default=os.path.join("data", "digits"),
-                      help="folder to write (default ./data/digits)")
-    data.add_argument("--force", action="store_true", help="write over digit files that are there already")
-    data.set_defaults(func=cmd_data)
 
 
 def add_sweep_options(sweep: argparse.ArgumentParser) -> None:

@@ -6,7 +6,7 @@ import json
 import os
 import sys
 
-from engine.events import log_problem
+from engine.logs import log_problem
 from engine.text import visible
 from tui.sources import ChildProcessSource, EventSource, LogFileSource, LogFilesSource, StdinSource
 

@@ -22,7 +22,8 @@ import zlib
 from typing import Iterator
 
 from engine.commands import Command, Stop
-from engine.events import EVENT_TYPES, DecodeError, Event, field_checks, from_json, open_log
+from engine.events import EVENT_TYPES, DecodeError, Event, field_checks, from_json
+from engine.logs import open_log
 
 CHUNK_BYTES = 1 << 16  # one read: small enough that decoding it holds the GIL only a few ms
 MAX_BATCH = 1000  # events handed to the app at once: bounds the work of one message

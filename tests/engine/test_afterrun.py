@@ -10,6 +10,7 @@ import torch
 from engine import checkpoint as ckpt
 from engine import commands as cmd
 from engine import events as ev
+from engine import logs
 from engine.config import build_config
 from engine.session import run_session
 from engine.tasks import DigitTask
@@ -57,7 +58,7 @@ def session(tmp_path, console: Console | None, fork_at=None, **options):
     assert not thread.is_alive(), "the session kept waiting"
     if console is not None and not console.pipe.closed:
         console.pipe.close()
-    events, bad = ev.read_log(log)
+    events, bad = logs.read_log(log)
     assert bad == 0
     return result["reason"], events, config
 
@@ -125,7 +126,7 @@ def test_a_forked_run_answers_after_both_branches_ended(tmp_path):
     reason, events, _ = session(tmp_path, console, fork_at=(3, cmd.Fork.parse("clip=1")), preset="explode")
     assert reason == "finished"
     assert [e.type for e in after_finish(events)] == ["weights", "prediction", "notice"]
-    second, bad = ev.read_log(str(tmp_path / "run-b.jsonl"))
+    second, bad = logs.read_log(str(tmp_path / "run-b.jsonl"))
     assert bad == 0 and second[-1].type == "run_finished" and second[-1].reason == "finished"
     assert sum(type(e) is ev.RunFinished for e in second) == 1
 

@@ -5,6 +5,7 @@ import pytest
 from engine import commands as cmd
 
 from engine import events as ev
+from engine import logs
 
 
 def sample(cls):
@@ -104,7 +105,7 @@ def test_read_log_skips_a_truncated_last_line(tmp_path):
     path = tmp_path / "run.jsonl"
     lines = [sample(ev.RunStarted).to_json(), sample(ev.Step).to_json()]
     path.write_text("\n".join(lines) + "\n" + lines[1][:20])
-    events, bad = ev.read_log(str(path))
+    events, bad = logs.read_log(str(path))
     assert [e.type for e in events] == ["run_started", "step"] and bad == 1
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from engine import export as export_module
 from engine.config import ROOT
-from engine.events import read_log
+from engine.logs import read_log
 from engine.export import Record
 from rnnlab_tui.cli import main
 

@@ -5,6 +5,7 @@ import pytest
 from engine import commands as cmd
 
 from engine import events as ev
+from engine import logs
 from engine.config import build_config
 from engine.session import run_session
 
@@ -17,8 +18,8 @@ def forked(tmp_path, change: str, at: int = 5, **options):
     log = str(tmp_path / "run.jsonl")
     reason, path = run_session(config, events_path=log, fork_at=(at, cmd.Fork.parse(change)))
     assert reason == "finished" and path == log
-    first, bad = ev.read_log(log)
-    second, bad_second = ev.read_log(str(tmp_path / "run-b.jsonl"))
+    first, bad = logs.read_log(log)
+    second, bad_second = logs.read_log(str(tmp_path / "run-b.jsonl"))
     assert bad == bad_second == 0
     return first, second
 
@@ -63,7 +64,7 @@ def test_the_second_log_is_a_run_of_its_own_and_both_are_compressed(tmp_path):
                           runs_dir=str(tmp_path / "runs"))
     reason, path = run_session(config, fork_at=(1, cmd.Fork.parse("clip=none")))
     assert path.endswith(".jsonl.gz")
-    second, bad = ev.read_log(path[: -len(".jsonl.gz")] + "-b.jsonl.gz")
+    second, bad = logs.read_log(path[: -len(".jsonl.gz")] + "-b.jsonl.gz")
     assert bad == 0 and type(second[0]) is ev.RunStarted and second[0].schema == ev.SCHEMA_VERSION
     assert type(second[-1]) is ev.RunFinished
 

@@ -16,7 +16,7 @@ import pytest
 import ray
 
 from engine.config import ROOT
-from engine.events import open_log
+from engine.logs import open_log
 from engine.sweep.grid import make_spec
 from engine.sweep.run import run_sweep
 

@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 from engine.config import DATA_ROOT, ROOT
-from engine.events import read_log
+from engine.logs import read_log
 
 from engine.sweep.grid import make_spec
 from engine.sweep.run import run_sweep

@@ -11,7 +11,8 @@ import sys
 import pytest
 
 from engine.commands import GatesCommand, Generate, Predict, Stop, UseWeights
-from engine.events import Prediction, RunFinished, Weights, read_log
+from engine.events import Prediction, RunFinished, Weights
+from engine.logs import read_log
 from tui.app import build_app
 from tui.synthetic import synthetic_events
 

@@ -6,7 +6,8 @@ import os
 import sys
 
 from engine.commands import Fork, SetClip
-from engine.events import Eval, RunStarted, Settings, Status, read_log
+from engine.events import Eval, RunStarted, Settings, Status
+from engine.logs import read_log
 from tui.app import build_app
 from tui.sources import ChildProcessSource
 from tui.synthetic import synthetic_events

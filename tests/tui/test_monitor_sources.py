@@ -5,7 +5,8 @@ import math
 import time
 
 from engine.commands import Pause, Stop
-from engine.events import Step, read_log
+from engine.events import Step
+from engine.logs import read_log
 from tui.sources import ChildProcessSource, LogFileSource
 from tui.synthetic import synthetic_events, write_log
 
