@@ -15,9 +15,11 @@ from engine.stream import CommandReader
 
 
 def asked(runner: Runner, events: list, commands: list[cmd.Command]) -> list[ev.Event]:
-    """What the finished ``runner`` answers to ``commands`` (the stream then ends, as when the TUI goes)."""
+    """What the finished ``runner`` answers to ``commands`` (the stream then ends, as when the TUI goes);
+    a command that cannot be read is answered as the engine's child answers it, with a warning."""
     start = len(events)
-    answer_after_run(runner, CommandReader(io.StringIO("".join(c.to_json() + "\n" for c in commands))))
+    lines = io.StringIO("".join(c.to_json() + "\n" for c in commands))
+    answer_after_run(runner, CommandReader(lines, on_error=lambda message: runner.notice(message, "error")))
     return events[start:]
 
 
@@ -60,6 +62,8 @@ def test_greedy_and_seeded_sampling_from_the_final_and_the_best_weights(tmp_path
     assert text[10] == predict(best[0], best[1], "the ", 40, temperature=0.8, top_k=5, seed=3)[4:]
     refusals = [e.message for e in answers if type(e) is ev.Notice]
     assert len(refusals) == 3 and all(e.level == "error" for e in answers if type(e) is ev.Notice)
-    assert "temperature must be 0 (greedy) or between 0.01 and 100, not 1000" in refusals[0]
-    assert "seed must be between 0 and 2**64-1" in refusals[1] and "many" in refusals[2]
+    said = " | ".join(refusals)  # the malformed line is refused as it is read, before the others are answered
+    assert "temperature must be 0 (greedy) or between 0.01 and 100, not 1000" in said
+    assert "seed must be between 0 and 2**64-1" in said
+    assert "ignored a malformed command: generate field top_k is not int: 'many'" in said
     assert {6, 7, 8}.isdisjoint(text)
