@@ -250,8 +250,9 @@ class MonitorApp(RunKeys, App[int]):
             self._dirty = self.monitor.draw(self.runs, self.playback.index, label, self.note, prompt,
                                             self.source.kind == "live")
             weights = self.state.weights if self.source.kind == "live" else ""  # a log's engine is gone
-            placeholder = console_options.placeholder(self.state.task, self.sampling, weights,
-                                                      str(self.state.config.get("corpus", "")))
+            placeholder = (console_options.placeholder(self.state.task, self.sampling, weights,
+                                                       str(self.state.config.get("corpus", "")))
+                           if self.source.can_send else controls.REFUSALS.get(self.source.kind, ""))
             self.monitor.console_panel.set_placeholder(placeholder)
             if self.source.kind == "replay" and self._console_at != (self.playback.index, self.runs.front_number):
                 self._console_at = (self.playback.index, self.runs.front_number)

@@ -430,6 +430,8 @@ def test_replay_and_stream_list_only_the_keys_that_act(srn_log):
             assert app.state.latest_settings.clip_on is False and not isinstance(app.focused, Input)
             await pilot.press("question_mark")
             await _until(pilot, lambda: isinstance(app.screen, HelpScreen))
+            placeholder = app.monitor.console_panel.query_one("#console-input").placeholder
+            assert placeholder.startswith("replaying a recorded run: there is no engine")  # not "/ then …"
             listed = [key.key for key in app.screen.keys]
             assert "c" not in listed and "/" not in listed and "esc" not in listed and "o" not in listed
             assert {"p", "n", "+ -", "← → home end", "w", "?", "q"} <= set(listed)
