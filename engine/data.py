@@ -90,7 +90,8 @@ def load_split(path: str, length: int | None = None) -> list[tuple[list[int], in
     """Read one split file; a malformed line raises DataError naming the file and the line number."""
     if not os.path.isfile(path):
         digits = os.path.dirname(os.path.dirname(path)) or "."
-        raise DataError(f"{path}: no such data file (`rnnlab-tui data --output {digits}` regenerates it)")
+        raise DataError(f"{path}: no such data file (`rnnlab-tui data --output {digits} --force` regenerates "
+                        "it, and the textbook's other digit files there)")
     examples = []
     try:
         with open(path, encoding="utf-8") as handle:

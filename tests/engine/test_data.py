@@ -43,8 +43,18 @@ def test_a_malformed_line_is_rejected_with_file_and_line(tmp_path, line, reason)
 
 
 def test_a_missing_file_names_the_way_to_regenerate(tmp_path):
-    with pytest.raises(DataError, match="rnnlab-tui data"):
-        load_split(str(tmp_path / "nope.txt"))
+    """One split file lost among the others: the command the error names brings it back."""
+    from rnnlab_tui.cli import main
+
+    folder = tmp_path / "digits"
+    generate_all(str(folder))
+    lost = folder / "20" / "dev.txt"
+    lost.unlink()
+    with pytest.raises(DataError, match="rnnlab-tui data") as error:
+        load_split(str(lost))
+    command = str(error.value).split("`")[1].split()
+    assert command[:2] == ["rnnlab-tui", "data"] and main(command[1:]) == 0
+    assert load_split(str(lost))
 
 
 @pytest.mark.parametrize("text, digits", [("6 7 0 0 1", [6, 7, 0, 0, 1]), ("67001", [6, 7, 0, 0, 1]), ("6,7", [6, 7])])
