@@ -3,6 +3,7 @@ suggest, how much clipping is doing, and the step's norm before and after it."""
 
 from __future__ import annotations
 
+from rich.cells import cell_len
 from rich.text import Text
 from textual.widget import Widget
 
@@ -45,7 +46,7 @@ def advisor_text(view: RunView, width: int) -> Text:
                     "next step: ", "bold green" if settings.clip_on else "bold red")
         ran_with = f"step {view.step} ran with clip {ran.clip_max_norm:g}" if ran.clip_on else f"step {view.step} ran unclipped"
         norms = f"pre {compact(total)} → post {compact(total * view.clip_factor)}" if ran.clip_on else f"pre {compact(total)}"
-        text.append(longest_that_fits((f"{ran_with}: {norms}", ran_with), width - text.cell_len + text.plain.rindex("\n") + 1))
+        text.append(longest_that_fits((f"{ran_with}: {norms}", ran_with), _room_left(text, width)))
     elif settings is not None and settings.clip_on:
         label = f"clip ON {settings.clip_max_norm:g}{_against_band(settings.clip_max_norm, advice)}: "
         detail = f"pre {compact(total)} → post {compact(total * view.clip_factor)} · clipped {advice.clipped_share:.0%}"
@@ -57,10 +58,15 @@ def advisor_text(view: RunView, width: int) -> Text:
     else:
         text.append("clip OFF: ", "bold red")
         text.append(f"pre {compact(total)} = post (nothing scales it)")
-    rest = width - text.cell_len + text.plain.rindex("\n") + 1
+    rest = _room_left(text, width)
     if rest > len(words) + 11:
         text.append(f" · total = {words}", "dim")
     return text
+
+
+def _room_left(text: Text, width: int) -> int:
+    """The cells left on the text's last line."""
+    return width - cell_len(text.plain[text.plain.rindex("\n") + 1:])
 
 
 def _clipping(settings) -> float | None:
