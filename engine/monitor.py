@@ -102,7 +102,8 @@ class AlarmWatch:
 
     explosion   a norm jumps ``ratio_threshold`` times above the running median of its last ``window``
                 values (and ``peak_factor`` times above the largest it has been: a steady climb is not
-                an explosion);
+                an explosion), both at least ``minimum_norm``: a gradient that grows from almost
+                nothing in a network's first steps is learning starting, not exploding;
     non_finite  the loss or a gradient is NaN or infinite (the runner skips that update);
     saturation  after having been large, a norm stays below ``collapse_ratio`` of its peak for
                 ``collapse_steps`` steps while the loss stays high: the tanh units are saturated and
@@ -113,7 +114,7 @@ class AlarmWatch:
     ratio_threshold: float = 100.0
     window: int = 50
     peak_factor: float = 10.0
-    minimum_norm: float = 1e-3  # jumps among negligible norms are not explosions
+    minimum_norm: float = 1e-3  # a jump from or to a negligible norm is not an explosion (a gate waking up)
     collapse_ratio: float = 1e-4
     collapse_steps: int = 5
     healthy_steps: int = 20
@@ -200,7 +201,7 @@ class AlarmWatch:
             if value < self.minimum_norm or value < self.peak_factor * self.peaks.get(name, 0.0):
                 continue
             median = self.median(name)
-            if median > 0.0 and value / median >= self.ratio_threshold and (worst is None or value / median > worst.ratio):
+            if median >= self.minimum_norm and value / median >= self.ratio_threshold and (worst is None or value / median > worst.ratio):
                 ratio = value / median
                 worst = AlarmReport("explosion", name, value, ratio, median,
                                     f"{name} gradient norm {value:.3g} is {ratio:.3g}x its recent median")

@@ -94,6 +94,15 @@ def test_an_explosion_then_saturation_then_health():
     assert kinds == ["healthy"]
 
 
+def test_a_gradient_growing_from_almost_nothing_is_not_an_explosion():
+    # lm-tangshi's first steps: the output gate's recurrent gradient wakes up from near zero (x365),
+    # while the total norm stays under the clip of 1
+    watch = AlarmWatch()
+    reports = [watch.observe(7.8, {"U_o": value, "U_c": 0.01}) for value in (2.0e-4, 5.8e-4, 4.1e-3, 0.212)]
+    assert reports == [[]] * 4
+    assert [r.kind for r in watch.observe(7.8, {"U_o": 500.0, "U_c": 0.01})] == ["explosion"]
+
+
 def test_a_non_finite_step_is_announced_once():
     watch = AlarmWatch()
     assert [r.kind for r in watch.observe(math.nan, {"W": 1.0})] == ["non_finite"]
