@@ -29,6 +29,7 @@ class Overlay(NamedTuple):
     letter: str
     colour: int
     loss: list  # per column of the front's series: the largest value, None where the run has no step
+    current_loss: float | None  # the loss of its step at the cursor (None before its first)
     total_norm: list
     scores: list  # its dev scores up to the cursor's step
     settings: RunSettings | None
@@ -158,6 +159,7 @@ class RunSet:
             scores = [score_of(item) for at, item in state.evals if at <= end]
             drawn.append(Overlay(run_letter(number), run_colour(number),
                                  self._columns(state, state.loss, first_steps, last_step, end),
+                                 state.loss[end] if end >= 0 else None,
                                  self._columns(state, state.total_norm, first_steps, last_step, end),
                                  scores, state.latest_settings if position is None else state.settings_at(end)))
         return drawn

@@ -65,6 +65,7 @@ class RunView:
     steps_per_s: float = 0.0
     whole: bool = False  # the series below are the whole run in buckets (their maxima), not a window
     loss: list[float] = field(default_factory=list)
+    current_loss: float | None = None  # the loss of the step at the cursor (a whole run's series holds bucket maxima)
     grad_norms: dict[str, list[float]] = field(default_factory=dict)
     total_norm: list[float] = field(default_factory=list)
     first_steps: list[int] = field(default_factory=list)  # the step of each point (bucket) drawn
@@ -277,6 +278,7 @@ class RunState:
                        settings=self.latest_settings if live else self.settings_at(index), whole=whole)
         if index >= 0:
             view.epoch, view.steps_per_s = self.epochs[index], self.steps_per_s[index]
+            view.current_loss = self.loss[index]
             view.clip_factor, view.advice = self.clip_factors[index], self.advisor.at(index)
             view.pre_clip, view.step_settings = self.total_norm[index], self.settings_at(index)
         if whole:

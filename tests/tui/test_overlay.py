@@ -4,6 +4,7 @@ import asyncio
 
 from engine.events import Settings
 from tui.app import build_app
+from tui.format import short
 from tui.runs import RunSet
 from tui.sources import LogFilesSource
 from tui.synthetic import synthetic_events, write_log
@@ -56,7 +57,16 @@ def test_two_logs_of_different_lengths_are_overlaid_and_scrubbed_together(tmp_pa
             assert lines[2].startswith("▶━A clip off") and lines[2].endswith("step 10 · running · synthetic")
             assert lines[3].startswith(" ━B clip 1 L2") and lines[3].endswith("step 10 · running · synthetic#2")
             loss_b = next(line for line in _sparklines(app).splitlines() if line.startswith("loss B"))
-            assert loss_b.split()[-1] != "—"  # run B has a loss at step 10
+            assert loss_b.split()[-1] == short(app.runs.states[1].loss[9])  # run B's loss at step 10
+            await pilot.press("end", "w")  # the whole run in buckets: beside them still B's last loss
+            await _until(pilot, lambda: app.monitor.sparklines._view.whole)
+            behind = app.monitor.sparklines._overlays[0]
+            last_b = app.runs.states[1].loss[-1]
+            assert [value for value in behind.loss if value is not None][-1] > last_b  # its bucket's largest
+            loss_b = next(line for line in _sparklines(app).splitlines() if line.startswith("loss B"))
+            assert loss_b.split()[-1] == short(last_b)
+            await pilot.press("w", "home", *["right"] * 9)
+            await _until(pilot, lambda: "step 10/120" in _header(app))
             await pilot.press("o")  # B to the front: drawn in full, the cursor stays at step 10
             await _until(pilot, lambda: "▶━B" in _header(app))
             assert "step 10/80" in _header(app) and "clip ON max_norm=1" in _header(app)

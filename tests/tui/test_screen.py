@@ -11,6 +11,7 @@ import pytest
 from engine.commands import Pause, Resume, Rewind, SetClip
 from engine.events import Alarm, Prediction, RunStarted, Settings, Status, Step
 from tui.app import build_app
+from tui.format import short
 from tui.sources import LogFileSource, LogFilesSource
 from tui.synthetic import synthetic_events, write_log
 
@@ -167,6 +168,9 @@ def test_whole_run_keeps_the_spike_the_window_has_lost(tmp_path):
             screen = _lines(app)
             assert re.search(r"‖∇W‖ +█▁+ +1e-[67]\.\.1e[67] ", screen)  # the spike, then the decades it spans
             assert "whole run 1–2000" in screen
+            last_loss = app.runs.front.loss[-1]  # beside the bars the step's own loss, not its bucket's largest
+            assert whole.loss[-1] > last_loss
+            assert re.search(rf"loss +[▁-█ ]+ {re.escape(short(last_loss))}\s", screen)
             await pilot.press("w")
             await _until(pilot, lambda: not app.monitor.sparklines._view.whole)
 

@@ -161,10 +161,10 @@ class Sparklines(Widget):
         # every run's loss (and total norm) on one scale, so that a higher bar is a higher value
         low, high = _span([view.loss, *(overlay.loss for overlay in overlays)])
         lines = [row("loss", spark(view.loss, width, tinted=tinted, colour=colour, low=low, high=high),
-                     short(view.loss[-1]) if view.loss else "—")]
+                     short(view.current_loss))]
         for overlay in overlays:
             lines.append(row(f"loss {overlay.letter}", spark(overlay.loss, width, colour=_style(overlay), low=low,
-                                                              high=high), short(_last(overlay.loss))))
+                                                              high=high), short(overlay.current_loss)))
         lm = view.config.get("task") == "lm"
         value = f"{short(view.scores[-1])} best {short(view.best)}" if view.scores else "no eval yet"
         low, high = (None, None) if lm else (0.0, 1.0)
