@@ -37,6 +37,7 @@ INGEST_SLICE = 0.008  # seconds
 INGEST_CHUNK = 64  # events between two looks at the clock
 GC_THRESHOLDS = gc.get_threshold()
 FULL_COLLECTIONS_HELD = 1 << 30  # a threshold for the oldest generation that is never reached
+SPEED, MOVE = Binding.Group("speed"), Binding.Group("move")
 # keys that only ask the engine (a replay's p, n, + and - move its own cursor; a stream's do not)
 ENGINE_ONLY = ("toggle_clip", "scale_clip", "rewind", "gates", "advise", "fork")
 
@@ -46,7 +47,8 @@ class MonitorApp(RunKeys, App[int]):
     ENABLE_COMMAND_PALETTE = False  # the footer needs the room for the run's keys
     AUTO_FOCUS = None  # keys go to the monitor until / focuses the console
     TITLE = "rnnlab-tui"
-    # the footer lists these in order and cuts what does not fit: help and quit come first
+    # the footer lists these in order and cuts what does not fit: help and quit come first, and a pair
+    # of keys shares one word (+ - speed) so that a replay's keys all fit in 80 columns
     BINDINGS = [
         Binding("question_mark", "help", "help", key_display="?"),
         Binding("q", "quit", "quit"),
@@ -56,8 +58,8 @@ class MonitorApp(RunKeys, App[int]):
         Binding("p", "pause", "pause"),
         Binding("n", "step", "step"),
         Binding("r", "rewind", "rewind"),
-        Binding("plus", "speed(1)", "faster", key_display="+"),
-        Binding("minus", "speed(-1)", "slower", key_display="-"),
+        Binding("plus", "speed(1)", "faster", key_display="+", group=SPEED),
+        Binding("minus", "speed(-1)", "slower", key_display="-", group=SPEED),
         Binding("g", "gates", "gates"),
         Binding("t", "toggle_flow", "flow"),
         # priority: handled as the key arrives, so the keys typed right after it reach the input
@@ -69,12 +71,12 @@ class MonitorApp(RunKeys, App[int]):
         Binding("o", "front", "other run"),
         Binding("ctrl+c", "quit", "quit", show=False, priority=True),
         Binding("escape", "dismiss", "leave console", key_display="Esc"),
-        Binding("left", "seek('-1')", "back", key_display="←"),
-        Binding("right", "seek('1')", "forward", key_display="→"),
+        Binding("left", "seek('-1')", "back", key_display="←", group=MOVE),
+        Binding("right", "seek('1')", "forward", key_display="→", group=MOVE),
         Binding("pageup", "seek('-100')", show=False),
         Binding("pagedown", "seek('100')", show=False),
-        Binding("home", "seek('home')", "first"),
-        Binding("end", "seek('end')", "last"),
+        Binding("home", "seek('home')", show=False),  # ? lists them: the footer ends at ← → at 80 columns
+        Binding("end", "seek('end')", show=False),
     ]
 
     def __init__(self, source: EventSource) -> None:
@@ -136,10 +138,12 @@ class MonitorApp(RunKeys, App[int]):
         if isinstance(self.screen, HelpScreen):  # help open: only its own keys (and ctrl+c) act
             return action == "quit"
         # hidden where they cannot act: the footer and the help list what does
-        if action == "focus_console":  # the engine answers the console; in it, / is a character of the prefix
-            return self.source.can_send and not isinstance(self.focused, Input)
-        if action == "dismiss":  # out of the console, whose q and ? are characters: named in the footer there
-            return isinstance(self.focused, Input)
+        if isinstance(self.focused, Input):  # the console: its keys (+ and - too) are characters of the prefix
+            return action in ("dismiss", "quit")  # Esc leaves it (named in the footer), ctrl+c quits
+        if action == "focus_console":  # the engine answers the console
+            return self.source.can_send
+        if action == "dismiss":
+            return False
         if action == "front":
             return self.runs.overlaid
         if action in ENGINE_ONLY or (action in ("speed", "step") and self.source.kind == "stream"):

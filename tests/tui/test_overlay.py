@@ -123,9 +123,11 @@ def test_a_key_pressed_while_a_long_log_is_read_is_answered_between_two_slices(t
 
         app.action_pause = pause
         async with app.run_test(size=SIZE) as pilot:
-            while app.state.events_seen == 0:  # the first batch (a thousand events) is being taken in
+            # a batch of a thousand events is being taken in (the second: the screen has been composed)
+            while app.state.events_seen <= 1000:
                 await asyncio.sleep(0)
             seen_when_pressed = app.state.events_seen
+            assert app.state.steps[-1] < 3000  # still reading
             app.post_message(Key("p", "p"))
             await _until(pilot, lambda: seen_when_handled)
             # answered after at most two slices, not after the thousand events of the batch

@@ -82,13 +82,32 @@ def test_the_essentials_fit_every_common_size(size, cell, rows, tmp_path):
 
 def test_in_the_console_the_footer_says_how_to_leave_it():
     async def run():
-        app = build_app(FakeLiveSource(list(synthetic_events(20))))
+        source = FakeLiveSource(list(synthetic_events(20, finish=False)))  # still training: + and - steer
+        app = build_app(source)
         async with app.run_test(size=(80, 24)) as pilot:
             await _until(pilot, lambda: _lines(app).splitlines()[-1].startswith("? help q quit"))
-            await pilot.press("slash")  # q and ? are characters of the input from here
-            await _until(pilot, lambda: "Esc leave console" in _lines(app).splitlines()[-1])
+            assert "+ - speed" in _lines(app).splitlines()[-1]
+            await pilot.press("slash")  # q and ? are characters of the input from here, + and - too
+            await _until(pilot, lambda: _lines(app).splitlines()[-1].strip() == "Esc leave console")
+            await pilot.press("plus")
+            assert app.focused.value == "+" and not source.sent  # typed, not a speed request
             await pilot.press("escape")
             await _until(pilot, lambda: _lines(app).splitlines()[-1].startswith("? help q quit"))
+
+    asyncio.run(run())
+
+
+def test_at_80_columns_a_replays_footer_ends_at_a_whole_key(tmp_path):
+    path = str(tmp_path / "run.jsonl")
+    write_log(path, synthetic_events(30))
+
+    async def run():
+        app = build_app(LogFileSource(path))
+        async with app.run_test(size=(80, 24)) as pilot:
+            await _until(pilot, lambda: app.ended is not None)
+            await _until(pilot, lambda: _lines(app).splitlines()[-1].startswith("? help q quit"))
+            footer = _lines(app).splitlines()[-1].rstrip()
+            assert footer.endswith("+ - speed t flow w whole run v charts ← → move"), footer
 
     asyncio.run(run())
 
