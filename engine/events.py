@@ -193,6 +193,11 @@ class Eval(Event):
     is_best: bool = False
     best: float | None = None  # best score so far on this split (accuracy, or perplexity)
 
+    def to_dict(self) -> dict[str, Any]:
+        payload = super().to_dict()
+        payload["loss"] = single_precision(self.loss)  # a float32 mean, as the steps' losses
+        return payload
+
 
 @event("alarm")
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
 import math
+import struct
 
 import pytest
 
@@ -123,6 +124,27 @@ def test_step_numbers_are_written_with_the_precision_of_float32():
     decoded = ev.from_json(line)
     assert {name: single(value) for name, value in decoded.grad_norms.items()} == norms
     assert single(decoded.loss) == step.loss and single(decoded.total_norm) == step.total_norm
+
+
+def test_an_evaluations_accuracy_is_the_count_over_the_examples_and_its_loss_a_float32(tmp_path):
+    import json
+
+    from engine.config import build_config
+    from engine.runner import Runner
+
+    events = []
+    config = build_config("explode", epochs=1, checkpoint_dir=str(tmp_path), runs_dir=str(tmp_path))
+    Runner(config, events.append, instruments=False).run()
+    examples = next(event for event in events if isinstance(event, ev.RunStarted)).dataset
+    evals = [event for event in events if isinstance(event, ev.Eval)]
+    assert {event.split for event in evals} == {"dev", "test"}
+    for event in evals:
+        written = json.loads(event.to_json())
+        # 5 right of 100 reads 0.05 (float32's mean wrote 0.05000000074505806)
+        count = examples[event.split]
+        assert written["accuracy"] == round(written["accuracy"] * count) / count
+        assert struct.unpack("f", struct.pack("f", written["loss"])) == struct.unpack("f", struct.pack("f", event.loss))
+        assert len(repr(written["loss"]).replace(".", "").lstrip("0")) <= 9  # not float64's 17 digits
 
 
 def test_flow_readings_keep_six_digits_and_their_nans():
