@@ -162,11 +162,9 @@ class Step(Event):
     steps_per_s: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
-        payload = super().to_dict()
-        payload["loss"] = single_precision(self.loss)
-        payload["grad_norms"] = {name: single_precision(value) for name, value in self.grad_norms.items()}
-        payload["total_norm"] = single_precision(self.total_norm)
-        return payload
+        return {**super().to_dict(), "loss": single_precision(self.loss),
+                "grad_norms": {name: single_precision(value) for name, value in self.grad_norms.items()},
+                "total_norm": single_precision(self.total_norm)}
 
 
 @event("settings")
@@ -193,10 +191,8 @@ class Eval(Event):
     is_best: bool = False
     best: float | None = None  # best score so far on this split (accuracy, or perplexity)
 
-    def to_dict(self) -> dict[str, Any]:
-        payload = super().to_dict()
-        payload["loss"] = single_precision(self.loss)  # a float32 mean, as the steps' losses
-        return payload
+    def to_dict(self) -> dict[str, Any]:  # its loss is a float32 mean, as a step's
+        return {**super().to_dict(), "loss": single_precision(self.loss)}
 
 
 @event("alarm")

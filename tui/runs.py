@@ -14,7 +14,7 @@ from typing import Iterable, NamedTuple
 
 from engine.events import Event, RunStarted
 from tui.history import _summary
-from tui.state import FINAL_STATES, RunSettings, RunState, _window
+from tui.state import FINAL_STATES, RunSettings, RunState, _window, score_of
 
 # one per run, in order: (letter, 256-colour code); the first is the single run's green
 RUN_COLOURS = (("A", 46), ("B", 208), ("C", 201), ("D", 33), ("E", 226), ("F", 141))
@@ -239,8 +239,3 @@ def _where(state: RunState, position: int | None) -> tuple[int, str]:
     if position is None and state.source_end and status.state not in FINAL_STATES:
         return step, state.source_end
     return step, status.state
-
-
-def score_of(evaluation) -> float:
-    value = evaluation.accuracy if evaluation.accuracy is not None else evaluation.perplexity
-    return math.nan if value is None else value

@@ -286,7 +286,7 @@ class RunState:
         else:
             self._window_series(view, index + 1, width)
         evals = [item for _, item in (self.evals if live else _until(self.evals, index))]
-        view.scores = [_score(item) for item in evals[-width:]]
+        view.scores = [score_of(item) for item in evals[-width:]]
         view.best = evals[-1].best if evals else None
         view.alarms = [alarm for _, alarm in (self.alarms if live else _until(self.alarms, index))]
         if live:
@@ -362,17 +362,16 @@ class RunState:
                 history.count = self.appended  # values the deque had already dropped stay missing
 
 
-def _window(series: collections.deque, begin: int, end: int, every: int = 1) -> list:
-    """series[begin:end:every] for a deque, walking from the nearer end."""
+def _window(series: collections.deque, begin: int, end: int) -> list:
+    """series[begin:end] for a deque, walking from the nearer end."""
     length = len(series)
     if begin >= end:
         return []
-    if every == 1 and length - end < begin:
-        # near the tail (the common case while following a run): walk backwards from the end
+    if length - end < begin:  # near the tail (the common case while following a run): walk back from the end
         values = list(itertools.islice(reversed(series), length - end, length - begin))
         values.reverse()
         return values
-    return list(itertools.islice(series, begin, end, every))
+    return list(itertools.islice(series, begin, end))
 
 
 def _highs(columns: list[Bucket]) -> list[float]:
@@ -389,10 +388,9 @@ def _until(items: list[tuple[int, object]], index: int) -> list:
     return items[:bisect.bisect_right(items, index, key=lambda item: item[0])]
 
 
-def _score(evaluation: Eval) -> float:
-    if evaluation.accuracy is not None:
-        return evaluation.accuracy
-    return evaluation.perplexity if evaluation.perplexity is not None else math.nan
+def score_of(evaluation: Eval) -> float:
+    value = evaluation.accuracy if evaluation.accuracy is not None else evaluation.perplexity  # a language model's
+    return math.nan if value is None else value
 
 
 def _append_bounded(items: list, item, bound: int = HISTORY_EVENTS) -> None:

@@ -17,9 +17,9 @@ from textual_plotext import PlotextPlot
 
 from engine.text import visible
 from tui.history import decades
-from tui.runs import RunSet, score_of, run_colour, run_letter
+from tui.runs import RunSet, run_colour, run_letter
 from tui.story import compact
-from tui.state import RunState
+from tui.state import RunState, score_of
 from tui.widgets.sparklines import is_recurrent, mark_glyph
 
 LEGEND_WIDTH = 22  # the norm chart's legend, beside it
