@@ -204,6 +204,14 @@ def test_a_lone_norm_among_zeros_is_the_tallest_bar_of_its_log_row():
     assert spark([0.1, 0.1], 2).plain == "▁▁"  # a flat loss or accuracy row stays low
 
 
+def test_a_whole_runs_norm_range_starts_at_0_when_the_gradient_vanished():
+    from tui.widgets.sparklines import log_range
+
+    assert log_range([9.67e6, 0.0, 0.0]) == "0..1e7"  # make run's W: the explosion, then nothing
+    assert log_range([3e-6, 2.0, 9.67e6]) == "1e-6..1e7"
+    assert log_range([0.0, 0.0]) == "all 0"
+
+
 def test_marks_sit_at_their_step_in_a_replay(tmp_path):
     events = _with_clip(list(synthetic_events(40, cell="srn")), 20, 20.0)
     events.insert(next(i for i, e in enumerate(events) if isinstance(e, Step) and e.step == 30) + 1,

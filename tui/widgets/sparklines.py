@@ -110,12 +110,14 @@ def _span(rows: list[list], log: bool = False) -> tuple[float | None, float | No
 
 
 def log_range(values: list[float]) -> str:
-    """The decades a norm row spans, e.g. 1e-9..1e7."""
+    """The decades a norm row spans, e.g. 1e-9..1e7, or 0..1e7 when it has zeros (the vanished gradient
+    after a collapse, drawn as _)."""
     positive = [value for value in values if math.isfinite(value) and value > 0]
     if not positive:
         return "all 0" if values else "—"
     ticks = decades(min(positive), max(positive), most=99)
-    return f"1e{ticks[0]}..1e{ticks[-1]}" if ticks else "—"
+    low = "0" if 0.0 in values else f"1e{ticks[0]}"
+    return f"{low}..1e{ticks[-1]}" if ticks else "—"
 
 
 class Sparklines(Widget):
