@@ -24,7 +24,7 @@ from .data import DataError
 UNKNOWN = "<unk>"  # the token for a character the vocabulary does not hold
 GUTENBERG_START = "*** START OF"
 GUTENBERG_END = "*** END OF"
-VALIDATION_FRACTION = 0.1  # the last 10% of the text (cut at a line end) is held out
+VALIDATION_FRACTION = 0.1  # the last 10% of the text (cut at a line end) is held out: half dev, half test
 
 
 # --- reading --------------------------------------------------------------
@@ -74,11 +74,15 @@ def read_corpus(path: str) -> str:
     return text
 
 
-def split_text(text: str, fraction: float = VALIDATION_FRACTION) -> tuple[str, str]:
-    """(train, held out): the last ``fraction`` of the text, cut at the line end nearest the mark."""
-    mark = int(len(text) * (1 - fraction))
-    cut = text.rfind("\n", 0, mark) + 1 or mark  # no line end before the mark: cut mid-line
-    return text[:cut], text[cut:]
+def split_text(text: str, fraction: float = VALIDATION_FRACTION) -> tuple[str, str, str]:
+    """(train, dev, test): the last ``fraction`` of the text is held out, its first half for dev and
+    its second for test, each cut at the line end before its mark."""
+    def cut(mark: int, start: int) -> int:
+        return text.rfind("\n", start, mark) + 1 or mark  # no line end before the mark: cut mid-line
+
+    dev = cut(int(len(text) * (1 - fraction)), 0)
+    test = cut(dev + (len(text) - dev) // 2, dev)
+    return text[:dev], text[dev:test], text[test:]
 
 
 # --- the vocabulary -------------------------------------------------------

@@ -48,10 +48,9 @@ class LanguageModelTask:
         text = read_corpus(corpus_path(config.data_root, config.corpus))
         self.vocab = Vocabulary(text)  # over the whole text, as d2l builds it
         self.vocabulary = self.vocab.idx_to_token
-        train_text, held_out = split_text(text)
-        # test is the same held-out text as dev: the corpus is too small to split it again
+        train_text, dev_text, test_text = split_text(text)
         self.tokens = {split: torch.tensor(self.vocab.encode(part), dtype=torch.long, device=device)
-                       for split, part in (("train", train_text), ("dev", held_out), ("test", held_out))}
+                       for split, part in (("train", train_text), ("dev", dev_text), ("test", test_text))}
         self.dataset_sizes = {split: len(tokens) for split, tokens in self.tokens.items()}  # characters
         self.steps_per_epoch = num_batches(len(train_text), config.batch_size, config.seq_len, config.sampling)
         if self.steps_per_epoch < 1:

@@ -64,10 +64,12 @@ def test_unknown_characters_map_to_unk():
     assert vocab.decode(vocab.encode("旅")) == UNKNOWN
 
 
-def test_split_holds_out_the_last_tenth_at_a_line_end(timemachine_text):
-    train, held_out = split_text(timemachine_text)
-    assert train + held_out == timemachine_text and train.endswith("\n")
-    assert abs(len(held_out) / len(timemachine_text) - 0.1) < 0.01
+def test_split_holds_out_the_last_tenth_at_line_ends_half_for_dev_half_for_test(timemachine_text):
+    train, dev, test = split_text(timemachine_text)
+    assert train + dev + test == timemachine_text and train.endswith("\n") and dev.endswith("\n")
+    assert abs(len(dev + test) / len(timemachine_text) - 0.1) < 0.01
+    assert abs(len(dev) - len(test)) < 0.01 * len(timemachine_text)
+    assert [len(part) for part in split_text("x" * 100)] == [90, 5, 5]  # no line end: cut mid-line
 
 
 def _positions(batches):
