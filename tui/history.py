@@ -101,3 +101,20 @@ def decades(low: float, high: float, most: int = 6) -> list[int]:
     first, last = math.floor(math.log10(low)), math.ceil(math.log10(high))
     stride = max(1, math.ceil((last - first + 1) / most))
     return list(range(first, last + 1, stride))
+
+
+class Thinned(list):
+    """A list of a long run's snapshots in at most ``bound`` entries spread evenly over the run: past
+    the bound every other entry is dropped, and from then on only every other new one is taken."""
+
+    def __init__(self, bound: int) -> None:
+        super().__init__()
+        self.bound, self.every, self.offered = bound, 1, 0
+
+    def offer(self, item) -> None:
+        if self.offered % self.every == 0:
+            self.append(item)
+            if len(self) > self.bound:
+                del self[1::2]
+                self.every *= 2
+        self.offered += 1

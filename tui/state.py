@@ -21,7 +21,7 @@ from engine.events import (Alarm, Checkpoint, Eval, Event, Flow, Gates, Generati
 from engine.text import visible, visible_fields
 from tui.advisor import Advice, ClipAdvisor
 from tui.checks import well_typed
-from tui.history import Bucket, MinMaxHistory
+from tui.history import Bucket, MinMaxHistory, Thinned
 from tui.instruments import GaugeReading, InstrumentHistory
 
 FINAL_STATES = ("finished", "stopped", "failed")
@@ -101,7 +101,7 @@ class RunState:
         self.marks: list[Mark] = []
         self.evals: list[tuple[int, Eval]] = []  # dev split only
         self.alarms: list[tuple[int, Alarm]] = []
-        self.gates: list[tuple[int, Gates]] = []
+        self.gates: Thinned = Thinned(HISTORY_GATES)  # (position, Gates), spread over a long run
         self.instruments = InstrumentHistory()  # flows, σ_max and saturation (tui/instruments.py)
         self.statuses: list[tuple[int, Status]] = []  # every state change, for the header of a replay
         self.console: list[tuple[int, Event]] = []  # what the console shows, for a replay's cursor
@@ -163,7 +163,7 @@ class RunState:
             self.instruments.ingest(event, here)
             return False
         if isinstance(event, Gates):
-            _append_bounded(self.gates, (here, event), HISTORY_GATES)
+            self.gates.offer((here, event))
             self.latest_gates = event
             return False
         if isinstance(event, Status):

@@ -91,3 +91,14 @@ def test_a_replay_cursor_shows_the_flows_measured_by_then():
     view_at = state.view(positions[0])
     assert view_before.flows == [] and [f.step for f in view_at.flows] == [6]
     assert math.isclose(view_at.flows[0].ratio, 1e-19)
+
+
+def test_a_long_replay_shows_the_gates_of_a_step_at_or_before_the_cursor():
+    from tui.state import HISTORY_GATES, RunState
+
+    state = RunState()
+    state.ingest(synthetic_events(2000))  # gates every 5 steps: 400 snapshots, more than are kept
+    assert len(state.gates) <= HISTORY_GATES
+    for step in (10, 500, 1003, 2000):
+        shown = state.view(step - 1).gates.step  # series position step - 1 is that step
+        assert step - 40 <= shown <= step  # the nearest kept snapshot before it, never one from later
