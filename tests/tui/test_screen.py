@@ -484,3 +484,21 @@ def test_no_two_series_of_the_norm_chart_share_a_colour(tmp_path):
             assert not set(marks.values()) & {colours[label] for label in colours if label != "clip 20"}
 
     asyncio.run(run())
+
+
+def test_the_accuracy_chart_is_labelled_0_to_1(tmp_path):
+    path = str(tmp_path / "run.jsonl")
+    write_log(path, synthetic_events(300))  # dev accuracy from 0.07 to 0.95
+
+    async def run():
+        app = build_app(LogFileSource(path))
+        async with app.run_test(size=(80, 24)) as pilot:
+            await _until(pilot, lambda: app.ended is not None)
+            await pilot.press("end", "v")
+            await _until(pilot, lambda: "dev accuracy" in _lines(app))
+            lines = _lines(app).splitlines()
+            axis = max(line.rfind("┤") for line in lines)  # the accuracy chart is the rightmost
+            labels = [line[:axis].split()[-1] for line in lines if line.rfind("┤") == axis]
+            assert labels == ["1", "0.5", "0"], labels
+
+    asyncio.run(run())

@@ -129,9 +129,13 @@ class Charts(Horizontal):
         plt = self._start("#chart-score", "dev perplexity" if lm else "dev accuracy", ticks, marks)
         points = [(item.step, item.perplexity if lm else item.accuracy) for position, item in state.evals
                   if position < length and item.step >= first]
-        _scores(plt, points, front_colour if behind else PALETTE[2])
+        drawn = _scores(plt, points, front_colour if behind else PALETTE[2])
         for colour, _, _, _, evaluations in behind:
-            _scores(plt, [(x, y) for x, y in evaluations if x >= first], colour)
+            drawn += _scores(plt, [(x, y) for x, y in evaluations if x >= first], colour)
+        if not lm and drawn:  # an accuracy on its whole scale, 0 to 1
+            plt.ylim(0.0, 1.0)
+            drawn = [0.0, 1.0]
+        _y_labels(plt, drawn)
         self.query_one("#chart-score", PlotextPlot).refresh()
 
     def _step_ticks(self, first: int, last: int) -> list[int]:
@@ -141,16 +145,12 @@ class Charts(Horizontal):
         return integer_ticks(first, last, most=max(2, min(5, room // 6)))
 
     def _loss(self, title: str, ticks: list[int], marks, lines: list[tuple[int, list[int], list[float]]]) -> None:
-        """The loss of each run (colour, steps, values), with short labels on its axis (188, 1e4):
-        plotext's own (19855.9) took half of a narrow chart's width."""
+        """The loss of each run (colour, steps, values)."""
         plt = self._start("#chart-loss", title, ticks, marks)
         drawn = []
         for colour, steps, values in lines:
             drawn += _line(plt, steps, values, colour, log=False)
-        if drawn:
-            low, high = min(drawn), max(drawn)
-            levels = [low, (low + high) / 2, high] if high > low else [low]
-            plt.yticks(levels, [compact(level, 2) for level in levels])
+        _y_labels(plt, drawn)
         self.query_one("#chart-loss", PlotextPlot).refresh()
 
     def _start(self, selector: str, title: str, ticks: list[int], marks) -> object:
@@ -177,12 +177,25 @@ def _series(state: RunState, length: int, whole: bool) -> tuple[list[int], dict,
     return view.first_steps, {"loss": view.loss, "total": view.total_norm}, view.grad_norms
 
 
-def _scores(plt, points: list[tuple[int, float]], colour: int) -> None:
+def _scores(plt, points: list[tuple[int, float]], colour: int) -> list[float]:
+    """Plot one run's evaluations; the scores drawn."""
     points = [(x, y) for x, y in points if y is not None and math.isfinite(y)]
-    if points:
-        xs, ys = zip(*points)
-        plt.plot(list(xs), list(ys), marker="braille", color=colour)
-        plt.scatter(list(xs), list(ys), marker="●", color=colour)
+    if not points:
+        return []
+    xs, ys = zip(*points)
+    plt.plot(list(xs), list(ys), marker="braille", color=colour)
+    plt.scatter(list(xs), list(ys), marker="●", color=colour)
+    return list(ys)
+
+
+def _y_labels(plt, drawn: list[float]) -> None:
+    """Three labels on the y axis, the lowest, middle and highest value drawn, short (188, 1e4):
+    plotext's own (19855.9) took half of a narrow chart's width, and dropping those that collide it
+    left uneven steps (1.30, 1.16, 0.87 on an accuracy axis)."""
+    if drawn:
+        low, high = min(drawn), max(drawn)
+        levels = [low, (low + high) / 2, high] if high > low else [low]
+        plt.yticks(levels, [compact(level, 2) for level in levels])
 
 
 def _highs(columns) -> list[float]:
