@@ -125,18 +125,11 @@ class Charts(Horizontal):
         self.query_one("#chart-legend", Static).update(legend)
         self.query_one("#chart-norms", PlotextPlot).refresh()
 
-        lm = state.task == "lm"
-        plt = self._start("#chart-score", "dev perplexity" if lm else "dev accuracy", ticks, marks)
-        points = [(item.step, item.perplexity if lm else item.accuracy) for position, item in state.evals
+        points = [(item.step, score_of(item)) for position, item in state.evals
                   if position < length and item.step >= first]
-        drawn = _scores(plt, points, front_colour if behind else PALETTE[2])
-        for colour, _, _, _, evaluations in behind:
-            drawn += _scores(plt, [(x, y) for x, y in evaluations if x >= first], colour)
-        if not lm and drawn:  # an accuracy on its whole scale, 0 to 1
-            plt.ylim(0.0, 1.0)
-            drawn = [0.0, 1.0]
-        _y_labels(plt, drawn)
-        self.query_one("#chart-score", PlotextPlot).refresh()
+        runs_behind = [(colour, [(x, y) for x, y in evaluations if x >= first])
+                       for colour, _, _, _, evaluations in behind]
+        self._scores(state.task == "lm", ticks, marks, [(front_colour if behind else PALETTE[2], points), *runs_behind])
 
     def _step_ticks(self, first: int, last: int) -> list[int]:
         """As many ticks as fit a chart's canvas (its width less the y labels) at one label per 6
@@ -152,6 +145,18 @@ class Charts(Horizontal):
             drawn += _line(plt, steps, values, colour, log=False)
         _y_labels(plt, drawn)
         self.query_one("#chart-loss", PlotextPlot).refresh()
+
+    def _scores(self, lm: bool, ticks: list[int], marks, runs: list[tuple[int, list[tuple[int, float]]]]) -> None:
+        """Each run's (colour, [(step, dev score)]): accuracy on its whole scale, or perplexity."""
+        plt = self._start("#chart-score", "dev perplexity" if lm else "dev accuracy", ticks, marks)
+        drawn = []
+        for colour, points in runs:
+            drawn += _scores(plt, points, colour)
+        if not lm and drawn:
+            plt.ylim(0.0, 1.0)
+            drawn = [0.0, 1.0]
+        _y_labels(plt, drawn)
+        self.query_one("#chart-score", PlotextPlot).refresh()
 
     def _start(self, selector: str, title: str, ticks: list[int], marks) -> object:
         plt = self.query_one(selector, PlotextPlot).plt
