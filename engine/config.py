@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import time
 from dataclasses import asdict, dataclass, fields, replace
 
 CELLS = ("srn", "lstm", "gru")
@@ -279,3 +280,9 @@ def with_overrides(config: TrainConfig, **changes) -> TrainConfig:
     updated = replace(config, **changes)
     validate(updated)
     return updated
+
+
+def new_run_id(config: TrainConfig) -> str:
+    """cell-task-date-time-pid: sorts by start, and two runs started in one second differ."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return f"{config.cell}-{config.task}-{stamp}-{os.getpid() % 100000:05d}"

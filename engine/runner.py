@@ -18,7 +18,7 @@ from . import checkpoint as ckpt
 from . import commands as cmd
 from . import events as ev
 from . import instruments
-from .config import TrainConfig
+from .config import TrainConfig, new_run_id
 from .fork import steer_branch
 from .models import build_model
 from .monitor import AlarmWatch, GradientNorms, clip_factor
@@ -29,11 +29,6 @@ from .tasks import make_task
 SNAPSHOT_EVERY = 25  # steps between two snapshots of healthy weights for `rewind`
 SNAPSHOTS_KEPT = 5
 RATE_WINDOW = 20  # steps whose start times give the steps/s reported
-
-
-def new_run_id(config: TrainConfig) -> str:
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    return f"{config.cell}-{config.task}-{stamp}-{os.getpid() % 100000:05d}"
 
 
 class Runner:
@@ -272,9 +267,12 @@ class Runner:
         self.optimizer.load_state_dict(optimizer_state)  # copies in too
         for group in self.optimizer.param_groups:
             group["lr"] = self.settings.lr
+        if self.alarms.active:  # the alarm's story ends here
+            self.emit(ev.Alarm, kind="healthy", message=f"rewound to the weights of step {step}")
+        else:
+            self.notice(f"rewound to the weights of step {step}")
         self.alarms.reset()
         self.last_alarm_step = -1
-        self.emit(ev.Alarm, kind="healthy", message=f"rewound to the weights of step {step}")
         self._change_settings("rewind")
         self._emit_gates()  # the heatmaps of the weights rewound to
 

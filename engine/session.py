@@ -18,10 +18,10 @@ from . import checkpoint as ckpt
 from . import commands as cmd
 from . import events as ev
 from .afterrun import answer_after_run
-from .config import TrainConfig
+from .config import TrainConfig, new_run_id
 from .fork import check_fork_step
 from .preflight import create_exclusively
-from .runner import Runner, new_run_id
+from .runner import Runner
 from .stream import CommandReader, EventWriter
 from .text import visible
 

@@ -287,12 +287,23 @@ def test_rewind_restores_weights_and_optimizer_state_exactly_as_snapshotted(tmp_
         runner._train_step = step_and_compare
 
     runner, events = train(tmp_path, commands, hook=hook, preset="memory", cell="lstm", length=5, epochs=2)
-    rewinds = [a for a in of(events, "alarm") if a.kind == "healthy" and "rewound" in a.message]
-    assert [a.message for a in rewinds] == ["rewound to the weights of step 25"] * 2
+    # a healthy run: said in the console, not as a recovery ("healthy again") in the alarms' story
+    assert not of(events, "alarm")
+    rewinds = [notice for notice in of(events, "notice") if "rewound" in notice.message]
+    assert [notice.message for notice in rewinds] == ["rewound to the weights of step 25"] * 2
     for rewind in rewinds:  # the heatmaps are redrawn from the weights rewound to
         assert any(e.type == "gates" and e.step == rewind.step for e in events[events.index(rewind):])
     assert [s.step for s in of(events, "step")] == list(range(1, runner.step + 1))  # the count goes on
     assert [s.cause for s in of(events, "settings")] == ["start", "rewind", "rewind"]
+
+
+def test_a_rewind_after_an_explosion_ends_the_alarms_story(tmp_path):
+    commands = Commands({59: [cmd.Rewind(), cmd.Resume()]})  # answered at the explosion's pause
+    runner, events = train(tmp_path, commands, hook=lambda runner: setattr(commands, "runner", runner),
+                           preset="rescue", epochs=62)
+    alarms = of(events, "alarm")
+    assert (alarms[0].kind, alarms[0].step) == ("explosion", 58)
+    assert [(a.kind, a.message) for a in alarms[1:]] == [("healthy", "rewound to the weights of step 50")]
 
 
 def _copy_state(state):
