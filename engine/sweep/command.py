@@ -4,6 +4,7 @@ results are. Exit status: 0, 1 when a run failed, 130 after Ctrl-C."""
 
 from __future__ import annotations
 
+import signal
 import sys
 import time
 
@@ -107,6 +108,8 @@ def main(args) -> int:
     except ConfigError as error:
         print(f"rnnlab-tui: {visible(error)}", file=sys.stderr)
         return 2
+    # SIGTERM (a scheduler, timeout) stops the sweep as Ctrl-C does: runs stopped, results written, 130
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     report = _run_live(sweep)
     _print_results(sweep, report)
     failed = [r for r in report["runs"] if r["state"] == "failed"]

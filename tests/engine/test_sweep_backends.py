@@ -121,8 +121,9 @@ def last_event(runs, suffix):
     return json.loads(complete[-1]) if complete else None
 
 
-@pytest.mark.parametrize("backend", ["local", "ray"])
-def test_ctrl_c_stops_every_run_and_keeps_what_finished(cluster, tmp_path, backend):
+@pytest.mark.parametrize("backend, stop", [("local", signal.SIGINT), ("ray", signal.SIGINT),
+                                           ("local", signal.SIGTERM)])  # SIGTERM: a scheduler, timeout
+def test_ctrl_c_or_sigterm_stops_every_run_and_keeps_what_finished(cluster, tmp_path, backend, stop):
     grid = ["epochs=1,2000"] + (["--backend", "ray", "--address", cluster] if backend == "ray" else ["--workers", "2"])
     sweep = subprocess.Popen(CLI + ["sweep", "--preset", "explode", "--grid"] + grid, cwd=tmp_path, text=True,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "PYTHONPATH": ROOT})
@@ -130,7 +131,7 @@ def test_ctrl_c_stops_every_run_and_keeps_what_finished(cluster, tmp_path, backe
     try:
         wait_for(lambda: (last_event(runs, "epochs1") or {}).get("type") == "run_finished", "the short run")
         wait_for(lambda: (last_event(runs, "epochs2000") or {}).get("type") == "step", "the long run's steps")
-        sweep.send_signal(signal.SIGINT)
+        sweep.send_signal(stop)
         out, err = sweep.communicate(timeout=WAIT_S)
     finally:
         sweep.kill()
