@@ -114,8 +114,8 @@ class Branch:
     def follow(self, batch, evaluate: bool) -> None:
         """One step on the first branch's batch; its evaluation when the first branch evaluated."""
         branch = self.runner
+        branch.epoch, branch.next_batch = self.first.epoch, self.first.next_batch  # its Step says this epoch
         branch._train_step(batch)
-        branch.epoch, branch.next_batch = self.first.epoch, self.first.next_batch
         if evaluate:
             branch._evaluate()
 

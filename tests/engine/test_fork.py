@@ -37,6 +37,8 @@ def test_a_fork_that_changes_nothing_trains_bit_identical_branches(tmp_path):
     assert all(norms_a[e.step] == e.grad_norms for e in second if type(e) is ev.Step)
     evals = lambda events: [(e.step, e.accuracy, e.loss) for e in events if type(e) is ev.Eval and e.step > 5]
     assert evals(first) == evals(second)
+    epochs = lambda events: {e.step: e.epoch for e in events if type(e) is ev.Step and e.step > 5}
+    assert epochs(first) == epochs(second)  # each step in the epoch of its batch, the first of an epoch too
 
 
 def test_clipping_one_branch_changes_it_from_the_fork_on(tmp_path):
