@@ -17,9 +17,10 @@ from __future__ import annotations
 import json
 import math
 import struct
-import types
 from dataclasses import dataclass, field, fields
-from typing import Any, Callable, ClassVar, get_args, get_origin, get_type_hints
+from typing import Any, ClassVar
+
+from .jsontypes import field_checks
 
 SCHEMA_VERSION = 2  # 2: settings travel as their own event; Step and Status no longer repeat them
 
@@ -93,6 +94,7 @@ def _short(value: float) -> float:
 @dataclass(frozen=True)
 class Message:
     type: ClassVar[str] = ""
+    REQUIRED: ClassVar[tuple[str, ...]] = ()  # fields a line must carry: without them it is malformed
 
     def to_dict(self) -> dict[str, Any]:
         payload = {"type": self.type}
@@ -110,6 +112,7 @@ class Message:
 
 @dataclass(frozen=True)
 class Event(Message):
+    REQUIRED: ClassVar[tuple[str, ...]] = ("step",)
     run: str = ""
     step: int = 0
     t: float = 0.0
@@ -152,6 +155,8 @@ class RunStarted(Event):
 @dataclass(frozen=True)
 class Step(Event):
     """One training step. The settings it ran under are the latest Settings event's."""
+
+    REQUIRED: ClassVar[tuple[str, ...]] = ("step", "loss", "grad_norms", "total_norm")
 
     epoch: int = 0  # 1-based
     loss: float = 0.0
@@ -198,6 +203,7 @@ class Eval(Event):
 @event("alarm")
 @dataclass(frozen=True)
 class Alarm(Event):
+    REQUIRED: ClassVar[tuple[str, ...]] = ("step", "kind", "value")
     kind: str = "explosion"  # explosion | non_finite | saturation | healthy
     parameter: str = ""
     value: float = 0.0
@@ -318,7 +324,6 @@ class RunFinished(Event):
 
 
 _FIELD_NAMES: dict[type, tuple[str, ...]] = {}
-_FIELD_CHECKS: dict[type, tuple[tuple[str, Any, Callable[[Any], bool]], ...]] = {}
 
 
 def _field_names(cls: type) -> tuple[str, ...]:
@@ -326,39 +331,6 @@ def _field_names(cls: type) -> tuple[str, ...]:
     if names is None:
         names = _FIELD_NAMES[cls] = tuple(f.name for f in fields(cls))
     return names
-
-
-def field_checks(cls: type) -> tuple[tuple[str, Any, Callable[[Any], bool]], ...]:
-    """Each field's name, annotated type (``float``, ``dict[str, float]``, ``int | None``...) and a
-    test of whether a decoded JSON value is of that type."""
-    checks = _FIELD_CHECKS.get(cls)
-    if checks is None:
-        hints = get_type_hints(cls)
-        checks = _FIELD_CHECKS[cls] = tuple((name, hints[name], _check(hints[name])) for name in _field_names(cls))
-    return checks
-
-
-def _check(kind: Any) -> Callable[[Any], bool]:
-    """A test for JSON values of the annotated type ``kind``. A float field takes an integer (other
-    writers spell 1.0 as 1); a bool is no number, though Python counts it as one. Exact type tests:
-    a replay runs them on every field of every event."""
-    if kind is float:
-        return lambda value: type(value) is float or type(value) is int
-    if kind in (int, bool, str, dict, list):
-        return lambda value: type(value) is kind
-    if kind is type(None):
-        return lambda value: value is None
-    origin, arguments = get_origin(kind), get_args(kind)
-    if origin is types.UnionType:
-        either = [_check(argument) for argument in arguments]
-        return lambda value: any(check(value) for check in either)
-    if origin is dict:
-        key, item = (_check(argument) for argument in arguments)
-        return lambda value: type(value) is dict and all(key(k) and item(v) for k, v in value.items())
-    if origin is list:
-        (item,) = (_check(argument) for argument in arguments)
-        return lambda value: type(value) is list and all(item(v) for v in value)
-    raise TypeError(f"no JSON check for fields of type {kind}")
 
 
 def from_dict(payload: Any, registry: dict[str, type], nonfinite: bool = True) -> Message:
@@ -379,6 +351,9 @@ def from_dict(payload: Any, registry: dict[str, type], nonfinite: bool = True) -
         if name in values and not check(values[name]):
             raise DecodeError(f"{kind} field {name} is not {getattr(annotation, '__name__', annotation)}: "
                               f"{values[name]!r:.40}")
+    missing = [name for name in cls.REQUIRED if name not in values]  # a bare {"type":"step"} is no step
+    if missing:
+        raise DecodeError(f"{kind} without {', '.join(missing)}")
     try:
         return cls(**values)
     except TypeError as error:

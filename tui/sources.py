@@ -22,7 +22,8 @@ import zlib
 from typing import Iterator
 
 from engine.commands import Command, Stop
-from engine.events import EVENT_TYPES, DecodeError, Event, field_checks, from_json
+from engine.events import EVENT_TYPES, DecodeError, Event, from_json
+from engine.jsontypes import field_checks
 from engine.logs import open_log
 
 CHUNK_BYTES = 1 << 16  # one read: small enough that decoding it holds the GIL only a few ms

@@ -102,6 +102,15 @@ def test_a_field_of_the_wrong_type_is_a_decode_error(line):
         ev.from_json(line)
 
 
+@pytest.mark.parametrize("line, missing", [('{"type": "step"}', "step, loss, grad_norms, total_norm"),
+                                           ('{"type": "step", "step": 9, "loss": 1.5}', "grad_norms, total_norm"),
+                                           ('{"type": "alarm", "step": 3}', "kind, value"),
+                                           ('{"type": "eval", "split": "dev"}', "step")])
+def test_a_line_without_the_fields_its_event_is_made_of_is_a_decode_error(line, missing):
+    with pytest.raises(ev.DecodeError, match=f"without {missing}$"):
+        ev.from_json(line)
+
+
 def test_read_log_skips_a_truncated_last_line(tmp_path):
     path = tmp_path / "run.jsonl"
     lines = [sample(ev.RunStarted).to_json(), sample(ev.Step).to_json()]

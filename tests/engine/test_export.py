@@ -167,13 +167,14 @@ def test_an_exported_run_is_not_exported_over(log, tmp_path, capsys):
     assert os.listdir(tmp_path) == [run] and os.listdir(tmp_path / run) == files
 
 
-def test_a_line_of_the_wrong_types_is_skipped_as_unreadable(log, tmp_path, capsys):
+def test_a_line_of_the_wrong_types_or_without_a_steps_numbers_is_skipped_as_unreadable(log, tmp_path, capsys):
     path = tmp_path / "typed.jsonl"
-    with gzip.open(log, "rt", encoding="utf-8") as handle:
-        path.write_text(handle.read() + '{"type":"step","run":1,"step":"abc","t":"x","loss":"zz"}\n', encoding="utf-8")
+    with gzip.open(log, "rt", encoding="utf-8") as handle:  # no row of zeros is made of a bare {"type":"step"}
+        path.write_text(handle.read() + '{"type":"step","run":1,"step":"abc","t":"x","loss":"zz"}\n'
+                        '{"type":"step"}\n{"type":"step","step":9,"loss":1.5}\n', encoding="utf-8")
     assert main(["export", str(path), "--csv", str(tmp_path / "run.csv")]) == 0
     captured = capsys.readouterr()
-    assert captured.out.splitlines()[-1] == f"skipped 1 unreadable lines of {path}" and not captured.err
+    assert captured.out.splitlines()[-1] == f"skipped 3 unreadable lines of {path}" and not captured.err
     with open(tmp_path / "run.csv", newline="") as handle:
         assert len(list(csv.DictReader(handle))) == sum(e.type == "step" for e in read_log(log)[0])
 

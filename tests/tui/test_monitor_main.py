@@ -21,7 +21,7 @@ def test_corrupt_log(tmp_path, capsys):
 
 def test_log_that_does_not_start_with_run_started(tmp_path, capsys):
     path = tmp_path / "headless.jsonl"
-    path.write_text('{"type":"step","run":"x","step":1}\n', encoding="utf-8")
+    path.write_text('{"type":"step","run":"x","step":1,"loss":2.5,"grad_norms":{},"total_norm":1.0}\n', encoding="utf-8")
     assert watch(str(path)) == 2
     assert "run_started" in capsys.readouterr().err
 
