@@ -157,6 +157,9 @@ def resolve_resume(path: str, overrides: dict) -> tuple[TrainConfig, dict]:
                               "or start a fresh run without --resume")
     config = replace(saved, **given, run_id="")
     validate(config)
+    if int(payload.get("epoch", 1)) > config.epochs:  # the loop would end before its first step
+        raise ConfigError(f"--resume {path}: the run already finished its {config.epochs} epochs (step "
+                          f"{payload.get('step')}); --epochs with more trains it further")
     check_applicable(config, given)
     ckpt.model_of(payload, config, path)  # the tensors fit the model the config describes
     return replace(config, resume=path), payload

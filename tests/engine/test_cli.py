@@ -180,6 +180,10 @@ def test_a_tui_runs_checkpoint_resumes_headless_without_its_pause_or_speed_cap(t
     result = rnnlab("train", "--preset", "rescue", "--epochs", "50", "--headless", *common)
     assert result.returncode == 0, result.stderr
     last = next(str(path) for path in tmp_path.rglob("last.pt"))
+    before = sorted(tmp_path.rglob("*"))
+    assert_one_line_error(rnnlab("train", "--resume", last, "--headless", *common),  # nothing left to train
+                          "the run already finished its 50 epochs (step 50); --epochs with more trains it further")
+    assert sorted(tmp_path.rglob("*")) == before  # no new run, log or checkpoint
     payload = ckpt.load(last)
     payload["config"].update(pause_on_alarm=True, speed=20.0)  # what the TUI's run holds
     payload["settings"]["speed"] = 20.0
