@@ -26,11 +26,15 @@ from .config import ConfigError
 from .monitor import GradientNorms
 
 
-def check_fork_step(config, fork_at: tuple[int, cmd.Fork] | None) -> None:
+def check_fork_step(config, fork_at: tuple[int, cmd.Fork] | None, resumed_at: int = 0) -> None:
     """``train --fork-at STEP`` refused before anything is written when the run ends at or before STEP
-    (its steps are its epochs times the batches of its training set): such a fork would train nothing."""
+    (its steps are its epochs times the batches of its training set): such a fork would train nothing;
+    and when a resumed run's checkpoint is already past STEP."""
     if fork_at is None:
         return
+    if fork_at[0] < resumed_at:
+        raise ConfigError(f"--fork-at {fork_at[0]}: the checkpoint resumed is at step {resumed_at}, past it; "
+                          f"fork at {resumed_at} or later, or fork the run that made the checkpoint")
     import torch
 
     from .tasks import make_task

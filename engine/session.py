@@ -117,7 +117,7 @@ def run_session(config: TrainConfig, *, events_path: str | None = None, stream: 
         config = replace(config, run_id=new_run_id(config))
     log_path = events_path or log_path_for(config)
     resume = ckpt.load(config.resume) if config.resume else None
-    check_fork_step(config, fork_at)
+    check_fork_step(config, fork_at, int(resume.get("step", 0)) if resume else 0)
     # A new file or none: an existing log (or anything else) is never truncated, and of two runs
     # given the same path the second is refused.
     create_exclusively(log_path)

@@ -121,8 +121,10 @@ def build_train_config(args: argparse.Namespace, interactive: bool):
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    if (args.fork_at is None) != (args.fork is None) or (args.fork_at is not None and args.fork_at < 1):
-        return fail("--fork-at STEP (1 or more) and --fork CHANGE go together, e.g. --fork-at 3 --fork clip=1")
+    if (args.fork_at is None) != (args.fork is None):
+        return fail("--fork-at STEP and --fork CHANGE go together, e.g. --fork-at 3 --fork clip=1")
+    if args.fork_at is not None and args.fork_at < 1:
+        return fail(f"--fork-at {args.fork_at}: the fork comes after a step, 1 or more")
     fork_at = None if args.fork is None else (args.fork_at, args.fork)
     # a fork at a given step trains headless: in the TUI, f forks the run at the step it is at
     interactive = (not args.headless and fork_at is None and args.events != "-" and terminal_can_draw()

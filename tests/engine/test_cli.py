@@ -46,9 +46,9 @@ def assert_one_line_error(result, fragment):
     (["gates", "--checkpoint", "missing.pt"], "missing.pt: no such checkpoint"),
     (["watch", "missing.jsonl"], "missing.jsonl: no such log file"),
     (["frobnicate"], "invalid choice: 'frobnicate'"),
-    (["train", "--fork", "clip=1"], "--fork-at STEP (1 or more) and --fork CHANGE go together"),
-    (["train", "--fork-at", "3"], "--fork-at STEP (1 or more) and --fork CHANGE go together"),
-    (["train", "--fork-at", "0", "--fork", "clip=1"], "--fork-at STEP (1 or more)"),
+    (["train", "--fork", "clip=1"], "--fork-at STEP and --fork CHANGE go together"),
+    (["train", "--fork-at", "3"], "--fork-at STEP and --fork CHANGE go together"),
+    (["train", "--fork-at", "0", "--fork", "clip=1"], "--fork-at 0: the fork comes after a step, 1 or more"),
     (["train", "--fork-at", "three", "--fork", "clip=1"], "invalid int value: 'three'"),
     (["train", "--fork-at", "3", "--fork", "momentum=0.9"], "not 'momentum=0.9'"),
     (["train", "--fork-at", "3", "--fork", "clip=big"], "clip= takes a number, not 'big'"),
@@ -100,6 +100,13 @@ def test_a_fork_at_or_after_the_last_step_is_refused_before_the_run_starts(tmp_p
     assert_one_line_error(result, "--fork-at 5: the run ends at step 5 (1 epoch of 5 steps)")
     assert "(1 to 4)" in result.stderr and result.stdout == ""
     assert not log.exists()  # refused before anything was written
+    assert rnnlab("train", "--preset", "explode", "--epochs", "1", "--headless", "--checkpoint-dir", str(tmp_path),
+                  "--runs-dir", str(tmp_path)).returncode == 0
+    last = str(next(tmp_path.rglob("last.pt")))
+    result = rnnlab("train", "--resume", last, "--epochs", "2", "--headless", "--fork-at", "3", "--fork", "clip=1",
+                    "--checkpoint-dir", str(tmp_path), "--events", str(log))
+    assert_one_line_error(result, "--fork-at 3: the checkpoint resumed is at step 5, past it")
+    assert not log.exists()
 
 
 def test_gates_prints_the_lstm_heatmaps_labelled_by_the_input(lstm_checkpoint):
