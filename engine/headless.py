@@ -122,8 +122,9 @@ class HeadlessPrinter:
         score = f"score: {_fmt(event.accuracy)}" if event.accuracy is not None else f"ppl: {_fmt(event.perplexity)}"
         self._print(f"[Evaluate] dev {score}, dev loss: {_fmt(event.loss)}"
                            + (" (best so far)" if event.is_best else ""))
-        if self.last_flow is not None:
+        if self.last_flow is not None:  # once: the next evaluation has a newer one to tell, or none
             self._print(flow_line(self.last_flow))
+            self.last_flow = None
 
     def on_flow(self, event: ev.Flow) -> None:
         self.last_flow = event

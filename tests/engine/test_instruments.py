@@ -212,3 +212,5 @@ def test_headless_prints_the_flow_and_saturation_with_each_evaluation():
     assert lines[0].startswith("[Evaluate] dev score: 0.1")
     assert lines[1] == "[Flow] step 250: ‖∂L/∂h_1‖/‖∂L/∂h_T‖ 3.1e-05, σ_max(U) 0.93 (1/γ = 1), σ_max(∂h_T/∂h_{T-1}) 0.5"
     assert lines[2] == "[Saturation] step 250 (dev): forget_gate <0.1 12%, >0.9 50%; |h| > 0.99 25%"
+    printer(ev.Eval(step=260, split="dev", accuracy=0.2, loss=1.9))  # no flow measured since step 250
+    assert [line for line in out.getvalue().splitlines() if line.startswith("[Flow]")] == [lines[1]]
