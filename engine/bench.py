@@ -290,17 +290,19 @@ def print_tables(report: dict, console) -> None:
     for rung, change in report["ladder"].items():
         console.print(f"[bold]{rung}[/bold]: {change}")
     cells = Table(title="forward+backward, ms (median)  -  same weights, same inputs")
-    for column in ("cell", "batch", "torch", "scratch", "naive", "scratch/torch", "naive/torch", "max diff"):
+    for column in ("cell", "batch", "torch", "scratch", "naive", "scratch\n/torch", "naive\n/torch", "max\ndiff"):
         cells.add_column(column, justify="left" if column == "cell" else "right")
     for row in report["cells"]:
         cells.add_row(row["cell"], str(row["batch"]), f"{row['torch_ms']:.3f}", f"{row['scratch_ms']:.3f}",
                       f"{row['naive_ms']:.3f}", f"{row['scratch_over_torch']:.2f}", f"{row['naive_over_torch']:.2f}",
                       f"{row['max_abs_difference']:.1e}")
     console.print(cells)
-    monitoring = Table(title="training steps/s relative to the bare loop", caption="µs per step of each loop; "
-                       "monitored: norms, clipping, alarms, events; watching: and every instrument; "
-                       "whole runs: monitored/bare, watching/bare")
-    for column in ("preset", "bare", "monitored", "watching", "mon/bare", "watch/bare", "whole runs"):
+    noisy = " (--quick: a few rounds, so the ratios are rough)" if report["quick"] else ""
+    monitoring = Table(title="the cost of watching: µs per training step, and steps/s relative to the bare loop",
+                       caption="monitored: norms, clipping, alarms, events; watching: and every instrument; "
+                       f"whole runs: monitored/bare, watching/bare{noisy}")
+    for column in ("preset", "bare\nµs", "monitored\nµs", "watching\nµs", "mon\n/bare", "watch\n/bare",
+                   "whole\nruns"):
         monitoring.add_column(column, justify="left" if column == "preset" else "right")
     for name, row in report["monitoring"].items():
         steps, runs = row["interleaved"], row["whole_runs"]
