@@ -22,14 +22,27 @@ def train_live(config: dict, events_path: str | None = None) -> int:
         return 2
     code, app = _run(source)
     source.terminate()  # a no-op after a clean stop; otherwise the child must not outlive the app
-    finished = app.state.finished
-    if finished is not None and finished.reason == "stopped" and finished.checkpoint:
-        print(f"stopped at step {finished.step}; last checkpoint {finished.checkpoint}\n"
-              f"resume with: rnnlab-tui train --resume {finished.checkpoint}")
+    for line in told_at_exit(app.runs.states):
+        print(visible(line))
     if app.failure:
         print(f"rnnlab-tui: {visible(app.failure)}", file=sys.stderr)
         return 2 if source.exit_code == 2 else 1
     return code
+
+
+def told_at_exit(states) -> list[str]:
+    """What is printed once the app has closed: how each run ended (a fork has two) and its last
+    checkpoint; for a stopped one, the command that resumes it."""
+    lines = []
+    for finished in (state.finished for state in states):
+        if finished is None or not finished.checkpoint:
+            continue
+        if finished.reason == "stopped":
+            lines += [f"stopped at step {finished.step}; last checkpoint {finished.checkpoint}",
+                      f"resume with: rnnlab-tui train --resume {finished.checkpoint}"]
+        elif finished.reason == "finished":
+            lines.append(f"finished at step {finished.step}; last checkpoint {finished.checkpoint}")
+    return lines
 
 
 def train_source(config: dict, events_path: str | None = None) -> ChildProcessSource:

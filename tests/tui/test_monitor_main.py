@@ -40,3 +40,21 @@ def test_log_whose_run_started_has_a_config_of_the_wrong_type(tmp_path, capsys, 
     assert watch(str(path)) == 2
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and "config is not dict" in error
+
+
+def test_after_a_fork_both_branches_are_told_with_their_checkpoints():
+    from engine.events import RunFinished
+    from tui.state import RunState
+    from tui.main import told_at_exit
+
+    first, second, cut = RunState(), RunState(), RunState()
+    first.ingest([RunFinished(run="a", step=40, reason="stopped", checkpoint="checkpoints/a/last.pt")])
+    second.ingest([RunFinished(run="a-b", step=40, reason="stopped", checkpoint="checkpoints/a-b/last.pt")])
+    assert told_at_exit([first, second, cut]) == [
+        "stopped at step 40; last checkpoint checkpoints/a/last.pt",
+        "resume with: rnnlab-tui train --resume checkpoints/a/last.pt",
+        "stopped at step 40; last checkpoint checkpoints/a-b/last.pt",
+        "resume with: rnnlab-tui train --resume checkpoints/a-b/last.pt"]
+    done = RunState()
+    done.ingest([RunFinished(run="c", step=250, reason="finished", checkpoint="checkpoints/c/last.pt")])
+    assert told_at_exit([done]) == ["finished at step 250; last checkpoint checkpoints/c/last.pt"]
