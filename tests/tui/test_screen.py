@@ -502,3 +502,19 @@ def test_the_accuracy_chart_is_labelled_0_to_1(tmp_path):
             assert labels == ["1", "0.5", "0"], labels
 
     asyncio.run(run())
+
+
+def test_a_paused_replay_says_so_at_80_columns(tmp_path):
+    path = str(tmp_path / "a-log-with-a-long-name-that-a-narrow-terminal-cuts.jsonl")
+    write_log(path, synthetic_events(2000))
+
+    async def run():
+        app = build_app(LogFileSource(path))
+        async with app.run_test(size=(80, 24)) as pilot:
+            await _until(pilot, lambda: app.ended is not None)
+            await pilot.press("home")  # the cursor at step 1, the playback paused
+            await _until(pilot, lambda: " · running · ⏸ paused · re" in _lines(app).splitlines()[1])
+            await pilot.press("p")
+            await _until(pilot, lambda: " · running · ▶ 10 steps/s " in _lines(app).splitlines()[1])
+
+    asyncio.run(run())

@@ -108,5 +108,6 @@ def source_label(source, playback, ended: bool = False) -> str:
         return "stream ended"
     if source.kind != "replay":
         return visible(source.description) + ("" if playback.index is None else " · history (end follows)")
-    mark = "▶" if playback.playing else "⏸"
-    return f"{visible(source.description)} {mark} {playback.speed:g} steps/s"
+    # the playback first: a narrow terminal cuts the log's name, not whether it plays
+    playing = f"▶ {playback.speed:g} steps/s" if playback.playing else "⏸ paused"
+    return f"{playing} · {visible(source.description)}"
