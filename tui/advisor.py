@@ -35,7 +35,7 @@ GROWTH = ("explosion", "non_finite")  # troubles whose run-up is dropped from th
 class Advice(NamedTuple):
     average: float  # average pre-clip total norm over the healthy steps (nan before any)
     healthy: int  # how many healthy steps it averages
-    loss_rise: float  # the loss at the last of them over the loss at the first (> 1: it rose)
+    loss_rise: float  # the mean loss of their later half over the earlier half's (> 1: it rose)
     clipped_share: float  # share of the last SHARE_WINDOW steps that clipping scaled down
     steps: int  # how many steps that share is of
 
@@ -109,7 +109,10 @@ class ClipAdvisor:
         count = len(recent)
         self.averages.append(sum(total for _, total, _ in recent) / count if count else math.nan)
         self.counts.append(count)
-        first, last = (recent[0][2], recent[-1][2]) if count else (1.0, 1.0)
+        # the mean of each half: one batch's loss alone can be several times the next one's
+        losses = [loss for _, _, loss in recent] or [1.0]
+        half = max(1, len(losses) // 2)
+        first, last = sum(losses[:half]) / half, sum(losses[-half:]) / half
         self.rises.append(last / first if first > 0 and math.isfinite(last) else math.nan)
         self.clipped_so_far.append(self._clipped)
 

@@ -316,6 +316,17 @@ def test_advisor_leaves_out_an_explosions_run_up_and_calls_a_few_steps_no_stable
     assert few.at(5).healthy == 6 < MIN_STABLE and not few.at(5).stable
 
 
+def test_a_noisy_small_loss_is_a_stable_phase_and_a_loss_that_climbs_is_not():
+    from tui.advisor import ClipAdvisor
+
+    noisy, climbing = ClipAdvisor(history=100), ClipAdvisor(history=100)
+    for step in range(1, 51):  # memory's late phase: batch losses between 1e-4 and 7e-4
+        noisy.observe_step(step, 0.05, (7e-4, 1e-4, 3e-4)[step % 3] if step < 50 else 7e-4, 1.0, False)
+        climbing.observe_step(step, 20.0, 800.0 * 1.05 ** step, 1.0, False)
+    assert noisy.at(49).stable  # the last batch's 7e-4 over the first's 1e-4 (x7) is noise
+    assert climbing.at(49).loss_rise > 2 and not climbing.at(49).stable
+
+
 def test_advisor_shows_pre_and_post_clip_and_the_norm_type(tmp_path):
     events = _with_clip(list(synthetic_events(30, cell="lstm")), 4, 5.0, norm_type="1")  # norms ~1e6 at steps 3-5
     path = str(tmp_path / "memory.jsonl")
