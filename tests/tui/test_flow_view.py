@@ -102,3 +102,18 @@ def test_a_long_replay_shows_the_gates_of_a_step_at_or_before_the_cursor():
     for step in (10, 500, 1003, 2000):
         shown = state.view(step - 1).gates.step  # series position step - 1 is that step
         assert step - 40 <= shown <= step  # the nearest kept snapshot before it, never one from later
+
+
+def test_a_long_sequence_is_drawn_in_the_lines_there_are_first_and_last_step_included():
+    from tui.widgets.flow_view import time_steps
+
+    assert time_steps(20, 10) == list(range(20))  # it fits: every time step
+    drawn = time_steps(35, 9)  # a language model's window at 80x24
+    assert len(drawn) == 18 and drawn[0] == 0 and drawn[-1] == 34 and drawn == sorted(set(drawn))
+
+
+def test_the_colour_scale_says_its_ends_apart_when_they_share_a_decade():
+    from tui.widgets.flow_view import legend
+
+    assert legend(-2.3, -2.05, 80).plain.split()[:3] == ["0.005", "████████████", "0.0089"]
+    assert legend(-17.0, 2.0, 80).plain.split()[:3] == ["1e-17", "████████████", "1e2"]

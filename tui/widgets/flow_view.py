@@ -10,6 +10,7 @@ with its series over the whole run (red above the bound), and σ_max of the step
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 
 from rich.style import Style
@@ -66,26 +67,39 @@ def log_bounds(columns: list[list[float]]) -> tuple[float, float]:
     return (min(logs), max(logs)) if logs else (0.0, 0.0)
 
 
-def heatmap(columns: list[list[float]], steps: int) -> list[Text]:
-    """Lines of half blocks: line k holds time steps 2k+1 (upper half) and 2k+2 (lower half)."""
+def time_steps(steps: int, lines: int) -> list[int]:
+    """The time steps (0-based) drawn in ``lines`` lines of two: all when they fit, else evenly spaced
+    ones, the first and the last among them (a language model's 35 steps in a short terminal)."""
+    if steps <= 2 * lines:
+        return list(range(steps))
+    count = 2 * max(1, lines)
+    return sorted({round(i * (steps - 1) / (count - 1)) for i in range(count)})
+
+
+def heatmap(columns: list[list[float]], rows: list[int]) -> list[Text]:
+    """Lines of half blocks: each line holds two of the time steps ``rows``, labelled by the upper."""
     low, high = log_bounds(columns)
     span = high - low
     lines = []
-    for row in range(0, steps, 2):
-        line = Text(f"t{row + 1}".ljust(LABEL_WIDTH), "dim")
+    for upper_row, lower_row in itertools.zip_longest(rows[::2], rows[1::2]):
+        line = Text(f"t{upper_row + 1}".ljust(LABEL_WIDTH), "dim")
         for column in columns:
-            upper = _colour_of(_level(column[row], low, span)) if row < len(column) else None
-            lower = _colour_of(_level(column[row + 1], low, span)) if row + 1 < len(column) else None
+            upper = _colour_of(_level(column[upper_row], low, span)) if upper_row < len(column) else None
+            lower = (_colour_of(_level(column[lower_row], low, span))
+                     if lower_row is not None and lower_row < len(column) else None)
             line.append("▀", Style(color=upper, bgcolor=lower))
         lines.append(line)
     return lines
 
 
 def legend(low: float, high: float, width: int) -> Text:
-    text = Text(" " * LABEL_WIDTH + f"1e{low:.0f} ", "dim")
+    """The colour scale between the smallest and the largest norm drawn (two decimals of a decade
+    when they share one: 1e-2 ... 1e-2 says nothing)."""
+    ends = (f"1e{low:.0f}", f"1e{high:.0f}") if round(high) > round(low) else (f"{10 ** low:.2g}", f"{10 ** high:.2g}")
+    text = Text(" " * LABEL_WIDTH + f"{ends[0]} ", "dim")
     for level in range(0, LEVELS, max(1, LEVELS // 12)):
         text.append("█", Style(color=_colour(level)))
-    text.append(f" 1e{high:.0f}  log ‖∂L/∂h_t‖ · black 0 · magenta NaN"[: max(0, width - len(text))], "dim")
+    text.append(f" {ends[1]}  log ‖∂L/∂h_t‖ · black 0 · magenta NaN"[: max(0, width - len(text))], "dim")
     return text
 
 
@@ -108,9 +122,17 @@ class FlowView(Widget):
         flows = self._view.flows
         if not flows:
             return 2
-        latest = flows[-1]
-        gauge = 1 if self._narrow else len(latest.sigma_max) + 1
-        return 2 + (len(latest.grad_h_norms) + 1) // 2 + 1 + gauge
+        return self._fixed_lines() + (len(self._rows(max(len(flow.grad_h_norms) for flow in flows))) + 1) // 2
+
+    def _fixed_lines(self) -> int:
+        """The headline, the axis, the legend and the gauge: all but the heatmap."""
+        gauge = 1 if self._narrow else len(self._view.flows[-1].sigma_max) + 1
+        return 3 + gauge
+
+    def _rows(self, steps: int) -> list[int]:
+        """The time steps the heatmap draws: what leaves the legend and the gauge in view."""
+        room = self.parent.size.height if isinstance(self.parent, Widget) and self.parent.size.height else 0
+        return time_steps(steps, room - self._fixed_lines() if room else steps)
 
     def get_content_height(self, container, viewport, width: int) -> int:
         return self._lines_needed()
@@ -125,10 +147,12 @@ class FlowView(Widget):
         shown = view.flows[-max(1, width - LABEL_WIDTH):]
         columns = [flow.grad_h_norms for flow in shown]
         steps = max(len(column) for column in columns)
+        rows = self._rows(steps)
         lines = [self._headline(latest, view, self._narrow)]
         first_step, last_step = shown[0].step, shown[-1].step
-        lines.append(Text(f"{'t':<{LABEL_WIDTH}}training steps {first_step}–{last_step} →"[:width], "dim"))
-        lines += heatmap(columns, steps)
+        some = "" if len(rows) == steps else f" ({len(rows)} of its {steps} time steps)"
+        lines.append(Text(f"{'t':<{LABEL_WIDTH}}training steps {first_step}–{last_step} →{some}"[:width], "dim"))
+        lines += heatmap(columns, rows)
         lines.append(legend(*log_bounds(columns), width))
         lines += self._gauge(latest, view, width)
         for line in lines:
