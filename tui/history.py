@@ -8,6 +8,7 @@ are taken from the run's per-step series in chunks, once per frame, at C speed (
 
 from __future__ import annotations
 
+import bisect
 import math
 from typing import Iterable, NamedTuple
 
@@ -118,3 +119,14 @@ class Thinned(list):
                 del self[1::2]
                 self.every *= 2
         self.offered += 1
+
+
+def scores_per_column(evaluations: list[tuple[int, float]], firsts: list[int], last: int) -> list[float | None]:
+    """For each column of a whole run (its first step in ``firsts``, the last column ending at step
+    ``last``) the score of the last evaluation by its end: the dev row lined up with the rows of steps
+    above it (None before the first evaluation; nothing at all when there is none)."""
+    if not evaluations:
+        return []
+    steps = [step for step, _ in evaluations]
+    ends = firsts[1:] + [last + 1]
+    return [evaluations[k - 1][1] if (k := bisect.bisect_left(steps, end)) else None for end in ends]

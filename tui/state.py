@@ -21,7 +21,7 @@ from engine.events import (Alarm, Checkpoint, Eval, Event, Flow, Gates, Generati
 from engine.text import visible, visible_fields
 from tui.advisor import Advice, ClipAdvisor
 from tui.checks import well_typed
-from tui.history import Bucket, MinMaxHistory, Thinned
+from tui.history import Bucket, MinMaxHistory, Thinned, scores_per_column
 from tui.instruments import GaugeReading, InstrumentHistory
 
 FINAL_STATES = ("finished", "stopped", "failed")
@@ -70,7 +70,7 @@ class RunView:
     total_norm: list[float] = field(default_factory=list)
     first_steps: list[int] = field(default_factory=list)  # the step of each point (bucket) drawn
     marks: list[tuple[int, Mark]] = field(default_factory=list)  # (point, mark) within the series drawn
-    scores: list[float] = field(default_factory=list)  # dev accuracy or perplexity, in order
+    scores: list[float | None] = field(default_factory=list)  # dev scores: the last ones, or one per whole-run column
     best: float | None = None
     alarms: list[Alarm] = field(default_factory=list)  # every alarm so far, in arrival order
     pre_clip: float = math.nan  # the step's total norm before clipping
@@ -111,8 +111,7 @@ class RunState:
         self.finished: RunFinished | None = None
         self.weights = ""  # after the run: which weights answer the console (final | best)
         self.checkpoint: Checkpoint | None = None
-        self.events_seen = 0
-        self.bad_events = 0
+        self.events_seen, self.bad_events = 0, 0  # every event taken in; those skipped as malformed
         self.source_end = ""  # "failed" when the engine died, "cut off" when a stream ended, before the run did
 
     # --- ingestion (main thread) -------------------------------------------
@@ -286,7 +285,8 @@ class RunState:
         else:
             self._window_series(view, index + 1, width)
         evals = [item for _, item in (self.evals if live else _until(self.evals, index))]
-        view.scores = [score_of(item) for item in evals[-width:]]
+        view.scores = (scores_per_column([(item.step, score_of(item)) for item in evals], view.first_steps, view.step)
+                       if whole else [score_of(item) for item in evals[-width:]])
         view.best = evals[-1].best if evals else None
         view.alarms = [alarm for _, alarm in (self.alarms if live else _until(self.alarms, index))]
         if live:

@@ -184,6 +184,10 @@ def test_whole_run_keeps_the_spike_the_window_has_lost(tmp_path):
             assert max(whole.grad_norms["W"]) > 1e5  # steps 3-5 survive the compression
             assert len(whole.loss) <= app.monitor.sparklines.bars_width()
             assert whole.first_steps[0] == 1
+            # the dev row spans the run too, a column each: from the first evaluations' 0.1 to the last
+            assert len(whole.scores) == len(whole.first_steps)
+            scored = [score for score in whole.scores if score is not None]  # none before the first, at step 50
+            assert scored[0] < 0.2 and scored[-1] == app.runs.front.evals[-1][1].accuracy
             screen = _lines(app)
             assert re.search(r"‖∇W‖ +█▁+ +1e-[67]\.\.1e[67] ", screen)  # the spike, then the decades it spans
             assert "whole run 1–2000" in screen
