@@ -6,7 +6,7 @@ import os
 import sys
 
 from engine.commands import Fork, SetClip
-from engine.events import Eval, RunStarted, Settings, Status
+from engine.events import Eval, Prediction, RunStarted, Settings, Status
 from engine.logs import read_log
 from tui.app import build_app
 from tui.sources import ChildProcessSource
@@ -77,6 +77,9 @@ def test_f_sends_the_fork_and_both_branches_are_overlaid_as_they_arrive():
             # the two branches share the console: each line says whose it is
             source.push([Eval(run="synthetic-b", step=40, split="test", accuracy=0.5)])
             await _until(pilot, lambda: "B: step 40: test score 0.5" in _console(app))
+            source.push([Prediction(run="synthetic", step=40, tokens=["6", "7"], predicted=13, target=13,
+                                    top=[[13, 0.9]])])  # an answer to the console: the branch that gave it
+            await _until(pilot, lambda: "A: 6 7 → 13" in _console(app))
 
     asyncio.run(run())
 

@@ -114,13 +114,13 @@ class Console(Vertical):
     def show_event(self, event: Event, who: str = "") -> None:
         """An engine answer or a milestone, as one line (a generation streams into its own block);
         ``who``: the letter of its run when several share the console (a fork's branches)."""
+        lead = f"{who}: " if who else ""
         if isinstance(event, Prediction):
-            self.say(prediction_text(event, self._weights))
+            self.say(Text(lead) + prediction_text(event, self._weights))
             return
         if isinstance(event, Generation):
-            self.stream(event)
+            self.stream(event, lead)
             return
-        lead = f"{who}: " if who else ""
         if isinstance(event, Notice):
             self._unknown_noted = event.message.startswith(UNKNOWN_NOTICE)
             self.say(f"{lead}engine: {event.message}", {"error": "red", "warning": "yellow"}.get(event.level, ""))
@@ -161,14 +161,15 @@ class Console(Vertical):
         self.say(message, style)
         self._own.append(self.lines[-1])
 
-    def stream(self, generation: Generation) -> None:
-        """The prefix, then each chunk of new characters, with real line breaks; done ends the block."""
+    def stream(self, generation: Generation, lead: str = "") -> None:
+        """The prefix (after ``lead``, the run's letter in a fork), then each chunk of new characters,
+        with real line breaks; done ends the block."""
         if self._generation is None or generation.request_id != self._request:
             if generation.unknown and not self._unknown_noted:
                 shown = " ".join(repr(char) for char in generation.unknown)
                 self.say(f"{UNKNOWN_NOTICE}, read as unknown: {shown}", "yellow")
             self._unknown_noted = False
-            self._generation = GenerationBlock()
+            self._generation = GenerationBlock(lead)
             self._generation.append_text(weights_tag(self._weights))
             self._generation.append(generation.prefix, "dim")
             self._request = generation.request_id
