@@ -533,3 +533,18 @@ def test_a_paused_replay_says_so_at_80_columns(tmp_path):
             await _until(pilot, lambda: " · running · ▶ 10 steps/s " in _lines(app).splitlines()[1])
 
     asyncio.run(run())
+
+
+def test_with_clipping_off_the_header_shows_the_max_norm_that_c_would_switch_on():
+    async def run():
+        source = FakeLiveSource(list(synthetic_events(20, finish=False)))  # clipping off, max_norm 20
+        app = build_app(source)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await _until(pilot, lambda: "clip OFF (c: max_norm=20)" in _lines(app).splitlines()[0])
+            await pilot.press("left_square_bracket")
+            await _until(pilot, lambda: source.sent and type(source.sent[-1]) is SetClip)
+            assert source.sent[-1].max_norm == 10 and not source.sent[-1].on
+            source.push([Settings(run="synthetic", step=20, clip_on=False, clip_max_norm=10.0, cause="command")])
+            await _until(pilot, lambda: "clip OFF (c: max_norm=10)" in _lines(app).splitlines()[0])
+
+    asyncio.run(run())

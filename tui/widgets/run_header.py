@@ -49,6 +49,8 @@ def header_text(view: RunView, source: str, note: str = "") -> Text:
         line.append(f"ON max_norm={short(max_norm)} {norm_name(norm_type)}", "bold green")
     else:
         line.append("OFF", "bold red")
+        if max_norm:  # what c switches on, which [ and ] change meanwhile
+            line.append(f" (c: max_norm={short(max_norm)})", "dim")
     line.append("\n")
     total = view.total_steps
     line.append(f" step {view.step}" + (f"/{total}" if total else ""))
