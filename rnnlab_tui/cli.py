@@ -180,7 +180,8 @@ def cmd_watch(args: argparse.Namespace) -> int:
             return fail(f"{log}: a folder, not a log file")
         path = log if log == "-" else existing_log(log)
         if path is None:
-            return fail(f"{log}: no such log file")
+            return fail(f"{log}: " + ("not a file (a device or a pipe): a log is a .jsonl or .jsonl.gz file"
+                                      if os.path.exists(log) else "no such log file"))
         paths.append(path)
     if not terminal_can_draw():
         return fail("watch draws the monitor on a terminal, and this is not one (or TERM is dumb); "

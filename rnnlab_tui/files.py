@@ -39,7 +39,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     # RUN: a log file, its plain name once it has been gzipped, or a run id under the runs folder
     path = existing_log(args.run) or existing_log(os.path.join(home_dirs()["runs_dir"], args.run + ".jsonl"))
     if path is None:
-        return fail(f"{args.run}: no such log file or run")
+        return fail(f"{args.run}: " + ("not a file (a device or a pipe): a log is a .jsonl or .jsonl.gz file"
+                                       if os.path.exists(args.run) else "no such log file or run"))
     from engine.export import ExportError, export
 
     try:

@@ -45,6 +45,7 @@ def assert_one_line_error(result, fragment):
     (["train", "--resume", "missing.pt", "--headless"], "missing.pt: no such checkpoint"),
     (["gates", "--checkpoint", "missing.pt"], "missing.pt: no such checkpoint"),
     (["watch", "missing.jsonl"], "missing.jsonl: no such log file"),
+    (["watch", "/dev/null"], "/dev/null: not a file (a device or a pipe)"),
     (["frobnicate"], "invalid choice: 'frobnicate'"),
     (["train", "--fork", "clip=1"], "--fork-at STEP and --fork CHANGE go together"),
     (["train", "--fork-at", "3"], "--fork-at STEP and --fork CHANGE go together"),

@@ -213,6 +213,7 @@ def test_a_log_whose_first_line_is_unusable_is_refused_as_watch_refuses_it(first
 @pytest.mark.parametrize("args, fragment", [
     (["export", "nope"], "needs --tensorboard DIR or --csv FILE"),
     (["export", "nope", "--csv", "x.csv"], "nope: no such log file or run"),
+    (["export", "/dev/null", "--csv", "x.csv"], "/dev/null: not a file (a device or a pipe)"),
 ])
 def test_bad_export_input_is_one_line(args, fragment, capsys):
     assert main(args) == 2
