@@ -108,8 +108,10 @@ def main(args) -> int:
     except ConfigError as error:
         print(f"rnnlab-tui: {visible(error)}", file=sys.stderr)
         return 2
-    # SIGTERM (a scheduler, timeout) stops the sweep as Ctrl-C does: runs stopped, results written, 130
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    # Ctrl-C and SIGTERM (a scheduler, timeout) stop the sweep: runs stopped, results written, 130;
+    # also when started where SIGINT is ignored (a script's background job), as `train` is
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.default_int_handler)
     report = _run_live(sweep)
     _print_results(sweep, report)
     failed = [r for r in report["runs"] if r["state"] == "failed"]

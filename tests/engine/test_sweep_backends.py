@@ -125,8 +125,11 @@ def last_event(runs, suffix):
                                            ("local", signal.SIGTERM)])  # SIGTERM: a scheduler, timeout
 def test_ctrl_c_or_sigterm_stops_every_run_and_keeps_what_finished(cluster, tmp_path, backend, stop):
     grid = ["epochs=1,2000"] + (["--backend", "ray", "--address", cluster] if backend == "ray" else ["--workers", "2"])
+    # the local sweep starts with SIGINT ignored, as a script's background job does: a SIGINT still stops it
+    ignored = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if backend == "local" else None
     sweep = subprocess.Popen(CLI + ["sweep", "--preset", "explode", "--grid"] + grid, cwd=tmp_path, text=True,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "PYTHONPATH": ROOT})
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "PYTHONPATH": ROOT},
+                             preexec_fn=ignored)
     runs = tmp_path / "runs"
     try:
         wait_for(lambda: (last_event(runs, "epochs1") or {}).get("type") == "run_finished", "the short run")
