@@ -13,7 +13,7 @@ import math
 from typing import Iterable, NamedTuple
 
 from engine.events import Event, RunStarted
-from tui.history import _summary
+from tui.history import _summary, scores_per_column
 from tui.state import FINAL_STATES, RunSettings, RunState, _window, score_of
 
 # one per run, in order: (letter, 256-colour code); the first is the single run's green
@@ -147,9 +147,10 @@ class RunSet:
 
     # --- drawing the runs behind the front ---------------------------------------
 
-    def overlays(self, first_steps: list[int], last_step: int, index: int | None) -> list[Overlay]:
+    def overlays(self, first_steps: list[int], last_step: int, index: int | None, whole: bool = False) -> list[Overlay]:
         """Every run but the front over the front's columns (which start at ``first_steps``, the last
-        ending at ``last_step``), at the cursor ``index``."""
+        ending at ``last_step``), at the cursor ``index``; its dev scores the last ones, or with ``whole``
+        one per column as the front's."""
         drawn = []
         for number, state in enumerate(self.states):
             if number == self.front_number or state.started is None:
@@ -157,6 +158,11 @@ class RunSet:
             position = self.position(state, index)
             end = state.last_index if position is None else position
             scores = [score_of(item) for at, item in state.evals if at <= end]
+            if whole:  # lined up with the front's columns, blank past the run's own last step
+                steps = [item.step for at, item in state.evals if at <= end]
+                columns = scores_per_column(list(zip(steps, scores)), first_steps, last_step)
+                own_last = state.steps[end] if end >= 0 else 0
+                scores = [score if first <= own_last else None for first, score in zip(first_steps, columns)]
             drawn.append(Overlay(run_letter(number), run_colour(number),
                                  self._columns(state, state.loss, first_steps, last_step, end),
                                  state.loss[end] if end >= 0 else None,

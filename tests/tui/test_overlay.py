@@ -65,6 +65,12 @@ def test_two_logs_of_different_lengths_are_overlaid_and_scrubbed_together(tmp_pa
             assert [value for value in behind.loss if value is not None][-1] > last_b  # its bucket's largest
             loss_b = next(line for line in _sparklines(app).splitlines() if line.startswith("loss B"))
             assert loss_b.split()[-1] == short(last_b)
+            # B's dev row lined up with the columns too: from its first evaluations to its last, then blank
+            front = app.monitor.sparklines._view
+            assert len(behind.scores) == len(front.first_steps)
+            scored = [score for score in behind.scores if score is not None]
+            assert scored[0] < scored[-1] == app.runs.states[1].evals[-1][1].accuracy
+            assert behind.scores[-1] is None  # run B ended at step 80, the front at 120
             await pilot.press("w", "home", *["right"] * 9)
             await _until(pilot, lambda: "step 10/120" in _header(app))
             await pilot.press("o")  # B to the front: drawn in full, the cursor stays at step 10

@@ -175,7 +175,7 @@ class Sparklines(Widget):
         for overlay in overlays:
             lines.append(row(f"{label} {overlay.letter}", spark(overlay.scores, width, low=low, high=high,
                                                                  colour=_style(overlay)),
-                             short(overlay.scores[-1]) if overlay.scores else "no eval yet"))
+                             short(_last(overlay.scores)) if overlay.scores else "no eval yet"))
         norms = sorted(view.grad_norms.items(), key=lambda item: not is_recurrent(item[0]))  # stable
         height = self.size.height or len(norms) + 4 + 3 * len(overlays)
         room = max(1, height - 4 - 3 * len(overlays))
