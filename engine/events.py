@@ -167,9 +167,11 @@ class Step(Event):
     steps_per_s: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
-        return {**super().to_dict(), "loss": single_precision(self.loss),
-                "grad_norms": {name: single_precision(value) for name, value in self.grad_norms.items()},
-                "total_norm": single_precision(self.total_norm)}
+        payload = super().to_dict()  # written for every step: the one dict, its floats replaced
+        payload["loss"] = single_precision(self.loss)
+        payload["grad_norms"] = {name: single_precision(value) for name, value in self.grad_norms.items()}
+        payload["total_norm"] = single_precision(self.total_norm)
+        return payload
 
 
 @event("settings")
