@@ -25,6 +25,13 @@ def _lines(app) -> str:
     return "\n".join("".join(segment.text for segment in strip) for strip in strips[:height])
 
 
+def _replay(tmp_path, events, name: str = "run.jsonl"):
+    """The monitor replaying a log of ``events`` written to ``tmp_path / name``."""
+    path = str(tmp_path / name)
+    write_log(path, events)
+    return build_app(LogFileSource(path))
+
+
 def _drawn_step(app) -> int | None:
     """The step on the terminal: the sparklines' and the header's (None while they differ)."""
     step = app.monitor.sparklines._view.step
@@ -54,11 +61,8 @@ def _pausing(events):
                                         ("lstm", ("‖∇U_i‖", "‖∇U_f‖", "‖∇U_o‖", "‖∇U_c‖"))])
 @pytest.mark.parametrize("size", [(80, 24), (80, 23), (120, 40)])
 def test_the_essentials_fit_every_common_size(size, cell, rows, tmp_path):
-    path = str(tmp_path / "run.jsonl")
-    write_log(path, synthetic_events(120, cell=cell))
-
     async def run():
-        app = build_app(LogFileSource(path))
+        app = _replay(tmp_path, synthetic_events(120, cell=cell))
         async with app.run_test(size=size) as pilot:
             await _until(pilot, lambda: app.ended is not None)
             await pilot.press("end")
@@ -98,11 +102,8 @@ def test_in_the_console_the_footer_says_how_to_leave_it():
 
 
 def test_at_80_columns_a_replays_footer_ends_at_a_whole_key(tmp_path):
-    path = str(tmp_path / "run.jsonl")
-    write_log(path, synthetic_events(30))
-
     async def run():
-        app = build_app(LogFileSource(path))
+        app = _replay(tmp_path, synthetic_events(30))
         async with app.run_test(size=(80, 24)) as pilot:
             await _until(pilot, lambda: app.ended is not None)
             await _until(pilot, lambda: _lines(app).splitlines()[-1].startswith("? help q quit"))
@@ -167,11 +168,8 @@ def test_help_scrolls_at_80x24():
 
 
 def test_whole_run_keeps_the_spike_the_window_has_lost(tmp_path):
-    path = str(tmp_path / "long.jsonl")
-    write_log(path, synthetic_events(2000, cell="srn", steps_per_epoch=50))
-
     async def run():
-        app = build_app(LogFileSource(path))
+        app = _replay(tmp_path, synthetic_events(2000, cell="srn", steps_per_epoch=50), "long.jsonl")
         async with app.run_test(size=(120, 40)) as pilot:
             await _until(pilot, lambda: app.ended is not None)
             await pilot.press("end")
@@ -220,11 +218,9 @@ def test_marks_sit_at_their_step_in_a_replay(tmp_path):
     events = _with_clip(list(synthetic_events(40, cell="srn")), 20, 20.0)
     events.insert(next(i for i, e in enumerate(events) if isinstance(e, Step) and e.step == 30) + 1,
                   Status(step=30, state="paused"))
-    path = str(tmp_path / "marks.jsonl")
-    write_log(path, events)
 
     async def run():
-        app = build_app(LogFileSource(path))
+        app = _replay(tmp_path, events, "marks.jsonl")
         async with app.run_test(size=(120, 40)) as pilot:
             await _until(pilot, lambda: app.ended is not None)
             await pilot.press("end")
@@ -333,11 +329,9 @@ def test_a_noisy_small_loss_is_a_stable_phase_and_a_loss_that_climbs_is_not():
 
 def test_advisor_shows_pre_and_post_clip_and_the_norm_type(tmp_path):
     events = _with_clip(list(synthetic_events(30, cell="lstm")), 4, 5.0, norm_type="1")  # norms ~1e6 at steps 3-5
-    path = str(tmp_path / "memory.jsonl")
-    write_log(path, events)
 
     async def run():
-        app = build_app(LogFileSource(path))
+        app = _replay(tmp_path, events, "memory.jsonl")
         async with app.run_test(size=(120, 40)) as pilot:
             await _until(pilot, lambda: app.ended is not None)
             await pilot.press("home", "right", "right", "right", "right")  # step 5
@@ -407,11 +401,8 @@ def test_clipping_switched_on_at_a_pause_is_said_to_start_with_the_next_step():
 
 
 def test_replay_console_shows_only_what_had_happened(tmp_path):
-    path = str(tmp_path / "evals.jsonl")
-    write_log(path, synthetic_events(30, cell="srn"))
-
     async def run():
-        app = build_app(LogFileSource(path))
+        app = _replay(tmp_path, synthetic_events(30, cell="srn"), "evals.jsonl")
         async with app.run_test(size=(120, 40)) as pilot:
             await _until(pilot, lambda: app.ended is not None)
             await pilot.press("end")
@@ -502,11 +493,8 @@ def test_no_two_series_of_the_norm_chart_share_a_colour(tmp_path):
 
 
 def test_the_accuracy_chart_is_labelled_0_to_1(tmp_path):
-    path = str(tmp_path / "run.jsonl")
-    write_log(path, synthetic_events(300))  # dev accuracy from 0.07 to 0.95
-
     async def run():
-        app = build_app(LogFileSource(path))
+        app = _replay(tmp_path, synthetic_events(300))  # dev accuracy from 0.07 to 0.95
         async with app.run_test(size=(80, 24)) as pilot:
             await _until(pilot, lambda: app.ended is not None)
             await pilot.press("end", "v")
@@ -520,11 +508,8 @@ def test_the_accuracy_chart_is_labelled_0_to_1(tmp_path):
 
 
 def test_a_paused_replay_says_so_at_80_columns(tmp_path):
-    path = str(tmp_path / "a-log-with-a-long-name-that-a-narrow-terminal-cuts.jsonl")
-    write_log(path, synthetic_events(2000))
-
     async def run():
-        app = build_app(LogFileSource(path))
+        app = _replay(tmp_path, synthetic_events(2000), "a-long-log-name-that-a-narrow-terminal-cuts.jsonl")
         async with app.run_test(size=(80, 24)) as pilot:
             await _until(pilot, lambda: app.ended is not None)
             await pilot.press("home")  # the cursor at step 1, the playback paused
