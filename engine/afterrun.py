@@ -67,6 +67,7 @@ class _Weights:
             return
         if which == "final":
             runner.model.load_textbook_parameters(self.final)
+            runner.weights_step = None
             self.announce()
         else:
             if not os.path.isfile(runner.best_path):
@@ -78,6 +79,7 @@ class _Weights:
                 runner.notice(str(error), "error")
                 return
             runner.model.load_textbook_parameters(payload["parameters"])
+            runner.weights_step = int(payload.get("step", 0))
             runner.emit(ev.Weights, which="best", checkpoint=runner.best_path,
-                        trained_steps=int(payload.get("step", 0)), score=payload.get("best"))
+                        trained_steps=runner.weights_step, score=payload.get("best"))
         runner._emit_gates()  # the heatmaps of the input shown, drawn with these weights

@@ -54,6 +54,7 @@ class Runner:
         self.steps_left = -1  # after a `step n` command: steps to run before pausing again
         self.stop_requested = False
         self.gates_input = ""  # the heatmaps' input: "" = the probe, else the console's last
+        self.weights_step: int | None = None  # after the run: the step of the best checkpoint's weights, when chosen
         self.branch = None  # after a fork: the second branch, stepped after each step (engine/fork.py)
         # progress: (epoch, next_batch) always names the next batch to run, which a checkpoint resumes
         self.step, self.epoch, self.next_batch = 0, 1, 0
@@ -77,7 +78,8 @@ class Runner:
     # --- events ---------------------------------------------------------
 
     def emit(self, cls, **fields) -> None:
-        self.emit_event(cls(run=self.run_id, step=self.step, t=round(time.monotonic() - self.started, 4), **fields))
+        fields.setdefault("step", self.step)
+        self.emit_event(cls(run=self.run_id, t=round(time.monotonic() - self.started, 4), **fields))
 
     def notice(self, message: str, level: str = "info") -> None:
         self.emit(ev.Notice, level=level, message=message)
@@ -374,7 +376,8 @@ class Runner:
         except ValueError as error:
             self.notice(str(error), "error")
             return False
-        self.emit(ev.Gates, tokens=tokens, cell=self.config.cell, matrices=matrices, request=text or "probe")
+        step = self.step if self.weights_step is None else self.weights_step  # the weights' step: the caption's
+        self.emit(ev.Gates, step=step, tokens=tokens, cell=self.config.cell, matrices=matrices, request=text or "probe")
         return True
 
     def end_interrupted(self) -> None:

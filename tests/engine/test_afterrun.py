@@ -93,6 +93,8 @@ def test_the_finished_model_answers_with_its_final_and_best_weights_until_the_st
     assert best.trained_steps == payload["step"] and best.score == payload["best"]
     assert final.trained_steps == ckpt.load(last_path)["step"] == max(e.step for e in events if type(e) is ev.Step)
     assert best.trained_steps < final.trained_steps
+    # each heatmap is captioned with the step of the weights that drew it
+    assert [e.step for e in after if type(e) is ev.Gates] == [best.trained_steps, final.trained_steps]
     predictions = [e for e in after if type(e) is ev.Prediction]
     for prediction, path in zip(predictions, (last_path, best_path, last_path)):
         expected = expected_prediction(path, config, "6 7")
