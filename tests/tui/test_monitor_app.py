@@ -336,6 +336,29 @@ def test_a_generation_of_many_short_lines_flows_with_its_line_breaks_marked_when
     asyncio.run(run())
 
 
+def test_a_generation_of_blanks_says_so_instead_of_showing_nothing():
+    """Early in training the likeliest next character is a space: a student must see that the model
+    answered, with blanks, rather than an empty line."""
+    events = list(synthetic_events(3, task="lm", cell="lstm", finish=False))
+
+    async def run():
+        source = FakeLiveSource(events)
+        app = build_app(source)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await _until(pilot, lambda: app.state.last_index == 2)
+            source.push([Generation(prefix="the time", text=" " * 60, request_id=1),
+                         Generation(prefix="the time", text=" " * 40, done=True, request_id=1)])
+            await _until(pilot, lambda: "blank" in "".join(_console_lines(app)))
+            assert "the time" in "".join(_console_lines(app))
+            assert "(100 blank characters: the likeliest this model knows so far)" in " ".join(
+                " ".join(_console_lines(app)).split())
+            source.push([Generation(prefix="the", text=" time", done=True, request_id=2)])
+            await _until(pilot, lambda: _console_lines(app)[-1].startswith("the time"))
+            assert "blank" not in _console_lines(app)[-1]
+
+    asyncio.run(run())
+
+
 @pytest.mark.parametrize("corpus, example", [("tangshi300", "床前明月光"), ("timemachine", "time traveller")])
 def test_a_language_model_run_names_its_corpus_and_suggests_a_prefix_from_it(corpus, example):
     events = [replace(event, config={**event.config, "corpus": corpus}) if isinstance(event, RunStarted) else event

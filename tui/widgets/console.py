@@ -59,6 +59,8 @@ def weights_text(weights: Weights) -> Text:
 class GenerationBlock(Text):
     """The console entry of one generation: the prefix (dim), then the continuation as it streams in."""
 
+    continuation = ""  # the characters generated so far
+
 
 UNKNOWN_NOTICE = "not in the vocabulary"  # how the engine's notice about unknown prefix characters starts
 ROWS = {False: (4, 7), True: (3, 4)}  # visual lines of the log (answers, a generation) by narrow screen
@@ -175,7 +177,11 @@ class Console(Vertical):
             self._request = generation.request_id
             self.lines.append(self._generation)
         self._generation.append(generation.text)
+        self._generation.continuation += generation.text
         if generation.done:
+            if not self._generation.continuation.strip():  # else a student sees nothing and thinks it failed
+                self._generation.append(f"({len(self._generation.continuation)} blank characters: the likeliest "
+                                        "this model knows so far)", "dim italic")
             self._generation = None
         self._draw()
 
