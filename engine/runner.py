@@ -77,9 +77,8 @@ class Runner:
 
     # --- events ---------------------------------------------------------
 
-    def emit(self, cls, **fields) -> None:
-        fields.setdefault("step", self.step)
-        self.emit_event(cls(run=self.run_id, t=round(time.monotonic() - self.started, 4), **fields))
+    def emit(self, cls, **fields) -> None:  # at the current step, unless ``fields`` name another
+        self.emit_event(cls(run=self.run_id, t=round(time.monotonic() - self.started, 4), **{"step": self.step, **fields}))
 
     def notice(self, message: str, level: str = "info") -> None:
         self.emit(ev.Notice, level=level, message=message)
