@@ -172,8 +172,8 @@ class Runner:
         starts = self.step_starts  # start to start: under a speed cap it reads the cap, whatever a step takes
         if len(starts) > 1:
             self.steps_per_s = (len(starts) - 1) / max(starts[-1] - starts[0], 1e-9)
-        elif not self.steps_per_s:  # the run's first step: its own time (after a pause: the rate before it)
-            self.steps_per_s = 1.0 / max(time.monotonic() - starts[0], 1e-9)
+        elif not self.steps_per_s:  # the run's first step: its own time, or the cap (after a pause: the rate before it)
+            self.steps_per_s = min(1.0 / max(time.monotonic() - starts[0], 1e-9), settings.speed or math.inf)
         self.emit(ev.Step, epoch=self.epoch, loss=loss_value, grad_norms=norms.per_parameter,
                   total_norm=norms.total, clip_factor=factor, skipped=skipped, steps_per_s=round(self.steps_per_s, 2))
         if flow is not None:

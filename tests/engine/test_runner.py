@@ -181,6 +181,12 @@ def test_steps_per_s_under_a_speed_cap_reads_the_cap_even_after_a_slow_step(tmp_
     assert len(rates) == 10 and all(0 < rate <= 50 * 1.05 for rate in rates), rates
 
 
+def test_a_fast_first_step_under_a_speed_cap_reads_the_cap(tmp_path):
+    _, events = train(tmp_path, preset="explode", epochs=1, speed=20.0)
+    first = of(events, "step")[0]
+    assert 0 < first.steps_per_s <= 20.0  # its own time alone would read about 500 steps/s
+
+
 def test_time_spent_paused_does_not_lower_the_steps_per_s_after_it(tmp_path, monkeypatch):
     from engine import runner as runner_module
 
