@@ -303,7 +303,8 @@ class MonitorApp(RunKeys, App[int]):
             return
         self._request_id += 1
         try:
-            commands = controls.console_commands(message.text, self.state.task, self._request_id, self.sampling)
+            commands = controls.console_commands(message.text, self.state.task, self._request_id, self.sampling,
+                                                 self.state.config.get("length"))
         except ValueError as problem:
             self.monitor.console_panel.note(str(problem), "yellow")
             return

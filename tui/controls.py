@@ -52,9 +52,10 @@ def _clip(settings: RunSettings | None, config: dict) -> tuple[bool, float, str]
     return bool(on), float(max_norm), str(norm_type or "2")
 
 
-def console_commands(text: str, task: str, request_id: int, sampling: Sampling = GREEDY) -> list[Command]:
-    """What a console line asks: a prediction (digits) or a generation (a prefix, continued as
-    ``sampling`` says), then heatmaps for it.
+def console_commands(text: str, task: str, request_id: int, sampling: Sampling = GREEDY,
+                     length: int | None = None) -> list[Command]:
+    """What a console line asks: a prediction (digits, at most ``length``: what the model reads) or a
+    generation (a prefix, continued as ``sampling`` says), then heatmaps for it.
 
     Raises ValueError with a one-line explanation for input that cannot be sent.
     """
@@ -66,7 +67,7 @@ def console_commands(text: str, task: str, request_id: int, sampling: Sampling =
         return [Generate(prefix=text, length=GENERATION_LENGTH, temperature=sampling.temperature,
                          top_k=sampling.top_k, seed=sampling.seed, request_id=request_id),
                 GatesCommand(input=text[:GATE_CHARACTERS])]
-    digits = " ".join(parse_digits(text))
+    digits = " ".join(parse_digits(text, length))
     return [Predict(input=digits), GatesCommand(input=digits)]
 
 

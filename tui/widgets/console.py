@@ -16,12 +16,13 @@ from engine.text import visible
 from tui.format import finished_text, short
 
 MAX_LINES = 200
-MAX_DIGITS = 200
+MAX_DIGITS = 200  # when the run does not say which length its model reads
 
 
-def parse_digits(text: str) -> list[str]:
-    """The digits of a console line, as the engine will read them; ValueError says what is wrong."""
-    return [str(digit) for digit in read_digits(text, MAX_DIGITS)]
+def parse_digits(text: str, length: int | None = None) -> list[str]:
+    """The digits of a console line, as the engine will read them for a model of sequences of
+    ``length``; ValueError says what is wrong."""
+    return [str(digit) for digit in read_digits(text, length or MAX_DIGITS)]
 
 
 def prediction_text(prediction: Prediction, weights: str = "") -> Text:
