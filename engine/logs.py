@@ -4,9 +4,25 @@ cannot be replayed, and reading all its events."""
 from __future__ import annotations
 
 import gzip
+import os
 import zlib
 
 from .events import SCHEMA_VERSION, DecodeError, Event, RunStarted, from_json
+
+
+def existing_log(path: str) -> str | None:
+    """``path``, or the compressed log its run left when it finished (``path.gz``); None if neither is a file."""
+    for candidate in (path, path + ".gz"):
+        if os.path.isfile(candidate):
+            return candidate
+    return None
+
+
+def branch_log_path(log_path: str) -> str:
+    """Where a fork's second branch writes: beside the first branch's log, runs/<run>.jsonl ->
+    runs/<run>-b.jsonl (its run id is the first's with -b), x.jsonl -> x-b.jsonl."""
+    stem, extension = os.path.splitext(log_path[:-3] if log_path.endswith(".gz") else log_path)
+    return f"{stem}-b{extension}"
 
 
 def open_log(path: str):

@@ -20,6 +20,7 @@ from . import events as ev
 from .afterrun import answer_after_run
 from .config import TrainConfig, new_run_id
 from .fork import check_fork_step
+from .logs import branch_log_path
 from .preflight import create_exclusively
 from .runner import Runner
 from .stream import CommandReader, EventWriter
@@ -77,13 +78,6 @@ def compress_log(path: str) -> str:
         raise
     os.unlink(path)
     return target
-
-
-def branch_log_path(log_path: str) -> str:
-    """Where a fork's second branch writes: beside the first branch's log, runs/<run>.jsonl ->
-    runs/<run>-b.jsonl (its run id is the first's with -b), x.jsonl -> x-b.jsonl."""
-    stem, extension = os.path.splitext(log_path[:-3] if log_path.endswith(".gz") else log_path)
-    return f"{stem}-b{extension}"
 
 
 class _SharedStream:

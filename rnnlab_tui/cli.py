@@ -10,8 +10,9 @@ import sys
 from engine.config import (CELLS, CORPORA, HEADS, IMPLS, INITS, NORM_TYPES, OPTIMIZERS, PRESETS,
                            REDUCTIONS, SAMPLINGS, TASKS, ConfigError, build_config)
 from engine.commands import Fork
+from engine.logs import branch_log_path, existing_log
 from engine.text import visible
-from rnnlab_tui.common import EXIT_USAGE, existing_log, fail, home_help, quiet_stdout, terminal_can_draw
+from rnnlab_tui.common import EXIT_USAGE, fail, home_help, quiet_stdout, terminal_can_draw
 from rnnlab_tui.files import add_file_commands
 
 class OneLineParser(argparse.ArgumentParser):
@@ -139,7 +140,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         return train_live(config.to_dict(), args.events)
     from engine.errors import USER_ERRORS, describe
     from engine.headless import HeadlessPrinter
-    from engine.session import branch_log_path, configure_torch, run_session
+    from engine.session import configure_torch, run_session
 
     configure_torch()
     to_stdout = args.events == "-"

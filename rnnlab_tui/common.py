@@ -21,14 +21,6 @@ def fail(message: str, code: int = EXIT_USAGE) -> int:
     return code
 
 
-def existing_log(path: str) -> str | None:
-    """``path``, or the compressed log its run left when it finished (``path.gz``); None if neither is a file."""
-    for candidate in (path, path + ".gz"):
-        if os.path.isfile(candidate):
-            return candidate
-    return None
-
-
 def terminal_can_draw() -> bool:
     """Standard output is a terminal the full-screen monitor can draw on: TERM names one that can move
     the cursor (not ``dumb``, as in Emacs shells and some CI consoles)."""

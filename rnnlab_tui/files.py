@@ -6,7 +6,8 @@ import argparse
 import os
 
 from engine.text import visible
-from rnnlab_tui.common import existing_log, fail
+from engine.logs import existing_log
+from rnnlab_tui.common import fail
 
 
 def cmd_data(args: argparse.Namespace) -> int:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import sys
 
-from engine.logs import log_problem
+from engine.logs import branch_log_path, existing_log, log_problem
 from engine.text import visible
 from tui.sources import ChildProcessSource, EventSource, LogFileSource, LogFilesSource, StdinSource
 
@@ -22,7 +23,7 @@ def train_live(config: dict, events_path: str | None = None) -> int:
         return 2
     code, app = _run(source)
     source.terminate()  # a no-op after a clean stop; otherwise the child must not outlive the app
-    for line in told_at_exit(app.runs.states):
+    for line in told_at_exit(app.runs.states, run_logs(app.runs.states, events_path)):
         print(visible(line))
     if app.failure:
         print(f"rnnlab-tui: {visible(app.failure)}", file=sys.stderr)
@@ -30,9 +31,10 @@ def train_live(config: dict, events_path: str | None = None) -> int:
     return code
 
 
-def told_at_exit(states) -> list[str]:
+def told_at_exit(states, logs: list[str]) -> list[str]:
     """What is printed once the app has closed: how each run ended (a fork has two) and its last
-    checkpoint; for a stopped one, the command that resumes it."""
+    checkpoint; for a stopped one, the command that resumes it; then the command that replays the
+    runs' ``logs`` (a fork's two overlaid)."""
     lines = []
     for finished in (state.finished for state in states):
         if finished is None or not finished.checkpoint:
@@ -42,7 +44,19 @@ def told_at_exit(states) -> list[str]:
                       f"resume with: rnnlab-tui train --resume {finished.checkpoint}"]
         elif finished.reason == "finished":
             lines.append(f"finished at step {finished.step}; last checkpoint {finished.checkpoint}")
+    if logs:
+        lines.append(f"replay with: rnnlab-tui watch {' '.join(shlex.quote(path) for path in logs)}")
     return lines
+
+
+def run_logs(states, events_path: str | None) -> list[str]:
+    """Where the runs' logs are now: the first run's (compressed once its run ended, unless the user
+    chose its path), then a fork's second branch's beside it."""
+    if not states or states[0].started is None:
+        return []
+    first = events_path or os.path.join(states[0].config.get("runs_dir", "runs"), f"{states[0].started.run}.jsonl")
+    paths = [first, branch_log_path(first)][: len(states)]
+    return [found for found in map(existing_log, paths) if found]
 
 
 def train_source(config: dict, events_path: str | None = None) -> ChildProcessSource:

@@ -209,6 +209,8 @@ def test_quitting_mid_run_prints_the_last_checkpoint_and_the_command_that_resume
     assert told, after
     step, path = int(told.group(1)), told.group(2)
     assert told.group(3) == path and path.endswith("last.pt")
+    replay = re.search(r"replay with: rnnlab-tui watch (\S+)", after)
+    assert replay and replay.group(1).endswith(".jsonl.gz") and (tmp_path / replay.group(1)).is_file(), after
     from engine import checkpoint as ckpt
 
     assert ckpt.load(str(tmp_path / path))["step"] == step < 20

@@ -50,11 +50,13 @@ def test_after_a_fork_both_branches_are_told_with_their_checkpoints():
     first, second, cut = RunState(), RunState(), RunState()
     first.ingest([RunFinished(run="a", step=40, reason="stopped", checkpoint="checkpoints/a/last.pt")])
     second.ingest([RunFinished(run="a-b", step=40, reason="stopped", checkpoint="checkpoints/a-b/last.pt")])
-    assert told_at_exit([first, second, cut]) == [
+    assert told_at_exit([first, second, cut], ["runs/a.jsonl.gz", "runs/a-b.jsonl.gz"]) == [
         "stopped at step 40; last checkpoint checkpoints/a/last.pt",
         "resume with: rnnlab-tui train --resume checkpoints/a/last.pt",
         "stopped at step 40; last checkpoint checkpoints/a-b/last.pt",
-        "resume with: rnnlab-tui train --resume checkpoints/a-b/last.pt"]
+        "resume with: rnnlab-tui train --resume checkpoints/a-b/last.pt",
+        "replay with: rnnlab-tui watch runs/a.jsonl.gz runs/a-b.jsonl.gz"]
     done = RunState()
     done.ingest([RunFinished(run="c", step=250, reason="finished", checkpoint="checkpoints/c/last.pt")])
-    assert told_at_exit([done]) == ["finished at step 250; last checkpoint checkpoints/c/last.pt"]
+    assert told_at_exit([done], ["my log.jsonl"]) == ["finished at step 250; last checkpoint checkpoints/c/last.pt",
+                                                      "replay with: rnnlab-tui watch 'my log.jsonl'"]
