@@ -218,6 +218,11 @@ def test_marks_sit_at_their_step_in_a_replay(tmp_path):
     events = _with_clip(list(synthetic_events(40, cell="srn")), 20, 20.0)
     events.insert(next(i for i, e in enumerate(events) if isinstance(e, Step) and e.step == 30) + 1,
                   Status(step=30, state="paused"))
+    # paused again after step 34, rewound and clipped harder there: the rewind's r shows at step 35
+    at = next(i for i, e in enumerate(events) if isinstance(e, Step) and e.step == 34) + 1
+    events[at:at] = [Status(step=34, state="running"), Status(step=34, state="paused"),
+                     Settings(step=34, clip_on=True, clip_max_norm=20.0, lr=0.2, cause="rewind"),
+                     Settings(step=34, clip_on=True, clip_max_norm=10.0, lr=0.2, cause="command")]
 
     async def run():
         app = _replay(tmp_path, events, "marks.jsonl")
@@ -226,13 +231,13 @@ def test_marks_sit_at_their_step_in_a_replay(tmp_path):
             await pilot.press("end")
             await _until(pilot, lambda: _drawn_step(app) == 40)
             view = app.monitor.sparklines._view
-            marked = {mark.kind: view.first_steps[point] for point, mark in view.marks}
-            assert marked == {"alarm": 3, "clip": 20, "pause": 30}
+            marked = sorted((view.first_steps[point], mark.kind) for point, mark in view.marks if point < len(view.loss))
+            assert marked == [(3, "alarm"), (20, "clip"), (30, "pause"), (34, "pause"), (35, "clip"), (35, "rewind")]
             row = next(line for line in _lines(app).splitlines() if line.lstrip().startswith("marks"))
             bars = row[1 + app.monitor.sparklines._widths()[0] + 1:]  # after the padding and the label
             width = app.monitor.sparklines.bars_width()
             pad = width - len(view.loss)
-            assert bars[pad + 2] == "▲" and bars[pad + 19] == "c" and bars[pad + 29] == "p"
+            assert bars[pad + 2] == "▲" and bars[pad + 19] == "c" and bars[pad + 29] == "p" and bars[pad + 34] == "r"
             await pilot.press("home", *["right"] * 9)  # step 10: the clip mark has not happened yet
             await _until(pilot, lambda: _drawn_step(app) == 10)
             assert {mark.kind for _, mark in app.monitor.sparklines._view.marks} == {"alarm"}

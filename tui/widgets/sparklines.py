@@ -21,6 +21,7 @@ LABEL_WIDTH = 17
 VALUE_WIDTH = 22
 MARK_GLYPHS = {"clip": ("c", "bold green"), "lr": ("l", "bold cyan"), "rewind": ("r", "bold blue"),
                "pause": ("p", "bold yellow")}
+MARK_ORDER = ("alarm", "pause", "lr", "clip", "rewind")  # at one step, a later kind's glyph shows
 ALARM_GLYPHS = {"explosion": ("▲", "bold red"), "non_finite": ("!", "bold magenta"),
                 "saturation": ("▼", "bold yellow")}
 TINT = "on grey23"
@@ -218,9 +219,9 @@ class Sparklines(Widget):
     @classmethod
     def _marks_row(cls, view: RunView, width: int, pad: int, label_width: int, value_width: int) -> Text:
         cells = [(" ", "")] * width
-        # what the user did (pause, clip, lr, rewind) over the alarms at the same step: the alarms stay
-        # told in the timeline above
-        for point, mark in sorted(view.marks, key=lambda item: item[1].kind != "alarm"):
+        # of the marks at one step, the one drawn last shows: what the user did over the alarms (told in
+        # the timeline above), and a rewind over the pause it was made in
+        for point, mark in sorted(view.marks, key=lambda item: MARK_ORDER.index(item[1].kind)):
             if 0 <= pad + point < width:
                 cells[pad + point] = mark_glyph(mark)
         bars = Text()
