@@ -47,9 +47,9 @@ def fragment(alarm: Alarm, cell: str = "srn") -> str:
     if alarm.kind == "non_finite":
         return f"step {alarm.step}: {name} {compact(alarm.value)}, update skipped"
     if alarm.kind == "saturation":
-        peak = f" (peak {compact(alarm.median)})" if alarm.median else ""
-        return (f"step {alarm.step}: recurrent gradients {compact(alarm.value)}{peak}, "
-                f"{units_word(cell)} saturated")
+        fell = f"peak {compact(alarm.median)} → " if alarm.median else ""
+        ratio = f" (×{compact(alarm.ratio, 1)})" if alarm.ratio else ""
+        return f"step {alarm.step}: {name} {fell}{compact(alarm.value)}{ratio}, {units_word(cell)} saturated"
     if alarm.kind == "healthy":
         return f"step {alarm.step}: healthy again" + (f" ({alarm.message})" if alarm.message else "")
     return f"step {alarm.step}: {alarm.kind} {name} {compact(alarm.value)}"

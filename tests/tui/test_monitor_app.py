@@ -78,11 +78,13 @@ def test_live_timeline_keeps_every_alarm_and_the_first_explosion():
             await _until(pilot, lambda: "update skipped" in _timeline_text(app), timeout=1.0)
             source.push([Alarm(step=9, kind="healthy", message="no trouble for 20 steps")])
             await _until(pilot, lambda: "healthy again" in _timeline_text(app), timeout=1.0)
-            source.push([Alarm(step=12, kind="saturation", parameter="W", value=0.0, ratio=0.0, median=1.4e5)])
+            source.push([Alarm(step=12, kind="saturation", parameter="W", value=0.0, ratio=0.0, median=1.4e5),
+                         Alarm(step=13, kind="saturation", parameter="U", value=2.2, ratio=2.2 / 9.67e6, median=9.67e6)])
             await _until(pilot, lambda: "tanh units saturated" in _timeline_text(app), timeout=1.0)
             text = _timeline_text(app)
             order = [text.index(words) for words in ("exploded", "update skipped", "healthy again", "saturated")]
-            assert order == sorted(order) and "step 12: recurrent gradients 0 (peak 1.4e5)" in text
+            assert order == sorted(order) and "step 12: ‖∇W‖ peak 1.4e5 → 0, tanh units saturated" in text
+            assert "step 13: ‖∇U‖ peak 9.67e6 → 2.2 (×2e-7), tanh units saturated" in text
             source.push([Alarm(step=20 + n, kind="explosion", parameter="U", value=10.0 ** (n + 8), ratio=1e4,
                                median=10.0 ** (n + 4)) for n in range(10)])
             await _until(pilot, lambda: "step 29:" in _timeline_text(app), timeout=1.0)

@@ -16,7 +16,7 @@ from tui.advisor import BAND, MIN_STABLE
 ABOUT = [
     "[b]Alarms[/b]  The line under the header tells every alarm of the run, in order: ▲ an explosion "
     "(a norm 100× its recent median: median → the norm, and the ratio), ! a non-finite gradient (the update "
-    "was skipped), ▼ gradients that collapsed to ~0 while the loss stays high (saturated units), "
+    "was skipped), ▼ a norm that fell below 1/10,000 of its peak while the loss stays high (saturated units), "
     "✓ healthy again. Nothing dismisses them; the first explosion is always told.",
     "[b]Pause at the explosion[/b]  A digit run in the TUI pauses at its first explosion "
     "(--no-pause-on-alarm keeps going): c clips (at max_norm, or the textbook's 20) and continues, "
