@@ -252,7 +252,7 @@ class MonitorApp(RunKeys, App[int]):
             paused = self.state.status is not None and self.state.status.state == "paused"
             prompt = ALARM_PROMPT if self.alarm_pause and paused else ""  # once the engine has paused
             self._dirty = self.monitor.draw(self.runs, self.playback.index, label, self.note, prompt,
-                                            self.source.kind == "live")
+                                            self.source.kind == "live", bool(self.check_action("advise", ())))
             weights = self.state.weights if self.source.kind == "live" else ""  # a log's engine is gone
             placeholder = (console_options.placeholder(self.state.task, self.sampling, weights,
                                                        str(self.state.config.get("corpus", "")))

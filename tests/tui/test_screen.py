@@ -302,6 +302,18 @@ def test_advisor_averages_healthy_steps_and_a_sets_its_threshold():
     asyncio.run(run())
 
 
+def test_a_replays_advisor_suggests_a_threshold_without_naming_keys_it_cannot_act_on(tmp_path):
+    async def run():
+        app = _replay(tmp_path, list(synthetic_events(12, cell="srn")))
+        async with app.run_test(size=(120, 40)) as pilot:
+            await _until(pilot, lambda: app.ended is not None)
+            await pilot.press("end")
+            await _until(pilot, lambda: "suggests" in _lines(app))
+            assert "a: clip at" not in _lines(app) and "[ halves" not in _lines(app)
+
+    asyncio.run(run())
+
+
 def test_advisor_leaves_out_an_explosions_run_up_and_calls_a_few_steps_no_stable_phase():
     from tui.advisor import MIN_STABLE, ClipAdvisor
 
@@ -383,6 +395,13 @@ def test_the_advisor_says_in_words_that_fit_why_its_band_is_a_guess():
         assert advisor_text(view, 120).plain.splitlines()[1].endswith("· [ halves max_norm")  # the key, named
         warning = advisor_text(view, 78).plain.splitlines()[1]
         assert warning.startswith(narrow) and len(warning) <= 78
+        # where the clip keys cannot act (a replay, a finished run) the advice names none
+        keyless = advisor_text(view, 120, keys=False).plain
+        assert "a: clip at 79" in advisor_text(view, 120).plain and "suggests 79" in keyless
+        assert "a: clip" not in keyless and "[ halves" not in keyless
+    one = Advice(average=79.3, healthy=1, loss_rise=1.0, clipped_share=0.0, steps=250)
+    view = RunView(settings=RunSettings(False, 1.0, "2", 0.2), advice=one, pre_clip=231.0, clip_factor=1.0)
+    assert advisor_text(view, 78).plain.splitlines()[1].startswith("⚠ only 1 healthy step (25 needed)")
 
 
 def test_clipping_switched_on_at_a_pause_is_said_to_start_with_the_next_step():

@@ -86,9 +86,10 @@ class MonitorScreen(Screen):
         self._last_chart = 0.0
 
     def draw(self, runs: RunSet, index: int | None, source: str, note: str, prompt: str = "",
-             live: bool = False) -> bool:
+             live: bool = False, clip_keys: bool = False) -> bool:
         """Draw the runs at the cursor ``index`` (None = newest): the front one in full, the others over
-        it; True if charts still owe a frame. ``live``: an engine steers them (a fork's header says which)."""
+        it; True if charts still owe a frame. ``live``: an engine steers them (a fork's header says which);
+        ``clip_keys``: the clip keys can act, so the advisor names them."""
         if self.has_class("tiny"):
             return False
         state = runs.front
@@ -98,7 +99,7 @@ class MonitorScreen(Screen):
         self.run_header.styles.height = 2 + len(entries)
         self.run_header.show(view, source, note, entries)
         self.timeline.show(view.alarms, str(view.config.get("cell", "srn")), prompt, self.has_class("narrow"))
-        self.advisor.show(view)
+        self.advisor.show(view, clip_keys)
         self.heatmaps.show(view.gates)
         self.saturation.show(view.saturation)
         if self.flow_shown:

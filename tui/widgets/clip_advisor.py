@@ -15,8 +15,9 @@ from tui.story import compact
 NORM_WORDS = {"2": "L2 norm", "1": "L1 norm (sum of |g|)", "inf": "L∞ norm (largest |g|)"}
 
 
-def advisor_text(view: RunView, width: int) -> Text:
-    """Two lines: the advice (average, band, suggestion), then what clipping does at this step."""
+def advisor_text(view: RunView, width: int, keys: bool = True) -> Text:
+    """Two lines: the advice (average, band, suggestion), then what clipping does at this step.
+    ``keys``: the clip keys can act (a live run still training), so the advice names them."""
     settings, advice = view.settings, view.advice
     norm_type = settings.clip_norm_type if settings is not None else str(view.config.get("clip_type", "2"))
     words = NORM_WORDS.get(norm_type, f"L{norm_type} norm")
@@ -32,11 +33,11 @@ def advisor_text(view: RunView, width: int) -> Text:
             f"({BAND[0]:g}–{BAND[1]:g}×) · ")
     short = (f"advisor: avg {name} {compact(advice.average)} ({advice.healthy} healthy) · "
              f"{compact(low)}–{compact(high)} · ")
-    key = f"a: clip at {advice.suggestion:g}"
+    key = f"a: clip at {advice.suggestion:g}" if keys else f"suggests {advice.suggestion:g}"
     text.append(long if len(long) + len(key) <= width else short)
     text.append(key, "bold cyan")
     if not advice.stable:  # Pascanu's band is for a run that was converging; this one was not
-        text.append("\n" + _unstable(advice, width), "bold yellow")
+        text.append("\n" + _unstable(advice, width, keys), "bold yellow")
     text.append("\n")
     total = view.pre_clip
     ran = view.step_settings
@@ -83,16 +84,16 @@ def _against_band(max_norm: float, advice: Advice) -> str:
     return " (below the band)" if max_norm < low else " (above the band)" if max_norm > high else " (in the band)"
 
 
-def _unstable(advice: Advice, width: int) -> str:
+def _unstable(advice: Advice, width: int, keys: bool) -> str:
     """Why the averaged steps are no stable phase, in the longest wording that fits ``width``."""
+    halve = " · [ halves max_norm" if keys else ""
     if not advice.enough:
-        forms = (f"⚠ only {advice.healthy} healthy steps averaged, {MIN_STABLE} make a stable phase: "
-                 "the band is a guess · [ halves max_norm",
-                 f"⚠ only {advice.healthy} healthy steps ({MIN_STABLE} needed): the band is a guess")
+        steps = f"{advice.healthy} healthy step{'s' if advice.healthy != 1 else ''}"
+        forms = (f"⚠ only {steps} averaged, {MIN_STABLE} make a stable phase: the band is a guess{halve}",
+                 f"⚠ only {steps} ({MIN_STABLE} needed): the band is a guess")
     else:
         rise = compact(advice.loss_rise, 2)
-        forms = (f"⚠ the loss rose ×{rise} over those steps: no stable phase, the band may be far too high · "
-                 "[ halves max_norm",
+        forms = (f"⚠ the loss rose ×{rise} over those steps: no stable phase, the band may be far too high{halve}",
                  f"⚠ the loss rose ×{rise}: no stable phase, the band may be too high")
     return longest_that_fits(forms, width)
 
@@ -106,8 +107,8 @@ class ClipAdvisor(Widget):
         super().__init__(**kwargs)
         self._text = Text()
 
-    def show(self, view: RunView) -> None:
-        text = advisor_text(view, self.content_size.width or 80)
+    def show(self, view: RunView, keys: bool = True) -> None:
+        text = advisor_text(view, self.content_size.width or 80, keys)
         if text != self._text:
             lines_changed = text.plain.count("\n") != self._text.plain.count("\n")
             self._text = text
