@@ -283,10 +283,8 @@ class Runner:
         """Apply the commands that arrived, wait while paused and for the speed cap; raise _Stop when
         the run must end here (a stop command, Ctrl-C, or a log that can no longer be written)."""
         self._apply_all(self.commands.poll() if self.commands else [])
-        if self.paused and self.commands is not None:
-            while self.paused and not self.stop_requested:
-                self._apply_all(self.commands.wait(0.1))
-            self.step_starts.clear()  # time spent paused is not training: steps/s starts again after it
+        while self.paused and self.commands is not None and not self.stop_requested:
+            self._apply_all(self.commands.wait(0.1))
         if self.settings.speed > 0 and not self.stop_requested:
             self.next_slot = max(self.next_slot + 1.0 / self.settings.speed, time.monotonic())
             while not self.stop_requested and (remaining := self.next_slot - time.monotonic()) > 0:
@@ -309,6 +307,8 @@ class Runner:
     def _set_paused(self, paused: bool) -> None:
         if paused != self.paused:
             self.paused = paused
+            if not paused:  # time spent paused is not training: steps/s starts again (a fork's branch too)
+                self.step_starts.clear()
             self.emit(ev.Status, state="paused" if paused else "running")
 
     def _apply(self, command: cmd.Command) -> None:

@@ -1,5 +1,8 @@
 """A run forked into two branches trained in lockstep: the same weights, optimiser state and batches."""
 
+import time
+import types
+
 import pytest
 
 from engine import commands as cmd
@@ -7,6 +10,7 @@ from engine import commands as cmd
 from engine import events as ev
 from engine import logs
 from engine.config import build_config
+from engine.runner import Runner
 from engine.session import run_session
 
 
@@ -22,6 +26,34 @@ def forked(tmp_path, change: str, at: int = 5, **options):
     second, bad_second = logs.read_log(str(tmp_path / "run-b.jsonl"))
     assert bad == bad_second == 0
     return first, second
+
+
+def test_time_spent_paused_does_not_lower_the_second_branchs_steps_per_s(tmp_path, monkeypatch):
+    from engine import runner as runner_module
+
+    clock = {"offset": 0.0}
+    fake_time = types.SimpleNamespace(**{name: getattr(time, name) for name in ("sleep", "strftime")},
+                                      monotonic=lambda: time.monotonic() + clock["offset"])
+    monkeypatch.setattr(runner_module, "time", fake_time)
+    second = []
+
+    class Script:  # paused before step 30 and forked there; the student reads the screen for 100 s
+        runner = None
+
+        def poll(self):
+            return [cmd.Pause(), cmd.Fork.parse("clip=1")] if self.runner.step == 29 else []
+
+        def wait(self, timeout):
+            clock["offset"] += 100.0
+            return [cmd.Resume()]
+
+    commands = Script()
+    config = build_config("explode", epochs=12, checkpoint_dir=str(tmp_path / "checkpoints"))
+    runner = commands.runner = Runner(config, lambda event: None, commands)
+    runner.open_branch_writer = lambda run_id: types.SimpleNamespace(emit=second.append, error="")
+    runner.run()
+    after = [e.steps_per_s for e in second if type(e) is ev.Step and 30 <= e.step < 50]
+    assert len(after) == 20 and min(after) > 1.0, after  # 19 steps in 100 s would read 0.19
 
 
 def losses(events):
