@@ -21,7 +21,7 @@ from tui.reader import BATCHES_IN_FLIGHT, EventsArrived, SourceEnded, read_event
 from tui.screens.help import KEYS, HelpScreen
 from tui.screens.monitor import MonitorScreen
 from tui.sources import EventSource
-from tui.runs import RunSet
+from tui.runs import RunSet, run_letter
 from tui.state import FINAL_STATES, RunState
 from tui.widgets.console import Console
 from tui.widgets.run_header import source_label
@@ -253,7 +253,7 @@ class MonitorApp(RunKeys, App[int]):
             prompt = ALARM_PROMPT if self.alarm_pause and paused else ""  # once the engine has paused
             self._dirty = self.monitor.draw(self.runs, self.playback.index, label, self.note, prompt,
                                             self.source.kind == "live", bool(self.check_action("advise", ())))
-            weights = self.state.weights if self.source.kind == "live" else ""  # a log's engine is gone
+            weights = self.runs.steered.weights if self.source.kind == "live" else ""  # a log's engine is gone
             placeholder = (console_options.placeholder(self.state.task, self.sampling, weights,
                                                        str(self.state.config.get("corpus", "")))
                            if self.source.can_send else controls.REFUSALS.get(self.source.kind, ""))
@@ -313,10 +313,11 @@ class MonitorApp(RunKeys, App[int]):
 
     def _console_option(self, text: str) -> None:
         """A ``:`` line: how generation samples (kept here, sent with each request), or which weights answer
-        after the run (the engine's, so it is asked)."""
-        console = self.monitor.console_panel
+        after the run (the engine's, so it is asked). After a fork the engine's console is the first
+        branch's, whichever is at the front: it alone says which weights answer, and its are switched."""
+        console, steered = self.monitor.console_panel, self.runs.steered
         try:
-            option = console_options.parse_option(text, self.state.task, bool(self.state.weights))
+            option = console_options.parse_option(text, self.state.task, bool(steered.weights))
         except ValueError as problem:
             console.note(str(problem), "yellow")
             return
@@ -324,8 +325,10 @@ class MonitorApp(RunKeys, App[int]):
             self.sampling = option
             console.note(f"generation from now on: {option.describe()}", "bold")
             self._dirty = True
-        else:
-            self.send(option)  # answered by a weights event: the console says which weights answer
+        elif self.send(option) and self.state is not steered:  # answered by a weights event (whose, it says)
+            letter = run_letter(self.runs.states.index(steered))
+            console.note(f":{option.which} switches {letter}'s weights: after a fork the console answers from "
+                         f"{letter}, whichever run is at the front", "dim")
 
     async def action_quit(self) -> None:
         if self.source.kind != "live" or self.ended is not None or self.stopping:

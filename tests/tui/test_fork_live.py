@@ -5,8 +5,8 @@ import json
 import os
 import sys
 
-from engine.commands import Fork, SetClip
-from engine.events import Eval, Prediction, RunStarted, Settings, Status
+from engine.commands import Fork, SetClip, UseWeights
+from engine.events import Eval, Prediction, RunStarted, Settings, Status, Weights
 from engine.logs import read_log
 from tui.app import build_app
 from tui.sources import ChildProcessSource
@@ -80,6 +80,29 @@ def test_f_sends_the_fork_and_both_branches_are_overlaid_as_they_arrive():
             source.push([Prediction(run="synthetic", step=40, tokens=["6", "7"], predicted=13, target=13,
                                     top=[[13, 0.9]])])  # an answer to the console: the branch that gave it
             await _until(pilot, lambda: "A: 6 7 → 13" in _console(app))
+
+    asyncio.run(run())
+
+
+def test_after_a_forked_run_best_chooses_the_weights_the_console_answers_with_whichever_branch_is_in_front():
+    async def run():
+        first = list(synthetic_events(20))
+        # the engine answers the console with the first branch's model after the run: its weights event
+        after = [Weights(run="synthetic", step=20, which="final", checkpoint="checkpoints/x/last.pt", trained_steps=20)]
+        source = FakeLiveSource(first + _branch(list(synthetic_events(20, seed=3)), "synthetic-b", 10) + after)
+        app = build_app(source)
+        async with app.run_test(size=SIZE) as pilot:
+            await _until(pilot, lambda: app.runs.steered.weights == "final" and len(app.runs.states) == 2)
+            await pilot.press("o")  # B at the front: finished too
+            assert app.state is app.runs.states[1] and app.state.finished is not None
+            await _until(pilot, lambda: "final weights (:best)" in app.query_one("#console-input").placeholder)
+            await pilot.press("slash", *":best", "enter")
+            await _until(pilot, lambda: source.sent and source.sent[-1] == UseWeights(which="best"))
+            assert "once the run has finished" not in _console(app)
+            assert "A's weights" in app.monitor.console_panel.lines[-1].plain  # whose weights it switches
+            source.push([Weights(run="synthetic", step=20, which="best", checkpoint="checkpoints/x/best.pt",
+                                 trained_steps=15, score=0.5)])
+            await _until(pilot, lambda: "A: the best weights (step 15, dev score 0.5) answer" in _console(app))
 
     asyncio.run(run())
 
