@@ -153,3 +153,21 @@ def test_the_overlay_benchmark_measures_one_log_and_two(tmp_path):
     assert single["steps"] == [200] and single["key_presses"] == 4 and single["first_frame_s"] > 0
     both = measure_overlay([one, two], presses=4)
     assert both["steps"] == [200, 150] and both["key_presses"] == 4
+
+
+def test_two_runs_at_80x24_keep_the_recurrent_matrix_row_beside_the_alarmed_one(tmp_path):
+    """Overlaid runs leave room for one norm row of the front run: the recurrent matrix U, the
+    gradient's path back in time, is that row even when the alarm named W."""
+    first, second = _log(tmp_path / "a.jsonl", 40), _log(tmp_path / "b.jsonl", 40, clip=1.0, seed=1)
+
+    async def run():
+        app = build_app(LogFilesSource([first, second]))
+        async with app.run_test(size=(80, 24)) as pilot:
+            await _until(pilot, lambda: app.ended is not None)
+            await pilot.press("end")
+            await _until(pilot, lambda: "step 40 · finished" in _header(app))
+            rows = [line.split()[0] for line in _sparklines(app).splitlines() if line.strip()]
+            assert "‖∇U‖" in rows, rows
+            assert "step 3: ‖∇W‖" in str(app.monitor.timeline.render())  # the alarm named another
+
+    asyncio.run(run())

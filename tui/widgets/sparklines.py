@@ -38,10 +38,11 @@ def is_recurrent(name: str) -> bool:
     return not name.startswith(("embedding", "linear"))
 
 
-def _fold_order(name: str, alarmed: set[str]) -> int:
-    """Which norm rows a short panel keeps first: those an alarm named (the timeline points at them),
-    U, then the rest of the recurrent layer, then the others."""
-    return 0 if name in alarmed else 1 if name.startswith("U") else 2 if is_recurrent(name) else 3
+def _fold_order(name: str, first: set[str]) -> tuple[bool, bool, bool]:
+    """Which norm rows a short panel keeps first: those in ``first`` (what an alarm named, which the
+    timeline points at, and a recurrent matrix U: the gradient's path back in time), a U before the
+    others; then the other Us, then the rest of the recurrent layer, then the others."""
+    return name not in first, not name.startswith("U"), not is_recurrent(name)
 
 
 def spark(values: list, width: int, log: bool = False, limit: float | None = None,
@@ -182,8 +183,8 @@ class Sparklines(Widget):
         room = max(1, height - 4 - 3 * len(overlays))
         folded = []
         if len(norms) > room:  # too many rows: the recurrent matrices U (the gradient's path back in time) stay
-            alarmed = {alarm.parameter for alarm in view.alarms}
-            kept = {name for name, _ in sorted(norms, key=lambda item: _fold_order(item[0], alarmed))[: room - 1]}
+            first = {alarm.parameter for alarm in view.alarms} | {next((n for n, _ in norms if n.startswith("U")), "")}
+            kept = {name for name, _ in sorted(norms, key=lambda item: _fold_order(item[0], first))[: room - 1]}
             folded = [item for item in norms if item[0] not in kept]
             norms = [item for item in norms if item[0] in kept]
         for name, series in norms:
