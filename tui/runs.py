@@ -31,7 +31,7 @@ class Overlay(NamedTuple):
     loss: list  # per column of the front's series: the largest value, None where the run has no step
     current_loss: float | None  # the loss of its step at the cursor (None before its first)
     total_norm: list
-    scores: list  # its dev scores up to the cursor's step
+    scores: list  # its dev score by the end of each column (None: before its first, or past its last step)
     settings: RunSettings | None
 
 
@@ -147,22 +147,20 @@ class RunSet:
 
     # --- drawing the runs behind the front ---------------------------------------
 
-    def overlays(self, first_steps: list[int], last_step: int, index: int | None, whole: bool = False) -> list[Overlay]:
+    def overlays(self, first_steps: list[int], last_step: int, index: int | None) -> list[Overlay]:
         """Every run but the front over the front's columns (which start at ``first_steps``, the last
-        ending at ``last_step``), at the cursor ``index``; its dev scores the last ones, or with ``whole``
-        one per column as the front's."""
+        ending at ``last_step``), at the cursor ``index``; its dev scores one per column as the front's."""
         drawn = []
         for number, state in enumerate(self.states):
             if number == self.front_number or state.started is None:
                 continue
             position = self.position(state, index)
             end = state.last_index if position is None else position
-            scores = [score_of(item) for at, item in state.evals if at <= end]
-            if whole:  # lined up with the front's columns, blank past the run's own last step
-                steps = [item.step for at, item in state.evals if at <= end]
-                columns = scores_per_column(list(zip(steps, scores)), first_steps, last_step)
-                own_last = state.steps[end] if end >= 0 else 0
-                scores = [score if first <= own_last else None for first, score in zip(first_steps, columns)]
+            # lined up with the front's columns, blank past the run's own last step
+            evaluations = [(item.step, score_of(item)) for at, item in state.evals if at <= end]
+            own_last = state.steps[end] if end >= 0 else 0
+            scores = [score if first <= own_last else None
+                      for first, score in zip(first_steps, scores_per_column(evaluations, first_steps, last_step))]
             drawn.append(Overlay(run_letter(number), run_colour(number),
                                  self._columns(state, state.loss, first_steps, last_step, end),
                                  state.loss[end] if end >= 0 else None,

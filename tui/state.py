@@ -70,7 +70,7 @@ class RunView:
     total_norm: list[float] = field(default_factory=list)
     first_steps: list[int] = field(default_factory=list)  # the step of each point (bucket) drawn
     marks: list[tuple[int, Mark]] = field(default_factory=list)  # (point, mark) within the series drawn
-    scores: list[float | None] = field(default_factory=list)  # dev scores: the last ones, or one per whole-run column
+    scores: list[float | None] = field(default_factory=list)  # the dev score by each column's end (None: before any)
     best: float | None = None
     alarms: list[Alarm] = field(default_factory=list)  # every alarm so far, in arrival order
     pre_clip: float = math.nan  # the step's total norm before clipping
@@ -285,8 +285,7 @@ class RunState:
         else:
             self._window_series(view, index + 1, width)
         evals = [item for _, item in (self.evals if live else _until(self.evals, index))]
-        view.scores = (scores_per_column([(item.step, score_of(item)) for item in evals], view.first_steps, view.step)
-                       if whole else [score_of(item) for item in evals[-width:]])
+        view.scores = scores_per_column([(item.step, score_of(item)) for item in evals], view.first_steps, view.step)
         view.best = evals[-1].best if evals else None
         view.alarms = [alarm for _, alarm in (self.alarms if live else _until(self.alarms, index))]
         if live:

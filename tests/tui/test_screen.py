@@ -167,6 +167,28 @@ def test_help_scrolls_at_80x24():
     asyncio.run(run())
 
 
+def test_the_dev_row_is_lined_up_with_the_steps_above_it(tmp_path):
+    """Each column of the dev row holds the last evaluation by its step, as the loss above it holds
+    that step's loss: a dip in accuracy sits under the steps it followed."""
+    async def run():
+        app = _replay(tmp_path, synthetic_events(200, cell="srn", steps_per_epoch=50), "dev.jsonl")
+        async with app.run_test(size=(120, 40)) as pilot:
+            await _until(pilot, lambda: app.ended is not None)
+            await pilot.press("home", *["right"] * 59)  # step 60: one evaluation so far, at step 50
+            await _until(pilot, lambda: _drawn_step(app) == 60)
+            view = app.monitor.sparklines._view
+            assert len(view.scores) == len(view.first_steps) == 60
+            first = app.runs.front.evals[0][1]
+            assert first.step == 50
+            assert view.scores[:49] == [None] * 49 and view.scores[49:] == [first.accuracy] * 11
+            row = next(line for line in _lines(app).splitlines() if line.lstrip().startswith("dev acc"))
+            bars = row[1 + app.monitor.sparklines._widths()[0] + 1:][: app.monitor.sparklines.bars_width()]
+            pad = app.monitor.sparklines.bars_width() - 60
+            assert bars[: pad + 49].strip() == "" and bars[pad + 49: pad + 60].strip() != ""
+
+    asyncio.run(run())
+
+
 def test_whole_run_keeps_the_spike_the_window_has_lost(tmp_path):
     async def run():
         app = _replay(tmp_path, synthetic_events(2000, cell="srn", steps_per_epoch=50), "long.jsonl")

@@ -106,7 +106,7 @@ class MonitorScreen(Screen):
             self.flow.show(view, self.has_class("narrow"))
             return False
         if not self.charts.display:
-            overlays = runs.overlays(view.first_steps, view.step, index, view.whole) if runs.overlaid else []
+            overlays = runs.overlays(view.first_steps, view.step, index) if runs.overlaid else []
             colour = f"color({run_colour(runs.front_number)})" if runs.overlaid else "green"
             self.sparklines.show(view, overlays, colour)
             return False
