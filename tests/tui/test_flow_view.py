@@ -35,7 +35,7 @@ def test_t_shows_the_flow_heatmap_the_ratio_and_the_gauge_against_its_bound(size
             await _until(pilot, lambda: "step 3" in _flow_text(app))
             text = _flow_text(app)
             assert "1.00e-19" in text and "never reaches" in text  # h_1/h_T, the first digits lost
-            assert "t1 " in text and "t19" in text and "t21" not in text  # 20 time steps, two a line
+            assert "t1,2 " in text and "t19,20 " in text and "t21" not in text  # 20 time steps, two a line
             gauge = "σ_max(U)    0.93 < 1/γ 1" if size[0] >= 100 else "σ_max U 0.93/1"
             assert gauge in text
             assert app.monitor.flow_scroll.display and not app.monitor.sparklines.display
@@ -110,6 +110,10 @@ def test_a_long_sequence_is_drawn_in_the_lines_there_are_first_and_last_step_inc
     assert time_steps(20, 10) == list(range(20))  # it fits: every time step
     drawn = time_steps(35, 9)  # a language model's window at 80x24
     assert len(drawn) == 18 and drawn[0] == 0 and drawn[-1] == 34 and drawn == sorted(set(drawn))
+    from tui.widgets.flow_view import heatmap
+
+    labels = [line.plain.split()[0] for line in heatmap([[1.0] * 35], drawn)]  # each line names its two
+    assert labels[0] == f"t1,{drawn[1] + 1}" and labels[-1] == f"t{drawn[-2] + 1},35"
 
 
 def test_the_colour_scale_says_its_ends_apart_when_they_share_a_decade():

@@ -1,7 +1,7 @@
 """The flow view: ‖∂L/∂h_t‖ over time steps × training steps, and Pascanu's σ_max gauge.
 
-The heatmap's rows are the sequence's time steps t = 1..T (two per line: the upper half of a ``▀``
-is t, the lower half t+1), its columns the measured training steps, oldest on the left; the colour is
+The heatmap's rows are the sequence's time steps t = 1..T (two per line, named in its label: the upper
+half of a ``▀`` is the first, the lower half the second), its columns the measured training steps, oldest on the left; the colour is
 log10 of the norm over what is shown, dark blue (vanished) to red (largest). Above it, the ratio
 ‖∂L/∂h_1‖/‖∂L/∂h_T‖ as one number; below it one line per recurrent matrix: σ_max(U) against 1/γ,
 with its series over the whole run (red above the bound), and σ_max of the step Jacobian.
@@ -23,7 +23,7 @@ from tui.instruments import reach
 from tui.state import RunView
 from tui.widgets.sparklines import spark
 
-LABEL_WIDTH = 4  # "t19 "
+LABEL_WIDTH = 7  # "t34,35 ": the two time steps of a line
 PALETTE = ((20, 30, 90), (30, 90, 190), (40, 170, 190), (60, 190, 90), (220, 210, 60), (230, 80, 40))
 LEVELS = 24
 VANISHED = Style(color="rgb(10,10,10)")  # an exact zero: nothing reaches that step
@@ -77,12 +77,13 @@ def time_steps(steps: int, lines: int) -> list[int]:
 
 
 def heatmap(columns: list[list[float]], rows: list[int]) -> list[Text]:
-    """Lines of half blocks: each line holds two of the time steps ``rows``, labelled by the upper."""
+    """Lines of half blocks: each line holds two of the time steps ``rows``, labelled upper,lower."""
     low, high = log_bounds(columns)
     span = high - low
     lines = []
     for upper_row, lower_row in itertools.zip_longest(rows[::2], rows[1::2]):
-        line = Text(f"t{upper_row + 1}".ljust(LABEL_WIDTH), "dim")
+        label = f"t{upper_row + 1}" + (f",{lower_row + 1}" if lower_row is not None else "")
+        line = Text(label.ljust(LABEL_WIDTH), "dim")
         for column in columns:
             upper = _colour_of(_level(column[upper_row], low, span)) if upper_row < len(column) else None
             lower = (_colour_of(_level(column[lower_row], low, span))
