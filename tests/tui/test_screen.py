@@ -278,6 +278,8 @@ def test_a_live_run_pauses_at_its_first_explosion_and_spells_out_the_keys():
             source.push([Status(step=3, state="paused")])  # the engine pauses itself at the alarm's step
             await _until(pilot, lambda: "c clip and continue · p continue without · r rewind" in _lines(app))
             assert "exploded" in _lines(app) and source.sent == []
+            status = _lines(app).splitlines()[1]  # paused: the cap, and no rate of before the pause
+            assert " · no cap · paused" in status and "steps/s" not in status
             await pilot.press("r")
             await _until(pilot, lambda: source.sent[-1] == Rewind())
             await pilot.press("c")  # clip (the textbook's 20) and continue
@@ -285,6 +287,7 @@ def test_a_live_run_pauses_at_its_first_explosion_and_spells_out_the_keys():
             source.push([Status(step=3, state="running")])
             await _until(pilot, lambda: "c clip and continue" not in _lines(app))
             assert "exploded" in _lines(app)  # continuing dismisses nothing
+            assert " steps/s (no cap) · running" in _lines(app).splitlines()[1]
 
     asyncio.run(run())
 

@@ -56,8 +56,12 @@ def header_text(view: RunView, source: str, note: str = "") -> Text:
     line.append(f" step {view.step}" + (f"/{total}" if total else ""))
     if view.epoch and config.get("epochs"):
         line.append(f" · epoch {view.epoch}/{config['epochs']}")
-    line.append(f" · {view.steps_per_s:.1f} steps/s")
-    line.append(" (cap " + (f"{short(speed)}/s)" if speed else "none)"), "dim")
+    cap = f"cap {short(speed)}/s" if speed else "no cap"
+    if view.state == "running":  # paused or ended, the last rate measured is no rate of now
+        line.append(f" · {view.steps_per_s:.1f} steps/s")
+        line.append(f" ({cap})", "dim")
+    else:
+        line.append(f" · {cap}", "dim")
     line.append(" · ")
     line.append(view.state, STATE_STYLES.get(view.state, "bold"))
     line.append(f" · {source}", "dim")
