@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import tempfile
 import time
 
 from ..config import ConfigError
 from .grid import Job, log_path
 from .job import run_job
-from .state import Sweep, watch
+from .state import CANCELLED, Sweep, watch
 
 INSTALL_HINT = "--backend ray needs Ray, an optional extra: pip install 'rnnlab-tui[ray]'"
 OBJECT_STORE_BYTES = 100 * 1024 * 1024  # a local cluster's object store: results and logs are small
@@ -159,7 +160,7 @@ class _Home:
         try:
             result = self.ray.get(ref)
         except TaskCancelledError:
-            self.sweep.settle(key, "stopped", "cancelled by Ctrl-C")
+            self.sweep.settle(key, "stopped", CANCELLED)
         except WorkerCrashedError:
             self.sweep.settle(key, "failed", "the Ray worker running it died")
         except RayError as error:
@@ -189,7 +190,12 @@ def run_ray(sweep: Sweep, update, address: str = "", cpus: int = 0) -> None:
     started = time.monotonic()
     owned = not ray.is_initialized()
     if owned:
+        handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
         ray.init(**_init_options(address, cpus))
+        # Ray's core worker puts in its own SIGTERM handler (a native stack dump, then abort): the
+        # sweep's come back, which stop it with its results written
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
     sweep.startup_s = time.monotonic() - started
     try:
         _drive(ray, sweep, update)

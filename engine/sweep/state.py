@@ -7,6 +7,7 @@ import time
 from .grid import Job, SweepSpec, log_path
 
 ACTIVE = ("queued", "running")
+CANCELLED = "cancelled: the sweep was stopped"  # by Ctrl-C or SIGTERM, before the run could finish
 STOP_WAIT_S = 30.0  # after Ctrl-C: how long the runs may take to reach a step boundary
 
 
@@ -52,11 +53,11 @@ class Sweep:
         return [key for key, row in self.rows.items() if row["state"] in ACTIVE]
 
     def finish(self) -> None:
-        """The end, normal or not: every run still open is stopped (Ctrl-C) or failed."""
+        """The end, normal or not: every run still open is stopped (Ctrl-C, SIGTERM) or failed."""
         self.wall_s = time.monotonic() - self.started
         for key in self.pending():
             if self.interrupted:
-                self.settle(key, "stopped", "cancelled by Ctrl-C")
+                self.settle(key, "stopped", CANCELLED)
             else:
                 self.settle(key, "failed", "no worker was left to run it")
 
