@@ -240,6 +240,9 @@ def test_marks_sit_at_their_step_in_a_replay(tmp_path):
     events = _with_clip(list(synthetic_events(40, cell="srn")), 20, 20.0)
     events.insert(next(i for i, e in enumerate(events) if isinstance(e, Step) and e.step == 30) + 1,
                   Status(step=30, state="paused"))
+    # the explosion's step, where a live run pauses itself: its ▲ shows over the p
+    at = next(i for i, e in enumerate(events) if isinstance(e, Alarm) and e.step == 3) + 1
+    events[at:at] = [Status(step=3, state="paused"), Status(step=3, state="running")]
     # paused again after step 34, rewound and clipped harder there: the rewind's r shows at step 35
     at = next(i for i, e in enumerate(events) if isinstance(e, Step) and e.step == 34) + 1
     events[at:at] = [Status(step=34, state="running"), Status(step=34, state="paused"),
@@ -254,7 +257,7 @@ def test_marks_sit_at_their_step_in_a_replay(tmp_path):
             await _until(pilot, lambda: _drawn_step(app) == 40)
             view = app.monitor.sparklines._view
             marked = sorted((view.first_steps[point], mark.kind) for point, mark in view.marks if point < len(view.loss))
-            assert marked == [(3, "alarm"), (20, "clip"), (30, "pause"), (34, "pause"), (35, "clip"), (35, "rewind")]
+            assert marked == [(3, "alarm"), (3, "pause"), (20, "clip"), (30, "pause"), (34, "pause"), (35, "clip"), (35, "rewind")]
             row = next(line for line in _lines(app).splitlines() if line.lstrip().startswith("marks"))
             bars = row[1 + app.monitor.sparklines._widths()[0] + 1:]  # after the padding and the label
             width = app.monitor.sparklines.bars_width()
@@ -262,7 +265,7 @@ def test_marks_sit_at_their_step_in_a_replay(tmp_path):
             assert bars[pad + 2] == "▲" and bars[pad + 19] == "c" and bars[pad + 29] == "p" and bars[pad + 34] == "r"
             await pilot.press("home", *["right"] * 9)  # step 10: the clip mark has not happened yet
             await _until(pilot, lambda: _drawn_step(app) == 10)
-            assert {mark.kind for _, mark in app.monitor.sparklines._view.marks} == {"alarm"}
+            assert {mark.kind for _, mark in app.monitor.sparklines._view.marks} == {"alarm", "pause"}
 
     asyncio.run(run())
 

@@ -21,7 +21,9 @@ LABEL_WIDTH = 17
 VALUE_WIDTH = 22
 MARK_GLYPHS = {"clip": ("c", "bold green"), "lr": ("l", "bold cyan"), "rewind": ("r", "bold blue"),
                "pause": ("p", "bold yellow")}
-MARK_ORDER = ("alarm", "pause", "lr", "clip", "rewind")  # at one step, a later kind's glyph shows
+# at one step, a later kind's glyph shows: an alarm over the pause it caused (a live run pauses at its
+# first explosion), what the user changed over the alarm (told in the timeline above), a rewind over all
+MARK_ORDER = ("pause", "alarm", "lr", "clip", "rewind")
 ALARM_GLYPHS = {"explosion": ("▲", "bold red"), "non_finite": ("!", "bold magenta"),
                 "saturation": ("▼", "bold yellow")}
 TINT = "on grey23"
@@ -220,8 +222,6 @@ class Sparklines(Widget):
     @classmethod
     def _marks_row(cls, view: RunView, width: int, pad: int, label_width: int, value_width: int) -> Text:
         cells = [(" ", "")] * width
-        # of the marks at one step, the one drawn last shows: what the user did over the alarms (told in
-        # the timeline above), and a rewind over the pause it was made in
         for point, mark in sorted(view.marks, key=lambda item: MARK_ORDER.index(item[1].kind)):
             if 0 <= pad + point < width:
                 cells[pad + point] = mark_glyph(mark)
