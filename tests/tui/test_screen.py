@@ -338,6 +338,7 @@ def test_a_replays_advisor_suggests_a_threshold_without_naming_keys_it_cannot_ac
             await pilot.press("end")
             await _until(pilot, lambda: "suggests" in _lines(app))
             assert "a: clip at" not in _lines(app) and "[ halves" not in _lines(app)
+            assert "clip OFF" in _lines(app) and "(c: max_norm" not in _lines(app)  # nor c
 
     asyncio.run(run())
 

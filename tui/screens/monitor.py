@@ -89,7 +89,7 @@ class MonitorScreen(Screen):
              live: bool = False, clip_keys: bool = False) -> bool:
         """Draw the runs at the cursor ``index`` (None = newest): the front one in full, the others over
         it; True if charts still owe a frame. ``live``: an engine steers them (a fork's header says which);
-        ``clip_keys``: the clip keys can act, so the advisor names them."""
+        ``clip_keys``: the clip keys can act, so the header and the advisor name them."""
         if self.has_class("tiny"):
             return False
         state = runs.front
@@ -97,7 +97,7 @@ class MonitorScreen(Screen):
         view = state.view(position, width=max(10, self.sparklines.bars_width()), whole=self.whole)
         entries = legend(runs, index, live) if runs.overlaid else []
         self.run_header.styles.height = 2 + len(entries)
-        self.run_header.show(view, source, note, entries)
+        self.run_header.show(view, source, note, entries, clip_keys)
         self.timeline.show(view.alarms, str(view.config.get("cell", "srn")), prompt, self.has_class("narrow"))
         self.advisor.show(view, clip_keys)
         self.heatmaps.show(view.gates)

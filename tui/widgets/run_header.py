@@ -14,7 +14,7 @@ STATE_STYLES = {"running": "bold green", "paused": "bold yellow", "finished": "b
                 "cut off": "bold red"}
 
 
-def header_text(view: RunView, source: str, note: str = "") -> Text:
+def header_text(view: RunView, source: str, note: str = "", clip_keys: bool = True) -> Text:
     config = view.config
     if not config:
         waiting = Text(" waiting for the run to start", "bold")
@@ -49,7 +49,7 @@ def header_text(view: RunView, source: str, note: str = "") -> Text:
         line.append(f"ON max_norm={short(max_norm)} {norm_name(norm_type)}", "bold green")
     else:
         line.append("OFF", "bold red")
-        if max_norm:  # what c switches on, which [ and ] change meanwhile
+        if max_norm and clip_keys:  # what c switches on, which [ and ] change meanwhile
             line.append(f" (c: max_norm={short(max_norm)})", "dim")
     line.append("\n")
     total = view.total_steps
@@ -96,8 +96,8 @@ class RunHeader(Widget):
         super().__init__(**kwargs)
         self._text = Text()
 
-    def show(self, view: RunView, source: str, note: str = "", entries=()) -> None:
-        text = header_text(view, source, note)
+    def show(self, view: RunView, source: str, note: str = "", entries=(), clip_keys: bool = True) -> None:
+        text = header_text(view, source, note, clip_keys)
         if entries:
             text.append_text(legend_text(entries))  # one line a run, cut at the edge (app.tcss)
         if text != self._text:
