@@ -9,7 +9,7 @@ import time
 from dataclasses import asdict, dataclass, fields, replace
 
 CELLS = ("srn", "lstm", "gru")
-IMPLS = ("torch", "scratch")
+IMPLS = ("torch", "scratch", "naive")  # naive: the textbook's code as printed, slowest
 TASKS = ("digits", "lm")
 HEADS = ("classification", "regression")
 OPTIMIZERS = ("sgd", "adam")

@@ -43,6 +43,19 @@ def saturation_line(reading: ev.Saturation) -> str:
            f"|h| > 0.99 {reading.hidden_saturated:.0%}"
 
 
+def branch_result_line(log_path: str, change: str) -> str | None:
+    """``[Test] second branch (clip 1): accuracy: 0.12``, from the end of a fork's second branch's log;
+    None when that branch was not scored (it stopped or failed first)."""
+    from .logs import read_log  # only after a headless fork: the whole log is read once
+
+    finished = [event for event in read_log(log_path)[0] if isinstance(event, ev.RunFinished)]
+    if not finished:
+        return None
+    end = finished[-1]
+    name, score = ("accuracy", end.test_accuracy) if end.test_accuracy is not None else ("perplexity", end.test_perplexity)
+    return None if score is None else f"[Test] second branch ({change}): {name}: {_fmt(score)}"
+
+
 class _Console(Console):
     def on_broken_pipe(self) -> None:
         """Rich's default ends the process from whichever thread printed; here the event writer

@@ -43,9 +43,10 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--task", choices=TASKS, help="digits (NNDL 6.1 digit sum) or lm (character model)")
     model.add_argument("--cell", choices=CELLS, help="srn | lstm | gru (default srn)")
     model.add_argument("--impl", choices=IMPLS,
-                       help="torch (default: fused kernels, textbook names) or scratch (the equations). "
-                            "For the GRU, torch applies the reset gate after the recurrent product "
-                            "(r*(h U_h)); scratch follows d2l ((r*h) U_h)")
+                       help="torch (default: fused kernels, textbook names), scratch (the equations) or "
+                            "naive (the textbook's code as printed, one product per gate per step). For the "
+                            "GRU, torch applies the reset gate after the recurrent product (r*(h U_h)); "
+                            "scratch and naive follow d2l ((r*h) U_h)")
     model.add_argument("--head", choices=HEADS, help="classification over 19 sums or regression (MSE)")
     model.add_argument("--length", type=int, help="digit sequence length L: 5, 10, ..., 35 (default 20)")
     model.add_argument("--hidden", type=int, help="hidden units (default 32)")
@@ -139,7 +140,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
         return train_live(config.to_dict(), args.events)
     from engine.errors import USER_ERRORS, describe
-    from engine.headless import HeadlessPrinter
+    from engine.headless import HeadlessPrinter, branch_result_line
     from engine.session import configure_torch, run_session
 
     configure_torch()
@@ -167,6 +168,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         printer.console.print(visible(f"[Log] {log_path}"))  # the finished log is gzipped: its name has changed
         branch = existing_log(branch_log_path(log_path)) if fork_at else None
         if branch:
+            result = branch_result_line(branch, fork_at[1].describe())
+            if result:
+                printer.console.print(visible(result))
             printer.console.print(visible(f"[Log] {branch} (the second branch; watch both: "
                                           f"rnnlab-tui watch {log_path} {branch})"))
     return 130 if reason == "stopped" else 0
@@ -242,7 +246,7 @@ def add_sweep_options(sweep: argparse.ArgumentParser) -> None:
     sweep.add_argument("--workers", type=int, default=0,
                        help="worker processes, or a local Ray cluster's CPUs (default: one per core)")
     sweep.add_argument("--epochs", type=int, help="override the preset's epochs")
-    sweep.add_argument("--impl", choices=("auto",) + IMPLS + ("naive",), default="auto",
+    sweep.add_argument("--impl", choices=("auto",) + IMPLS, default="auto",
                        help="cell implementation: auto (default) takes the faster one per cell, scratch SRN "
                             "and torch LSTM (the same functions); naive = the textbook's cells, for comparison")
     sweep.add_argument("--sequential", action="store_true", help="one run after another in this process")

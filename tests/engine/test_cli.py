@@ -92,6 +92,9 @@ def test_headless_fork_writes_two_logs_that_watch_can_overlay(tmp_path):
     lines = [json.loads(line) for line in second.read_text().splitlines()]
     assert lines[0]["type"] == "run_started" and lines[0]["config"]["fork_step"] == 4
     assert [line["step"] for line in lines if line["type"] == "step"] == list(range(5, 11))
+    # both branches' test scores are said, the second's from the end of its log
+    (finished,) = [line for line in lines if line["type"] == "run_finished"]
+    assert f"[Test] second branch (clip 1): accuracy: {finished['test_accuracy']:.5g}" in result.stdout
 
 
 def test_a_fork_at_or_after_the_last_step_is_refused_before_the_run_starts(tmp_path):

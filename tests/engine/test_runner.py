@@ -65,15 +65,16 @@ def test_the_explosion_preset_explodes_alarms_and_stays_at_chance(tmp_path):
     assert dev[-1] < 0.2  # 19 classes: chance is about 0.05-0.1
 
 
-def test_both_implementations_give_the_same_first_steps(tmp_path):
+def test_the_three_implementations_give_the_same_first_steps(tmp_path):
     norms = {}
-    for impl in ("torch", "scratch"):
+    for impl in ("torch", "scratch", "naive"):  # train --impl naive: the textbook's code as printed
         _, events = train(tmp_path, preset="explode", impl=impl, epochs=1)
         norms[impl] = [s.grad_norms for s in of(events, "step")[:3]]
-    for library, scratch in zip(norms["torch"], norms["scratch"]):
-        assert list(library) == list(scratch)
-        for name in library:
-            assert scratch[name] == pytest.approx(library[name], rel=1e-4, abs=1e-6), name
+    for impl in ("scratch", "naive"):
+        for library, ours in zip(norms["torch"], norms[impl]):
+            assert list(library) == list(ours)
+            for name in library:
+                assert ours[name] == pytest.approx(library[name], rel=1e-4, abs=1e-6), (impl, name)
 
 
 def test_clipping_bounds_the_norm_that_reaches_the_optimizer_and_reports_pre_clip(tmp_path):

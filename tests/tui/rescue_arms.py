@@ -4,6 +4,7 @@ seed for every arm.
 
     python tests/tui/rescue_arms.py          # both arms: none, and the advisor's threshold
     python tests/tui/rescue_arms.py 1 5      # and any thresholds given
+    python tests/tui/rescue_arms.py --preset explode --length 5 1    # another preset's arms
 """
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ class RescueRun:
     """The rescue preset in a child process as the TUI starts it (pausing at its first explosion), with
     the TUI's state (and so its clipping advisor) fed from its events."""
 
-    def __init__(self, folder: str):
-        self.config = build_config("rescue", runs_dir=folder, checkpoint_dir=folder, pause_on_alarm=True)
+    def __init__(self, folder: str, preset: str = "rescue", **overrides):
+        self.config = build_config(preset, runs_dir=folder, checkpoint_dir=folder, pause_on_alarm=True, **overrides)
         self.child = subprocess.Popen([sys.executable, "-m", "engine.child", json.dumps(self.config.to_dict())],
                                       cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         self.state = RunState()
@@ -65,10 +66,10 @@ class RescueRun:
         self.child.stdout.close()
 
 
-def run_arm(threshold: str, folder: str, rewind: bool = True) -> tuple[float, dict]:
+def run_arm(threshold: str, folder: str, rewind: bool = True, preset: str = "rescue", **overrides) -> tuple[float, dict]:
     """Test accuracy of the rescue run answered at its explosion: ``threshold`` is "none" (p, keep going),
     "advice" (the advisor's max_norm, as the a key sends it) or a number; and what happened."""
-    run = RescueRun(folder)
+    run = RescueRun(folder, preset, **overrides)
     try:
         explosion = run.until_paused_at_explosion()
         advice = run.state.advisor.at(run.state.last_index)
@@ -91,9 +92,16 @@ def run_arm(threshold: str, folder: str, rewind: bool = True) -> tuple[float, di
 
 
 if __name__ == "__main__":
+    import argparse
     import tempfile
 
+    parser = argparse.ArgumentParser(description="the arms of a preset paused at its first explosion")
+    parser.add_argument("thresholds", nargs="*", help="max_norms to try besides none and the advisor's")
+    parser.add_argument("--preset", default="rescue")
+    parser.add_argument("--length", type=int, help="the digit sequences' length (default: the preset's)")
+    args = parser.parse_args()
+    overrides = {"length": args.length} if args.length else {}
     with tempfile.TemporaryDirectory() as folder:
-        for arm in ("none", "advice", *sys.argv[1:]):
-            accuracy, story = run_arm(arm, folder)
+        for arm in ("none", "advice", *args.thresholds):
+            accuracy, story = run_arm(arm, folder, preset=args.preset, **overrides)
             print(f"{arm:>6}: test accuracy {accuracy:.2f} {story}", flush=True)
