@@ -37,7 +37,7 @@ INGEST_SLICE = 0.008  # seconds
 INGEST_CHUNK = 64  # events between two looks at the clock
 GC_THRESHOLDS = gc.get_threshold()
 FULL_COLLECTIONS_HELD = 1 << 30  # a threshold for the oldest generation that is never reached
-SPEED, MOVE = Binding.Group("speed"), Binding.Group("move")
+CLIP, SPEED, MOVE = Binding.Group("clip"), Binding.Group("speed"), Binding.Group("move")
 # keys that only ask the engine (a replay's p, n, + and - move its own cursor; a stream's do not)
 ENGINE_ONLY = ("toggle_clip", "scale_clip", "rewind", "gates", "advise", "fork")
 
@@ -47,14 +47,15 @@ class MonitorApp(RunKeys, App[int]):
     ENABLE_COMMAND_PALETTE = False  # the footer needs the room for the run's keys
     AUTO_FOCUS = None  # keys go to the monitor until / focuses the console
     TITLE = "rnnlab-tui"
-    # the footer lists these in order and cuts what does not fit: help and quit come first, and a pair
-    # of keys shares one word (+ - speed) so that a replay's keys all fit in 80 columns
+    # the footer lists these in order and cuts what does not fit: help and quit come first, and keys
+    # share one word (c [ ] clip, + - speed) so that a live run's keys fit in 120 columns and a
+    # replay's in 80 (? names each)
     BINDINGS = [
         Binding("question_mark", "help", "help", key_display="?"),
         Binding("q", "quit", "quit"),
-        Binding("c", "toggle_clip", "clip"),
-        Binding("left_square_bracket", "scale_clip(0.5)", "max_norm÷2", key_display="["),
-        Binding("right_square_bracket", "scale_clip(2)", "×2", key_display="]"),
+        Binding("c", "toggle_clip", "clip", group=CLIP),
+        Binding("left_square_bracket", "scale_clip(0.5)", "max_norm÷2", key_display="[", group=CLIP),
+        Binding("right_square_bracket", "scale_clip(2)", "max_norm×2", key_display="]", group=CLIP),
         Binding("p", "pause", "pause"),
         Binding("n", "step", "step"),
         Binding("r", "rewind", "rewind"),
@@ -64,8 +65,8 @@ class MonitorApp(RunKeys, App[int]):
         Binding("t", "toggle_flow", "flow"),
         # priority: handled as the key arrives, so the keys typed right after it reach the input
         Binding("slash", "focus_console", "console", key_display="/", priority=True),
-        Binding("a", "advise", "advised clip"),
-        Binding("w", "toggle_whole", "whole run"),
+        Binding("a", "advise", "advise"),
+        Binding("w", "toggle_whole", "whole"),
         Binding("v", "toggle_charts", "charts"),
         Binding("f", "fork", "fork"),
         Binding("o", "front", "other run"),

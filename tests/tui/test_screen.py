@@ -101,6 +101,19 @@ def test_in_the_console_the_footer_says_how_to_leave_it():
     asyncio.run(run())
 
 
+def test_at_120_columns_a_live_runs_footer_names_every_key_that_acts():
+    async def run():
+        source = FakeLiveSource(list(synthetic_events(20, finish=False)))
+        app = build_app(source)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await _until(pilot, lambda: _lines(app).splitlines()[-1].startswith("? help q quit"))
+            footer = _lines(app).splitlines()[-1].rstrip()
+            assert footer == ("? help q quit c [ ] clip p pause n step r rewind + - speed g gates t flow "
+                              "/ console a advise w whole v charts f fork"), footer
+
+    asyncio.run(run())
+
+
 def test_at_80_columns_a_replays_footer_ends_at_a_whole_key(tmp_path):
     async def run():
         app = _replay(tmp_path, synthetic_events(30))
@@ -108,7 +121,7 @@ def test_at_80_columns_a_replays_footer_ends_at_a_whole_key(tmp_path):
             await _until(pilot, lambda: app.ended is not None)
             await _until(pilot, lambda: _lines(app).splitlines()[-1].startswith("? help q quit"))
             footer = _lines(app).splitlines()[-1].rstrip()
-            assert footer.endswith("+ - speed t flow w whole run v charts ← → move"), footer
+            assert footer.endswith("+ - speed t flow w whole v charts ← → move"), footer
 
     asyncio.run(run())
 
