@@ -192,7 +192,7 @@ class LogFileSource(EventSource):
     def __init__(self, path: str) -> None:
         super().__init__()
         self.path = path
-        self.description = f"replay of {os.path.basename(path)}"
+        self.description = os.path.basename(path)
         self._closed = threading.Event()
 
     def _more_ready(self) -> bool:
@@ -226,7 +226,7 @@ class LogFilesSource(EventSource):
     def __init__(self, paths: list[str]) -> None:
         super().__init__()
         self.logs = [LogFileSource(path) for path in paths]
-        self.description = f"replay of {len(paths)} logs"
+        self.description = f"{len(paths)} logs"
 
     def batches(self) -> Iterator[list[Event]]:
         readers = [(number, log.batches()) for number, log in enumerate(self.logs)]

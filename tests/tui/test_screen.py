@@ -579,9 +579,9 @@ def test_a_paused_replay_says_so_at_80_columns(tmp_path):
         async with app.run_test(size=(80, 24)) as pilot:
             await _until(pilot, lambda: app.ended is not None)
             await pilot.press("home")  # the cursor at step 1, the playback paused
-            await _until(pilot, lambda: " · running · ⏸ paused · re" in _lines(app).splitlines()[1])
+            await _until(pilot, lambda: " · running · ⏸ replay" in _lines(app).splitlines()[1])
             await pilot.press("p")
-            await _until(pilot, lambda: " · running · ▶ 10 steps/s " in _lines(app).splitlines()[1])
+            await _until(pilot, lambda: " · running · ▶ replay 10/s" in _lines(app).splitlines()[1])
 
     asyncio.run(run())
 

@@ -114,6 +114,6 @@ def source_label(source, playback, ended: bool = False) -> str:
         return "stream ended"
     if source.kind != "replay":
         return visible(source.description) + ("" if playback.index is None else " · history (end follows)")
-    # the playback first: a narrow terminal cuts the log's name, not whether it plays
-    playing = f"▶ {playback.speed:g} steps/s" if playback.playing else "⏸ paused"
+    # the playback first: a narrow terminal cuts the log's name, not that it is a replay or whether it plays
+    playing = f"▶ replay {playback.speed:g}/s" if playback.playing else "⏸ replay"
     return f"{playing} · {visible(source.description)}"
