@@ -44,7 +44,7 @@ def told_at_exit(states, logs: list[str]) -> list[str]:
                       f"resume with: rnnlab-tui train --resume {finished.checkpoint}"]
         elif finished.reason == "finished":
             lines.append(f"finished at step {finished.step}; last checkpoint {finished.checkpoint}")
-    if logs:
+    if lines and logs:  # a run that ended as asked (a fault is told in one line, on stderr)
         lines.append(f"replay with: rnnlab-tui watch {' '.join(shlex.quote(path) for path in logs)}")
     return lines
 

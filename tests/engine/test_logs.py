@@ -71,7 +71,7 @@ def test_a_damaged_gzip_log_keeps_what_came_before_the_damage(tmp_path):
 
 @pytest.mark.parametrize("name", ["run.jsonl", "run.jsonl.gz"])
 def test_watch_finds_a_finished_log_by_its_plain_name(tmp_path, name):
-    from rnnlab_tui.common import existing_log
+    from engine.logs import existing_log
 
     path = _plain_log(tmp_path)
     final = compress_log(str(path)) if name.endswith(".gz") else str(path)

@@ -56,6 +56,7 @@ def test_after_a_fork_both_branches_are_told_with_their_checkpoints():
         "stopped at step 40; last checkpoint checkpoints/a-b/last.pt",
         "resume with: rnnlab-tui train --resume checkpoints/a-b/last.pt",
         "replay with: rnnlab-tui watch runs/a.jsonl.gz runs/a-b.jsonl.gz"]
+    assert told_at_exit([cut], ["runs/cut.jsonl"]) == []  # a run that never ended: its fault is told on stderr
     done = RunState()
     done.ingest([RunFinished(run="c", step=250, reason="finished", checkpoint="checkpoints/c/last.pt")])
     assert told_at_exit([done], ["my log.jsonl"]) == ["finished at step 250; last checkpoint checkpoints/c/last.pt",
