@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import os
 
-from engine.text import visible
 from engine.logs import existing_log
+from engine.text import visible
 from rnnlab_tui.common import fail
 
 

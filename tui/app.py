@@ -252,8 +252,9 @@ class MonitorApp(RunKeys, App[int]):
             label = source_label(self.source, self.playback, self.ended is not None)
             paused = self.state.status is not None and self.state.status.state == "paused"
             prompt = ALARM_PROMPT if self.alarm_pause and paused else ""  # once the engine has paused
+            clip_keys = self.source.can_send and not self._training_over()  # typing in the console or not
             self._dirty = self.monitor.draw(self.runs, self.playback.index, label, self.note, prompt,
-                                            self.source.kind == "live", bool(self.check_action("advise", ())))
+                                            self.source.kind == "live", clip_keys)
             weights = self.runs.steered.weights if self.source.kind == "live" else ""  # a log's engine is gone
             placeholder = (console_options.placeholder(self.state.task, self.sampling, weights,
                                                        str(self.state.config.get("corpus", "")))

@@ -93,6 +93,9 @@ def test_in_the_console_the_footer_says_how_to_leave_it():
             assert "+ - speed" in _lines(app).splitlines()[-1]
             await pilot.press("slash")  # q and ? are characters of the input from here, + and - too
             await _until(pilot, lambda: _lines(app).splitlines()[-1].strip() == "Esc leave console")
+            source.push([event for event in synthetic_events(21, finish=False) if event.step == 21])
+            await _until(pilot, lambda: " step 21/" in _lines(app))  # drawn again while the console has the keys
+            assert "clip OFF (c: max_norm=20)" in _lines(app).splitlines()[0]
             await pilot.press("plus")
             assert app.focused.value == "+" and not source.sent  # typed, not a speed request
             await pilot.press("escape")
