@@ -157,9 +157,13 @@ def resolve_resume(path: str, overrides: dict) -> tuple[TrainConfig, dict]:
                               "or start a fresh run without --resume")
     config = replace(saved, **given, run_id="")
     validate(config)
-    if int(payload.get("epoch", 1)) > config.epochs:  # the loop would end before its first step
-        raise ConfigError(f"--resume {path}: the run already finished its {config.epochs} epochs (step "
-                          f"{payload.get('step')}); --epochs with more trains it further")
+    # the epochs the checkpoint has finished: a best.pt of a last step names the next batch of the
+    # epoch it ended (one past its last), a last.pt the first of the next epoch
+    epoch, batch, per_epoch = int(payload.get("epoch", 1)), int(payload.get("batch", 0)), payload.get("steps_per_epoch")
+    done = epoch - 1 + (1 if per_epoch and batch >= per_epoch else 0)
+    if done >= config.epochs:  # the loop would end before its first step
+        raise ConfigError(f"--resume {path}: the run has trained {done} epochs (step {payload.get('step')}) and "
+                          f"this one would end after {config.epochs}; --epochs {done + 1} or more trains it further")
     check_applicable(config, given)
     ckpt.model_of(payload, config, path)  # the tensors fit the model the config describes
     return replace(config, resume=path), payload

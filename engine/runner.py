@@ -224,8 +224,8 @@ class Runner:
     def _payload(self) -> dict:
         return {"config": self.config.to_dict(), "parameters": ckpt.snapshot_parameters(self.model),
                 "optimizer": self.optimizer.state_dict(), "impl": self.config.impl, "run_id": self.run_id,
-                "step": self.step, "epoch": self.epoch, "batch": self.next_batch, "best": self.best_score,
-                "settings": _settings_fields(self.settings), "alarms": self.alarms.state_dict(),
+                "step": self.step, "epoch": self.epoch, "batch": self.next_batch, "steps_per_epoch": self.task.steps_per_epoch,
+                "best": self.best_score, "settings": _settings_fields(self.settings), "alarms": self.alarms.state_dict(),
                 "carried_state": self.task.carried_state(), **self.task.checkpoint_extra()}
 
     def _save(self, path: str, kind: str, score: float | None = None) -> None:

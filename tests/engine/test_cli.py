@@ -192,8 +192,15 @@ def test_a_tui_runs_checkpoint_resumes_headless_without_its_pause_or_speed_cap(t
     assert result.returncode == 0, result.stderr
     last = next(str(path) for path in tmp_path.rglob("last.pt"))
     before = sorted(tmp_path.rglob("*"))
-    assert_one_line_error(rnnlab("train", "--resume", last, "--headless", *common),  # nothing left to train
-                          "the run already finished its 50 epochs (step 50); --epochs with more trains it further")
+    at_end = ckpt.load(last)  # as a best.pt of the last step holds it: the batch after the epoch's last
+    at_end.update(epoch=50, batch=at_end["steps_per_epoch"])
+    best = str(tmp_path / "best-at-the-end.pt")
+    ckpt.save(best, at_end)
+    before = sorted(tmp_path.rglob("*"))
+    for finished, epochs in ((last, []), (best, []), (last, ["--epochs", "20"])):  # nothing left to train
+        assert_one_line_error(rnnlab("train", "--resume", finished, "--headless", *epochs, *common),
+                              f"the run has trained 50 epochs (step 50) and this one would end after "
+                              f"{epochs[-1] if epochs else 50}; --epochs 51 or more trains it further")
     assert sorted(tmp_path.rglob("*")) == before  # no new run, log or checkpoint
     payload = ckpt.load(last)
     payload["config"].update(pause_on_alarm=True, speed=20.0)  # what the TUI's run holds
