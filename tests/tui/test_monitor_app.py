@@ -338,6 +338,27 @@ def test_a_generation_of_many_short_lines_flows_with_its_line_breaks_marked_when
     asyncio.run(run())
 
 
+def test_the_heatmaps_keep_rows_of_units_under_a_console_full_of_generations():
+    """A student types prefixes to see their gates: at 120×40 the console's answers may not take the
+    heatmaps' room down to their headings."""
+    events = list(synthetic_events(30, task="lm", cell="lstm", finish=False))
+
+    async def run():
+        source = FakeLiveSource(events)
+        app = build_app(source)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await _until(pilot, lambda: app.state.last_index == 29)
+            for request in range(1, 5):
+                source.push([Generation(prefix="time traveller", text="of stome were seed and\nI doong " * 3,
+                                        done=True, request_id=request)])
+            await _until(pilot, lambda: len(app.monitor.console_panel.lines) >= 4)
+            await pilot.pause(0.2)
+            # a title, a gate's name, range and input: four lines; at least four units under them
+            assert app.monitor.heatmaps_scroll.size.height >= 4 + 4
+
+    asyncio.run(run())
+
+
 def test_a_generation_of_blanks_says_so_instead_of_showing_nothing():
     """Early in training the likeliest next character is a space: a student must see that the model
     answered, with blanks, rather than an empty line."""

@@ -64,7 +64,7 @@ class GenerationBlock(Text):
 
 
 UNKNOWN_NOTICE = "not in the vocabulary"  # how the engine's notice about unknown prefix characters starts
-ROWS = {False: (4, 7), True: (3, 4)}  # visual lines of the log (answers, a generation) by narrow screen
+ROWS = {False: (3, 5), True: (3, 4)}  # visual lines of the log (answers, a generation) by narrow screen: the heatmaps keep rows
 GENERATION_LENGTH = 100  # characters the console asks for: a generation fits the log at 120 columns
 
 
