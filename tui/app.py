@@ -260,6 +260,7 @@ class MonitorApp(RunKeys, App[int]):
                                                        str(self.state.config.get("corpus", "")))
                            if self.source.can_send else controls.REFUSALS.get(self.source.kind, ""))
             self.monitor.console_panel.set_placeholder(placeholder)
+            self.monitor.console_panel.score_name = "perplexity" if self.state.task == "lm" else "accuracy"
             if self.source.kind == "replay" and self._console_at != (self.playback.index, self.runs.front_number):
                 self._console_at = (self.playback.index, self.runs.front_number)
                 cursor = self.runs.position(self.state, self.playback.index)

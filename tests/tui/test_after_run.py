@@ -68,7 +68,7 @@ def test_the_finished_run_answers_from_the_final_then_the_best_weights(size):
                                  trained_steps=5, score=0.5), prediction(12)])
             await until(pilot, lambda: str(app.monitor.console_panel.lines[-1]).startswith("best · 6 7 0 0 0 → 12"))
             told = str(app.monitor.console_panel.lines[-2])
-            assert told == "the best weights (step 5, dev score 0.5) answer · :final switches back"
+            assert told == "the best weights (step 5, dev accuracy 0.5) answer · :final switches back"
             assert any(line.startswith("best · 6 7 0 0 0 → 12") for line in console_lines(app))  # on screen
             await until(pilot, lambda: "best weights (:final)" in placeholder(app))
             await pilot.press("escape", "q")  # q quits: the engine is asked to stop, and the app ends

@@ -76,7 +76,7 @@ def test_f_sends_the_fork_and_both_branches_are_overlaid_as_they_arrive():
             assert "requested" not in _header(app) and "━B clip 1 L2" in _header(app)
             # the two branches share the console: each line says whose it is
             source.push([Eval(run="synthetic-b", step=40, split="test", accuracy=0.5)])
-            await _until(pilot, lambda: "B: step 40: test score 0.5" in _console(app))
+            await _until(pilot, lambda: "B: step 40: test accuracy 0.5" in _console(app))
             source.push([Prediction(run="synthetic", step=40, tokens=["6", "7"], predicted=13, target=13,
                                     top=[[13, 0.9]])])  # an answer to the console: the branch that gave it
             await _until(pilot, lambda: "A: 6 7 → 13" in _console(app))
@@ -102,7 +102,7 @@ def test_after_a_forked_run_best_chooses_the_weights_the_console_answers_with_wh
             assert "A's weights" in app.monitor.console_panel.lines[-1].plain  # whose weights it switches
             source.push([Weights(run="synthetic", step=20, which="best", checkpoint="checkpoints/x/best.pt",
                                  trained_steps=15, score=0.5)])
-            await _until(pilot, lambda: "A: the best weights (step 15, dev score 0.5) answer" in _console(app))
+            await _until(pilot, lambda: "A: the best weights (step 15, dev accuracy 0.5) answer" in _console(app))
 
     asyncio.run(run())
 

@@ -47,10 +47,10 @@ def weights_tag(weights: str) -> Text:
     return Text(f"{weights} · ", "dim") if weights else Text()
 
 
-def weights_text(weights: Weights) -> Text:
+def weights_text(weights: Weights, score_name: str = "score") -> Text:
     """The line that says which weights answer from now on, and how to switch."""
     if weights.which == "best":
-        score = "" if weights.score is None else f", dev score {short(weights.score)}"
+        score = "" if weights.score is None else f", dev {score_name} {short(weights.score)}"
         return Text(f"the best weights (step {weights.trained_steps}{score}) answer · :final switches back", "bold")
     # q typed in the console is a character: Esc leaves it first
     return Text(f"run over: the {weights.which} weights (step {weights.trained_steps}) answer · "
@@ -64,7 +64,8 @@ class GenerationBlock(Text):
 
 
 UNKNOWN_NOTICE = "not in the vocabulary"  # how the engine's notice about unknown prefix characters starts
-ROWS = {False: (3, 5), True: (3, 4)}  # visual lines of the log (answers, a generation) by narrow screen: the heatmaps keep rows
+# visual lines of the log (answers, a generation) by narrow screen: what is left to the heatmaps of the input
+ROWS = {False: (3, 5), True: (3, 4)}
 GENERATION_LENGTH = 100  # characters the console asks for: a generation fits the log at 120 columns
 
 
@@ -91,6 +92,7 @@ class Console(Vertical):
         self._request = -1
         self._unknown_noted = False  # the engine's notice already named the unknown characters
         self._weights = ""  # after the run: the weights answering (each answer is led by it)
+        self.score_name = "score"  # what the run's evaluations score (accuracy, perplexity): its task says
         self._width = 0
         self._log = Static("", id="console-log")
         self._own: collections.deque[Text] = collections.deque(maxlen=4)
@@ -132,13 +134,14 @@ class Console(Vertical):
         elif isinstance(event, Status) and event.message:
             self.say(f"{lead}{event.state}: {event.message}", "bold red" if event.state == "failed" else "")
         elif isinstance(event, Eval):
-            score = event.accuracy if event.accuracy is not None else event.perplexity
-            self.say(f"{lead}step {event.step}: {event.split} score {short(score)}")
+            accuracy = event.accuracy is not None
+            name, score = ("accuracy", event.accuracy) if accuracy else ("perplexity", event.perplexity)
+            self.say(f"{lead}step {event.step}: {event.split} {name} {short(score)}")
         elif isinstance(event, RunFinished):
             self.say(lead + finished_text(event))
         elif isinstance(event, Weights):
             self._weights = event.which
-            self.say(Text(lead) + weights_text(event))
+            self.say(Text(lead) + weights_text(event, self.score_name))
 
     def replay(self, events: list[Event]) -> None:
         """Show what a replay's console had shown by its cursor (and nothing after it), then the
