@@ -152,12 +152,21 @@ def make_spec(study: str | None = None, preset: str | None = None, grid: list[st
                      fixed={"epochs": epochs} if epochs is not None else {})
 
 
+def spell(value) -> str:
+    """An axis value as ``--grid`` takes it: clipping off is ``none``; a number in its short form
+    (``0.2``, ``2``) when that is the value, else in the digits that tell it apart (``0.1234561``)."""
+    if value is None:
+        return "none"
+    if isinstance(value, float):
+        short = f"{value:g}"
+        return short if float(short) == value else repr(value)
+    return str(value)
+
+
 def _spell(key: str, value) -> str:
     if key == "cell":
         return str(value)
-    prefix = {"length": "L", "seed": "s"}.get(key, key.replace("_", ""))
-    text = "none" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
-    return prefix + text
+    return {"length": "L", "seed": "s"}.get(key, key.replace("_", "")) + spell(value)
 
 
 def run_name(point: dict, seed: int, several_seeds: bool) -> str:
@@ -176,7 +185,7 @@ def make_jobs(spec: SweepSpec, sweep_id: str, *, impl: str = "auto", runs_dir: s
                      **spec.fixed)
     except ConfigError as error:
         raise GridError(str(error)) from None
-    jobs = []
+    jobs, names = [], {}
     for point in spec.points():
         for seed in spec.seeds if "seed" not in point else [point["seed"]]:
             values = {**spec.fixed, "seed": seed, **point}
@@ -189,7 +198,11 @@ def make_jobs(spec: SweepSpec, sweep_id: str, *, impl: str = "auto", runs_dir: s
             if "impl" not in point:
                 chosen = FASTEST_IMPL[config.cell] if impl == "auto" else impl
             # naive (the textbook's cells) trains the scratch model's function the slow way
-            config = replace(config, impl=chosen, run_id=f"{sweep_id}-{run_name(point, seed, len(spec.seeds) > 1)}")
+            name = run_name(point, seed, len(spec.seeds) > 1)
+            if name in names:  # one run's log and checkpoints would overwrite the other's
+                raise GridError(f"--grid points {names[name]} and {_point_text(point)} would share the run name {name}")
+            names[name] = _point_text(point)
+            config = replace(config, impl=chosen, run_id=f"{sweep_id}-{name}")
             jobs.append(Job(key=len(jobs), point=point, seed=seed, config=config))
     return jobs
 

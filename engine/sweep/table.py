@@ -8,19 +8,13 @@ import os
 import sys
 import time
 
+from .grid import spell
 from .state import Sweep, seed_means
 
 HEADINGS = {"length": "L", "clip": "max_norm", "clip_type": "norm", "batch_size": "batch"}
 STATES = ("finished", "running", "queued", "stopped", "failed")
 COLORS = ("red", "green", "blue", "magenta", "cyan", "yellow")
 MARKERS = ("o", "+", "*", "#", "%", "@")
-
-
-def spell(value) -> str:
-    """An axis value as ``--grid`` takes it: clipping off is ``none``."""
-    if value is None:
-        return "none"
-    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def _fmt(value) -> str:

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from engine.config import ROOT, build_config
-from engine.sweep.grid import GridError, make_jobs, make_spec, parse_axis
+from engine.sweep.grid import GridError, make_jobs, make_spec, parse_axis, spell
 
 CLI = [sys.executable, "-m", "rnnlab_tui"]
 
@@ -48,6 +48,18 @@ def test_a_grid_axis_replaces_the_studys_axis_of_its_key_and_others_are_added():
     jobs = make_jobs(spec, "s")
     assert len(jobs) == 2 * 2 * 2 * 2 and len({job.config.run_id for job in jobs}) == len(jobs)
     assert {job.config.seed for job in jobs} == {5, 6} and jobs[-1].config.run_id == "s-lstm-L15-hidden32-s6"
+
+
+def test_values_that_round_alike_get_names_that_tell_them_apart():
+    jobs = make_jobs(make_spec(preset="explode", grid=["lr=0.1234561,0.1234562", "clip=none,20"]), "s")
+    assert [job.config.run_id for job in jobs] == ["s-lr0.1234561-clipnone", "s-lr0.1234561-clip20",
+                                                   "s-lr0.1234562-clipnone", "s-lr0.1234562-clip20"]
+    assert spell(0.1234562) == "0.1234562" and spell(0.2) == "0.2" and spell(2.0) == "2" and spell(1e-5) == "1e-05"
+
+
+def test_two_points_that_would_share_a_run_name_are_refused():
+    with pytest.raises(GridError, match="points corpus=a b and corpus=a_b would share the run name corpusa_b"):
+        make_jobs(make_spec(preset="lm-timemachine", grid=["corpus=a b,a_b"]), "s")
 
 
 def test_another_preset_starts_from_no_axes():
