@@ -144,6 +144,8 @@ def make_spec(study: str | None = None, preset: str | None = None, grid: list[st
         raise GridError(f"--seeds must be at least 1, not {seeds}")
     if "seed" in axes and seeds > 1:
         raise GridError("give the seeds either as --seeds N or as --grid seed=..., not both")
+    if "epochs" in axes and epochs is not None:
+        raise GridError("give the epochs either as --epochs N or as --grid epochs=..., not both")
     if epochs is not None and epochs < 1:
         raise GridError(f"--epochs must be at least 1, not {epochs}")
     first = build_config(base).seed  # the preset's seed: one seed reproduces a plain run of it

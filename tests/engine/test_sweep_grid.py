@@ -98,6 +98,7 @@ def test_a_bad_point_is_named():
     (["--lengths", "10", "--grid", "length=15"], "--grid length is given twice"),
     (["--study", "stability", "--preset", "clip"], "give --study or --preset"),
     (["--grid", "seed=1,2", "--seeds", "2"], "not both"),
+    (["--grid", "epochs=1,2", "--epochs", "3"], "--epochs N or as --grid epochs=..., not both"),
     (["--preset", "nope"], "--preset must be one of"),
     (["--address", "127.0.0.1:1"], "--address is for --backend ray"),
     (["--backend", "ray", "--sequential"], "--sequential is for the local backend"),
