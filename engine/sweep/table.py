@@ -8,6 +8,7 @@ import os
 import sys
 import time
 
+from ..text import visible
 from .grid import spell
 from .state import Sweep, seed_means
 
@@ -27,8 +28,9 @@ def _title(sweep: Sweep, elapsed: float) -> str:
         if options["backend"] == "local" else f"ray{' at ' + options['address'] if options.get('address') else ''}"
     about = sweep.spec.study or f"preset {sweep.spec.preset}"
     logs = f"; logs {os.path.join(options['runs_dir'], sweep.id)}-<log>" if len(seeds) == 1 else ""
-    return (f"{sweep.id}  ({about}, {options['impl']}, {where}, "
-            + (f"seeds {seeds[0]}-{seeds[-1]}, " if len(seeds) > 1 else "") + f"{elapsed:.0f} s{logs})")
+    # the runs folder is the user's: its control characters shown, never sent to the terminal
+    return visible(f"{sweep.id}  ({about}, {options['impl']}, {where}, "
+                   + (f"seeds {seeds[0]}-{seeds[-1]}, " if len(seeds) > 1 else "") + f"{elapsed:.0f} s{logs})")
 
 
 def _explosions_shown(sweep: Sweep) -> bool:
@@ -44,7 +46,7 @@ def _state(rows: list[dict]) -> str:
     if "running" in states and total:
         text += f" {sum(row['step'] for row in rows)}/{total * len(rows)}"
     errors = [row["error"] for row in rows if row["error"] and row["state"] in ("failed", "stopped")]
-    return text + (f": {errors[0][:60]}" if errors and "failed" in states else "")
+    return text + (f": {visible(errors[0][:60])}" if errors and "failed" in states else "")
 
 
 def live_table(sweep: Sweep, elapsed: float | None = None):
