@@ -24,7 +24,8 @@ def _fmt(value) -> str:
 
 def _title(sweep: Sweep, elapsed: float) -> str:
     options, seeds = sweep.options, sweep.spec.seeds
-    where = ("sequential" if options["sequential"] else f"{options['workers']} workers") \
+    workers = options["workers"]
+    where = ("sequential" if options["sequential"] else f"{workers} worker{'s' * (workers != 1)}") \
         if options["backend"] == "local" else f"ray{' at ' + options['address'] if options.get('address') else ''}"
     about = sweep.spec.study or f"preset {sweep.spec.preset}"
     logs = f"; logs {os.path.join(options['runs_dir'], sweep.id)}-<log>" if len(seeds) == 1 else ""

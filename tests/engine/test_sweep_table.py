@@ -24,3 +24,7 @@ def test_the_header_shows_a_folders_control_characters_and_never_sends_them():
     text = shown(live_table(sweep, elapsed=1.0))
     assert "\x1b" not in text and "logs rd␛[31mx/s-<log>" in text
 
+
+def test_the_header_counts_one_worker_in_the_singular():
+    assert "auto, 1 worker, 1 s" in shown(live_table(sweep_of(make_spec(preset="explode"), workers=1), elapsed=1.0))
+    assert "auto, 2 workers, 1 s" in shown(live_table(sweep_of(make_spec(preset="explode"), workers=2), elapsed=1.0))
