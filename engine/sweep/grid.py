@@ -18,9 +18,10 @@ from dataclasses import dataclass, field, fields, replace
 from ..config import PRESETS, ConfigError, TrainConfig, build_config
 
 # Options a grid may vary: every train option except where files go, how the run is shown and what it
-# resumes. Their types come from TrainConfig.
+# resumes, nor the task (its preset's: a sweep compares one score, accuracy or perplexity). Their types
+# come from TrainConfig.
 _NOT_AXES = {"checkpoint_dir", "runs_dir", "data_dir", "preset", "run_id", "resume", "device", "speed",
-             "probe", "log_steps"}
+             "probe", "log_steps", "task"}
 GRID_KEYS = {f.name: f.type for f in fields(TrainConfig) if f.name not in _NOT_AXES}
 _TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
 

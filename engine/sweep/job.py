@@ -41,10 +41,11 @@ class Progress:
             if event.split == "dev":
                 self.report("progress", step=event.step, best_dev=event.best)
             else:
-                self.report("progress", test_accuracy=event.accuracy)
+                self.report("progress", test_accuracy=event.accuracy, test_perplexity=event.perplexity)
         elif isinstance(event, ev.RunFinished):
             self.report("progress", step=event.step, max_grad_norm=self.max_grad_norm,
-                        test_accuracy=event.test_accuracy, best_dev=event.best_dev)
+                        test_accuracy=event.test_accuracy, test_perplexity=event.test_perplexity,
+                        best_dev=event.best_dev)
 
     def on_step(self, event: ev.Step) -> None:
         if math.isfinite(event.total_norm) and event.total_norm > self.max_grad_norm:

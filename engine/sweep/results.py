@@ -8,9 +8,10 @@ import csv
 import json
 import os
 
-RUN_COLUMNS = ["seed", "state", "test_accuracy", "best_dev", "exploded", "first_explosion_step", "max_grad_norm",
+# "score": test_accuracy or test_perplexity, whichever the sweep's task has
+RUN_COLUMNS = ["seed", "state", "score", "best_dev", "exploded", "first_explosion_step", "max_grad_norm",
                "step", "total", "wall_s", "host", "log", "error"]
-MEAN_COLUMNS = ["n", "mean_test_accuracy", "min_test_accuracy", "max_test_accuracy", "exploded",
+MEAN_COLUMNS = ["n", "mean_score", "min_score", "max_score", "exploded",
                 "first_explosion_step", "seeds", "failed_seeds"]
 
 
@@ -29,13 +30,18 @@ def write_results(report: dict, runs_dir: str) -> dict[str, str]:
     os.replace(paths["json"] + ".tmp", paths["json"])
     # an axis value of None is clipping off: "none", as --grid spells it (a blank cell would read as missing)
     runs = [{**run, **{key: _csv_value(run[key]) for key in axes}} for run in report["runs"]]
-    _write_csv(paths["csv"], axes + RUN_COLUMNS, runs)
+    score = report["score"]
+    _write_csv(paths["csv"], axes + _named(RUN_COLUMNS, f"test_{score}"), runs)
     if len(report["seeds"]) > 1:
         paths["means_csv"] = base + "-means.csv"
         rows = [{**m, **{key: _csv_value(m[key]) for key in axes}, "seeds": " ".join(map(str, m["seeds"])),
                  "failed_seeds": " ".join(map(str, m["failed_seeds"]))} for m in report["means"]]
-        _write_csv(paths["means_csv"], axes + MEAN_COLUMNS, rows)
+        _write_csv(paths["means_csv"], axes + _named(MEAN_COLUMNS, f"test_{score}"), rows)
     return paths
+
+
+def _named(columns: list[str], score: str) -> list[str]:
+    return [column.replace("score", score) for column in columns]
 
 
 def _write_csv(path: str, columns: list[str], rows: list[dict]) -> None:

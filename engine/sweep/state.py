@@ -13,7 +13,7 @@ STOP_WAIT_S = 30.0  # after Ctrl-C: how long the runs may take to reach a step b
 
 def new_row(job: Job) -> dict:
     return {**job.point, "seed": job.seed, "state": "queued", "step": 0, "total": 0, "best_dev": None,
-            "test_accuracy": None, "exploded": False, "first_explosion_step": None, "max_grad_norm": None,
+            "test_accuracy": None, "test_perplexity": None, "exploded": False, "first_explosion_step": None, "max_grad_norm": None,
             "wall_s": None, "log": "", "host": "", "pid": None, "error": ""}  # log: once it has started
 
 
@@ -24,6 +24,8 @@ class Sweep:
         self.spec, self.id, self.options = spec, sweep_id, options
         self.jobs = {job.key: job for job in jobs}
         self.rows = {job.key: new_row(job) for job in jobs}
+        # what the runs are compared by: the digit tasks' accuracy, the language model's perplexity
+        self.score = "perplexity" if jobs and jobs[0].config.task == "lm" else "accuracy"
         self.started = time.monotonic()
         self.wall_s = 0.0
         self.startup_s = 0.0  # the backend's start-up (Ray: ray.init)
@@ -69,13 +71,14 @@ class Sweep:
                   "backend_startup_s": round(self.startup_s, 3), "impl": options["impl"],
                   "workers": options["workers"], "sequential": options["sequential"],
                   "threads_per_worker": options["threads"], "epochs": options["epochs"], "seeds": spec.seeds,
-                  "wall_s": round(self.wall_s, 3), "complete": all(r["state"] == "finished" for r in runs),
-                  "interrupted": self.interrupted, "runs": runs, "means": seed_means(runs, list(spec.axes))}
+                  "score": self.score, "wall_s": round(self.wall_s, 3),
+                  "complete": all(r["state"] == "finished" for r in runs), "interrupted": self.interrupted,
+                  "runs": runs, "means": seed_means(runs, list(spec.axes), self.score)}
         if {"cell", "length"} <= set(spec.axes):
             report["cells"], report["lengths"] = spec.axes["cell"], spec.axes["length"]
             report["lstm_above_srn_for_L_ge_15"] = lstm_above_srn(report["means"])
         if {"lr", "clip"} <= set(spec.axes):
-            report["stability_map"] = stability_map(report["means"], spec)
+            report["stability_map"] = stability_map(report["means"], spec, self.score)
         return {**report, **self.paths}
 
 
@@ -95,21 +98,22 @@ def watch(sweep: Sweep, poll, cancel) -> None:
             deadline = time.monotonic() + STOP_WAIT_S
 
 
-def seed_means(runs: list[dict], axes: list[str]) -> list[dict]:
-    """Per point, in run order: its finished seeds' test accuracy (mean, min, max, n) and explosions."""
+def seed_means(runs: list[dict], axes: list[str], score: str = "accuracy") -> list[dict]:
+    """Per point, in run order: its finished seeds' test score, accuracy or perplexity (mean, min, max, n),
+    and explosions."""
     groups: dict[tuple, list[dict]] = {}
     for run in runs:
         groups.setdefault(tuple(run[key] for key in axes if key != "seed"), []).append(run)
     means = []
     for point, members in groups.items():
         done = [r for r in members if r["state"] == "finished"]
-        accuracies = [r["test_accuracy"] for r in done if r["test_accuracy"] is not None]
+        scores = [r[f"test_{score}"] for r in done if r[f"test_{score}"] is not None]
         firsts = [r["first_explosion_step"] for r in done if r["exploded"]]
         means.append({**dict(zip([key for key in axes if key != "seed"], point)),
-                      "seeds": [r["seed"] for r in members], "n": len(accuracies),
-                      "mean_test_accuracy": sum(accuracies) / len(accuracies) if accuracies else None,
-                      "min_test_accuracy": min(accuracies, default=None),
-                      "max_test_accuracy": max(accuracies, default=None),
+                      "seeds": [r["seed"] for r in members], "n": len(scores),
+                      f"mean_test_{score}": sum(scores) / len(scores) if scores else None,
+                      f"min_test_{score}": min(scores, default=None),
+                      f"max_test_{score}": max(scores, default=None),
                       "exploded": len(firsts), "first_explosion_step": min(firsts, default=None),
                       "failed_seeds": [r["seed"] for r in members if r["state"] == "failed"]})
     return means
@@ -125,9 +129,9 @@ def lstm_above_srn(means: list[dict]):
     return all(a > b for a, b in pairs) if pairs else None
 
 
-def stability_map(means: list[dict], spec: SweepSpec) -> list[dict]:
+def stability_map(means: list[dict], spec: SweepSpec, score: str = "accuracy") -> list[dict]:
     """One row per learning rate: for each clipping threshold (None = no clipping), how many of its
-    finished seeds exploded, the first explosion step among them and the mean test accuracy."""
+    finished seeds exploded, the first explosion step among them and the mean test score."""
     rows = []
     for lr in spec.axes["lr"]:
         cells = []
@@ -136,8 +140,8 @@ def stability_map(means: list[dict], spec: SweepSpec) -> list[dict]:
             n = sum(m["n"] for m in found)
             exploded = sum(m["exploded"] for m in found)
             firsts = [m["first_explosion_step"] for m in found if m["first_explosion_step"] is not None]
-            accuracies = [m["mean_test_accuracy"] * m["n"] for m in found if m["n"]]
+            totals = [m[f"mean_test_{score}"] * m["n"] for m in found if m["n"]]
             cells.append({"clip": clip, "n": n, "exploded": exploded, "first_explosion_step": min(firsts, default=None),
-                          "mean_test_accuracy": sum(accuracies) / n if n else None})
+                          f"mean_test_{score}": sum(totals) / n if n else None})
         rows.append({"lr": lr, "thresholds": cells})
     return rows

@@ -14,6 +14,7 @@ from .state import Sweep, seed_means
 
 HEADINGS = {"length": "L", "clip": "max_norm", "clip_type": "norm", "batch_size": "batch"}
 STATES = ("finished", "running", "queued", "stopped", "failed")
+SHORT = {"accuracy": "acc", "perplexity": "ppl"}  # a score's name in a column heading
 COLORS = ("red", "green", "blue", "magenta", "cyan", "yellow")
 MARKERS = ("o", "+", "*", "#", "%", "@")
 
@@ -62,28 +63,29 @@ def live_table(sweep: Sweep, elapsed: float | None = None):
     explosions = _explosions_shown(sweep)
     several = len(sweep.spec.seeds) > 1
     columns = [HEADINGS.get(key, key) for key in axes] + ["state"]
-    columns += ["mean acc", "spread", "n"] if several else ["best dev", "test acc"]
+    short = SHORT[sweep.score]
+    columns += [f"mean {short}", "spread", "n"] if several else [f"best dev {short}", f"test {short}"]
     columns += ["explosion"] * explosions + ["time/run" if several else "time"] + ([] if several else ["log"])
     for column in columns:
         table.add_column(column, justify="left" if column in ("cell", "state", "log") else "right")
     groups: dict[tuple, list[dict]] = {}
     for row in sweep.rows.values():
         groups.setdefault(tuple(row[key] for key in axes) if several else (id(row),), []).append(row)
-    means = iter(seed_means(list(sweep.rows.values()), axes)) if several else None
+    means = iter(seed_means(list(sweep.rows.values()), axes, sweep.score)) if several else None
     for rows in groups.values():
-        table.add_row(*_cells(rows, axes, next(means) if several else None, explosions, sweep.id))
+        table.add_row(*_cells(rows, axes, next(means) if several else None, explosions, sweep))
     # above the table, not its title: a title wraps at the table's width, mid-phrase in an 80-column terminal
     return Group(Text(_title(sweep, elapsed), style="italic"), table)
 
 
-def _cells(rows: list[dict], axes: list[str], mean: dict | None, explosions: bool, sweep_id: str) -> list[str]:
-    first = rows[0]
+def _cells(rows: list[dict], axes: list[str], mean: dict | None, explosions: bool, sweep: Sweep) -> list[str]:
+    first, score = rows[0], sweep.score
     cells = [spell(first[key]) for key in axes] + [_state(rows)]
     if mean is not None:
-        spread = f"{_fmt(mean['min_test_accuracy'])}–{_fmt(mean['max_test_accuracy'])}" if mean["n"] > 1 else ""
-        cells += [_fmt(mean["mean_test_accuracy"]), spread, str(mean["n"])]
+        spread = f"{_fmt(mean[f'min_test_{score}'])}–{_fmt(mean[f'max_test_{score}'])}" if mean["n"] > 1 else ""
+        cells += [_fmt(mean[f"mean_test_{score}"]), spread, str(mean["n"])]
     else:
-        cells += [_fmt(first["best_dev"]), _fmt(first["test_accuracy"])]
+        cells += [_fmt(first["best_dev"]), _fmt(first[f"test_{score}"])]
     if explosions:
         steps = [row["first_explosion_step"] for row in rows if row["exploded"]]
         cells.append((f"{len(steps)}/{len(rows)} from {min(steps)}" if mean is not None else f"step {steps[0]}")
@@ -91,33 +93,33 @@ def _cells(rows: list[dict], axes: list[str], mean: dict | None, explosions: boo
     walls = [row["wall_s"] for row in rows if row["state"] == "finished" and row["wall_s"]]
     cells.append(f"{sum(walls) / len(walls):.0f} s" if walls else "")
     if mean is None:  # the title names the sweep: the log's name after it is enough
-        cells.append(os.path.basename(first["log"]).split(f"{sweep_id}-", 1)[-1])
+        cells.append(os.path.basename(first["log"]).split(f"{sweep.id}-", 1)[-1])
     return cells
 
 
 def map_table(report: dict):
     """The stability map: a row per learning rate, a column per clipping threshold; each cell the first
-    explosion step (- when none) and the test accuracy."""
+    explosion step (- when none) and the test score."""
     from rich.table import Table
 
-    table = Table(title="stability map: first explosion step (- none) · test accuracy",
+    table = Table(title=f"stability map: first explosion step (- none) · test {report['score']}",
                   caption=f"preset {report['preset']}; rows: lr; columns: clip max_norm (none = no clipping)")
     table.add_column("lr", justify="right")
     for cell in report["stability_map"][0]["thresholds"]:
         table.add_column(spell(cell["clip"]), justify="right")
     for row in report["stability_map"]:
-        table.add_row(spell(row["lr"]), *[_map_cell(cell) for cell in row["thresholds"]])
+        table.add_row(spell(row["lr"]), *[_map_cell(cell, report["score"]) for cell in row["thresholds"]])
     return table
 
 
-def _map_cell(cell: dict) -> str:
+def _map_cell(cell: dict, score: str) -> str:
     if not cell["n"]:
         return ""
     if cell["exploded"] and cell["n"] > 1:
         explosion = f"{cell['exploded']}/{cell['n']} from {cell['first_explosion_step']}"
     else:
         explosion = str(cell["first_explosion_step"]) if cell["exploded"] else "-"
-    return f"{explosion} · {_fmt(cell['mean_test_accuracy'])}"
+    return f"{explosion} · {_fmt(cell[f'mean_test_{score}'])}"
 
 
 def _beside(plot: str, legend: list[str]) -> str:
@@ -186,13 +188,13 @@ def memory_chart(report: dict, width: int = 60, height: int = 18) -> str:
 
 def stability_charts(report: dict, width: int = 56, height: int = 14) -> str:
     """Against the learning rate (log scale), one line per clipping threshold: the largest gradient
-    norm the run saw (before clipping), exploded runs marked x; then the test accuracy."""
+    norm the run saw (before clipping), exploded runs marked x; then the test score."""
     import plotext as plt
 
     rates = report["grid"]["lr"]
     xs = [math.log10(lr) for lr in rates]
     charts = []
-    for title, value in (("largest gradient norm before clipping (log10)", _peak), ("test accuracy", _accuracy)):
+    for title, value in (("largest gradient norm before clipping (log10)", _peak), (f"test {report['score']}", _score)):
         plt.clear_figure()
         plt.plotsize(width, height)
         plt.theme("clear")
@@ -209,7 +211,7 @@ def stability_charts(report: dict, width: int = 56, height: int = 14) -> str:
         plt.xticks(xs, [spell(lr) for lr in rates])
         plt.title(title)
         plt.xlabel("lr")
-        if value is _accuracy:
+        if value is _score and report["score"] == "accuracy":
             plt.ylim(0, 1)
         legend_text = _finish(plt, legend, "max_norm")
         note = "\n    x = the run exploded (in the colour and place of its max_norm)"
@@ -226,8 +228,9 @@ def _peak(report: dict, lr, clip):
     return math.log10(max(peaks)) if peaks else None
 
 
-def _accuracy(report: dict, lr, clip):
-    values = [r["test_accuracy"] for r in _runs(report, lr, clip) if r["test_accuracy"] is not None]
+def _score(report: dict, lr, clip):
+    name = f"test_{report['score']}"
+    values = [r[name] for r in _runs(report, lr, clip) if r[name] is not None]
     return sum(values) / len(values) if values else None
 
 

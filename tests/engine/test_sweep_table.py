@@ -28,3 +28,30 @@ def test_the_header_shows_a_folders_control_characters_and_never_sends_them():
 def test_the_header_counts_one_worker_in_the_singular():
     assert "auto, 1 worker, 1 s" in shown(live_table(sweep_of(make_spec(preset="explode"), workers=1), elapsed=1.0))
     assert "auto, 2 workers, 1 s" in shown(live_table(sweep_of(make_spec(preset="explode"), workers=2), elapsed=1.0))
+
+
+def test_a_language_model_sweep_reports_its_test_perplexity_under_headings_that_say_so(tmp_path):
+    import csv
+
+    from engine import events as ev
+    from engine.sweep.job import Progress
+    from engine.sweep.results import write_results
+
+    for seeds in (1, 2):
+        sweep = sweep_of(make_spec(preset="lm-timemachine", grid=["hidden=8,16"], seeds=seeds))
+        for key in sweep.jobs:
+            sweep.apply("started", key, {"pid": 1})
+            Progress(lambda kind, **fields: sweep.apply(kind, key, fields))(
+                ev.RunFinished(step=10, best_dev=9.5, test_perplexity=9.25 + key))
+            sweep.apply("done", key, {"state": "finished"})
+        report = sweep.report()
+        assert report["score"] == "perplexity" and report["runs"][0]["test_perplexity"] == 9.25
+        assert report["means"][0]["mean_test_perplexity"] == (9.25 if seeds == 1 else 9.75)
+        text = shown(live_table(sweep, elapsed=1.0))
+        headings = ["best dev ppl", "test ppl", "9.500", "9.250"] if seeds == 1 else ["mean ppl", "9.750"]
+        assert all(heading in text for heading in headings) and " acc" not in text
+        paths = write_results(report, str(tmp_path / f"seeds{seeds}"))
+        with open(paths["csv"], encoding="utf-8") as handle:
+            assert next(csv.DictReader(handle))["test_perplexity"] == "9.25"
+    with open(paths["means_csv"], encoding="utf-8") as handle:
+        assert next(csv.DictReader(handle))["mean_test_perplexity"] == "9.75"
