@@ -28,6 +28,7 @@ class Progress:
         self.last = 0.0
         self.max_grad_norm = 0.0
         self.exploded = False
+        self.last_step: ev.Step | None = None  # the latest step, reported or not: the run's end says its values
 
     def __call__(self, event: ev.Event) -> None:
         if isinstance(event, ev.Step):
@@ -43,11 +44,13 @@ class Progress:
             else:
                 self.report("progress", test_accuracy=event.accuracy, test_perplexity=event.perplexity)
         elif isinstance(event, ev.RunFinished):
-            self.report("progress", step=event.step, max_grad_norm=self.max_grad_norm,
+            last = {"epoch": self.last_step.epoch, "loss": self.last_step.loss} if self.last_step else {}
+            self.report("progress", step=event.step, max_grad_norm=self.max_grad_norm, **last,
                         test_accuracy=event.test_accuracy, test_perplexity=event.test_perplexity,
                         best_dev=event.best_dev)
 
     def on_step(self, event: ev.Step) -> None:
+        self.last_step = event
         if math.isfinite(event.total_norm) and event.total_norm > self.max_grad_norm:
             self.max_grad_norm = event.total_norm  # pre-clip: how far the gradient went
         now = time.monotonic()

@@ -12,9 +12,10 @@ STOP_WAIT_S = 30.0  # after Ctrl-C: how long the runs may take to reach a step b
 
 
 def new_row(job: Job) -> dict:
-    return {**job.point, "seed": job.seed, "state": "queued", "step": 0, "total": 0, "best_dev": None,
-            "test_accuracy": None, "test_perplexity": None, "exploded": False, "first_explosion_step": None, "max_grad_norm": None,
-            "wall_s": None, "log": "", "host": "", "pid": None, "error": ""}  # log: once it has started
+    return {**job.point, "seed": job.seed, "state": "queued", "step": 0, "epoch": None, "loss": None, "total": 0,
+            "best_dev": None, "test_accuracy": None, "test_perplexity": None, "exploded": False,
+            "first_explosion_step": None, "max_grad_norm": None, "wall_s": None,
+            "log": "", "host": "", "pid": None, "error": ""}  # log: once it has started
 
 
 class Sweep:

@@ -55,3 +55,19 @@ def test_a_language_model_sweep_reports_its_test_perplexity_under_headings_that_
             assert next(csv.DictReader(handle))["test_perplexity"] == "9.25"
     with open(paths["means_csv"], encoding="utf-8") as handle:
         assert next(csv.DictReader(handle))["mean_test_perplexity"] == "9.75"
+
+
+def test_a_finished_run_reports_its_last_steps_epoch_and_loss():
+    from engine import events as ev
+    from engine.sweep.job import Progress
+
+    sweep = sweep_of(make_spec(preset="explode", grid=["lr=0.1,0.2"]))
+    progress = Progress(lambda kind, **fields: sweep.apply(kind, 0, fields))
+    sweep.apply("started", 0, {"pid": 1})
+    for step in range(1, 7):  # faster than progress messages go: only the first step is sent on its own
+        progress(ev.Step(step=step, epoch=1 + (step - 1) // 2, loss=1.0 / step, total_norm=1.0))
+    progress(ev.RunFinished(step=6, test_accuracy=0.5))
+    sweep.apply("done", 0, {"state": "finished"})
+    run = sweep.report()["runs"][0]
+    assert (run["epoch"], run["loss"]) == (3, 1.0 / 6)
+    assert sweep.report()["runs"][1]["epoch"] is None  # never started: no epoch yet
