@@ -7,7 +7,7 @@ import time
 from .grid import Job, SweepSpec, log_path
 
 ACTIVE = ("queued", "running")
-CANCELLED = "cancelled: the sweep was stopped"  # by Ctrl-C or SIGTERM, before the run could finish
+CANCELLED = "stopped with the sweep"  # by Ctrl-C or SIGTERM, before the run could say it stopped
 STOP_WAIT_S = 30.0  # after Ctrl-C: how long the runs may take to reach a step boundary
 
 
@@ -49,14 +49,17 @@ class Sweep:
     def settle(self, key: int, state: str, error: str = "") -> None:
         """A run that ended without saying so (its worker died, or it never started)."""
         row = self.rows[key]
-        if row["state"] in ACTIVE:
+        if row["state"] == "queued" and state == "stopped":  # stopped before it began: it never ran, so
+            row.update(state="cancelled", exploded=None)  # it has no results, not even "did not explode"
+        elif row["state"] in ACTIVE:
             row.update(state=state, error=row["error"] or error)
 
     def pending(self) -> list[int]:
         return [key for key, row in self.rows.items() if row["state"] in ACTIVE]
 
     def finish(self) -> None:
-        """The end, normal or not: every run still open is stopped (Ctrl-C, SIGTERM) or failed."""
+        """The end, normal or not: every run still open is stopped (Ctrl-C, SIGTERM; cancelled if it had
+        not started) or failed."""
         self.wall_s = time.monotonic() - self.started
         for key in self.pending():
             if self.interrupted:

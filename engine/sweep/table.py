@@ -13,7 +13,7 @@ from .grid import spell
 from .state import Sweep, seed_means
 
 HEADINGS = {"length": "L", "clip": "max_norm", "clip_type": "norm", "batch_size": "batch"}
-STATES = ("finished", "running", "queued", "stopped", "failed")
+STATES = ("finished", "running", "queued", "stopped", "cancelled", "failed")
 SHORT = {"accuracy": "acc", "perplexity": "ppl"}  # a score's name in a column heading
 COLORS = ("red", "green", "blue", "magenta", "cyan", "yellow")
 MARKERS = ("o", "+", "*", "#", "%", "@")

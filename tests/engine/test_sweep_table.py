@@ -71,3 +71,23 @@ def test_a_finished_run_reports_its_last_steps_epoch_and_loss():
     run = sweep.report()["runs"][0]
     assert (run["epoch"], run["loss"]) == (3, 1.0 / 6)
     assert sweep.report()["runs"][1]["epoch"] is None  # never started: no epoch yet
+
+
+def test_after_a_stop_the_runs_that_never_started_are_cancelled_with_blank_results(tmp_path):
+    import csv
+
+    from engine.sweep.results import write_results
+
+    sweep = sweep_of(make_spec(preset="explode", grid=["lr=0.1,0.2,0.5"]))
+    sweep.apply("started", 0, {"pid": 1})
+    sweep.apply("done", 0, {"state": "finished", "test_accuracy": 0.5})
+    sweep.apply("started", 1, {"pid": 1})
+    sweep.interrupted = True
+    sweep.finish()
+    report = sweep.report()
+    assert [run["state"] for run in report["runs"]] == ["finished", "stopped", "cancelled"]
+    assert report["runs"][2]["exploded"] is None and report["runs"][2]["error"] == ""
+    with open(write_results(report, str(tmp_path))["csv"], encoding="utf-8") as handle:
+        cancelled = list(csv.DictReader(handle))[2]
+    assert cancelled["state"] == "cancelled" and cancelled["exploded"] == cancelled["test_accuracy"] == ""
+    assert "cancelled" in shown(live_table(sweep, elapsed=1.0))
