@@ -83,6 +83,9 @@ class Sweep:
             report["lstm_above_srn_for_L_ge_15"] = lstm_above_srn(report["means"])
         if {"lr", "clip"} <= set(spec.axes):
             report["stability_map"] = stability_map(report["means"], spec, self.score)
+            # the other axes' runs share a cell of the map (the seeds are its n)
+            report["stability_map_pools"] = {key: values for key, values in spec.grid().items()
+                                             if key not in ("lr", "clip", "seed")}
         return {**report, **self.paths}
 
 

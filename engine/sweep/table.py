@@ -100,7 +100,9 @@ def _cells(rows: list[dict], axes: list[str], mean: dict | None, explosions: boo
 def map_table(report: dict):
     """The stability map: a row per learning rate, a column per clipping threshold; each cell the first
     explosion step (- when none) and the test score."""
+    from rich.console import Group
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(title=f"stability map: first explosion step (- none) · test {report['score']}",
                   caption=f"preset {report['preset']}; rows: lr; columns: clip max_norm (none = no clipping)")
@@ -109,7 +111,15 @@ def map_table(report: dict):
         table.add_column(spell(cell["clip"]), justify="right")
     for row in report["stability_map"]:
         table.add_row(spell(row["lr"]), *[_map_cell(cell, report["score"]) for cell in row["thresholds"]])
-    return table
+    pooled = _pooled(report, "each entry")  # below the table, not in its caption: that wraps at its width
+    return Group(table, Text(pooled)) if pooled else table
+
+
+def _pooled(report: dict, what: str) -> str:
+    """Under the map and charts: which axes' runs they put together (``cell = srn, lstm``), if any."""
+    pools = report.get("stability_map_pools") or {}
+    axes = "; ".join(f"{HEADINGS.get(key, key)} = {', '.join(map(spell, values))}" for key, values in pools.items())
+    return f"{what} pools the runs of {axes}" if axes else ""
 
 
 def _map_cell(cell: dict, score: str) -> str:
@@ -215,7 +225,7 @@ def stability_charts(report: dict, width: int = 56, height: int = 14) -> str:
             plt.ylim(0, 1)
         legend_text = _finish(plt, legend, "max_norm")
         note = "\n    x = the run exploded (in the colour and place of its max_norm)"
-        charts.append(legend_text + (note if exploded else ""))
+        charts.append(legend_text + (note if exploded else "") + _pooled(report, "\n    each point"))
     return "\n".join(charts)
 
 

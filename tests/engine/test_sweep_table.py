@@ -91,3 +91,20 @@ def test_after_a_stop_the_runs_that_never_started_are_cancelled_with_blank_resul
         cancelled = list(csv.DictReader(handle))[2]
     assert cancelled["state"] == "cancelled" and cancelled["exploded"] == cancelled["test_accuracy"] == ""
     assert "cancelled" in shown(live_table(sweep, elapsed=1.0))
+
+
+def test_a_stability_map_over_more_axes_says_under_it_which_runs_each_entry_pools():
+    from engine.sweep.table import map_table, stability_charts
+
+    sweep = sweep_of(make_spec("stability", grid=["lr=0.2", "clip=none,20", "cell=srn,lstm"]))
+    for key, job in sweep.jobs.items():
+        sweep.apply("started", key, {"pid": 1})
+        sweep.apply("done", key, {"state": "finished", "test_accuracy": 0.5})
+    report = sweep.report()
+    assert report["stability_map_pools"] == {"cell": ["srn", "lstm"]}
+    assert report["stability_map"][0]["thresholds"][0]["n"] == 2
+    assert "each entry pools the runs of cell = srn, lstm" in shown(map_table(report))
+    assert "each point pools the runs of cell = srn, lstm" in stability_charts(report)
+    plain = sweep_of(make_spec("stability", grid=["lr=0.2", "clip=none,20"]))
+    plain_report = plain.report()
+    assert plain_report["stability_map_pools"] == {} and "pools" not in shown(map_table(plain_report))
