@@ -234,7 +234,8 @@ def add_sweep_options(sweep: argparse.ArgumentParser) -> None:
     sweep.add_argument("--study", choices=("memory", "stability"),
                        help="memory (default): cells x lengths; stability: lr x clip max_norm (none, 20, 5, 1) "
                             "on the explode preset, which runs explode and when")
-    sweep.add_argument("--preset", help="the base of every point (default memory); its study's grid, if any")
+    sweep.add_argument("--preset", help="the base of every point instead of a study's; alone it trains one run of "
+                                        "the preset (--preset memory: the memory study), --grid adds axes")
     sweep.add_argument("--grid", nargs="+", action="extend", metavar="KEY=V1,V2",
                        help="an axis over a train option, e.g. lr=0.05,0.2 clip=none,20 cell=srn,lstm; it replaces "
                             "the study's axis of that key")
@@ -287,8 +288,8 @@ def make_parser() -> argparse.ArgumentParser:
     gates.set_defaults(func=cmd_gates)
     sweep = commands.add_parser("sweep", help="many runs of a preset over a grid of train options (default: the "
                                 "memory experiment, cells x lengths), on local workers or Ray",
-                                description="Train every point of a grid of train options, from a preset. "
-                                "Without --grid: the memory experiment (NNDL 6.3, SRN and LSTM x L 10-35).")
+                                description="Train every point of a grid of train options, from a preset. Without "
+                                "--study or --preset: the memory experiment (NNDL 6.3, SRN and LSTM x L 10-35).")
     add_sweep_options(sweep)
     sweep.set_defaults(func=cmd_sweep)
     bench = commands.add_parser("bench", help="time the cells, the monitor, event ingest and generation")

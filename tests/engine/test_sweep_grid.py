@@ -66,6 +66,14 @@ def test_another_preset_starts_from_no_axes():
     spec = make_spec(preset="clip", grid=["seed=1,2,3"])
     assert spec.axes == {"seed": [1, 2, 3]}
     assert [job.config.seed for job in make_jobs(spec, "s")] == [1, 2, 3]
+    assert len(make_jobs(make_spec(preset="explode"), "s")) == 1  # even a study's preset, given alone
+    assert make_spec(preset="memory").axes == make_spec().axes  # the memory study's, as by default
+
+
+def test_the_help_says_what_preset_alone_trains():
+    help_text = " ".join(rnnlab("sweep", "--help").stdout.split())
+    assert "alone it trains one run of the preset (--preset memory: the memory study), --grid adds axes" in help_text
+    assert "Without --study or --preset: the memory experiment" in help_text
 
 
 @pytest.mark.parametrize("text, fragment", [
