@@ -6,7 +6,9 @@ only its own pipe (a queue shared by all would be left locked by it and stop the
 
 Each worker is its own process group, so a Ctrl-C at the terminal reaches only the sweep's process,
 which then stops the workers itself: no worker gets another job, and each running run gets one SIGINT,
-stops at its next step boundary and keeps its log and last checkpoint. A worker that dies is reported
+stops at its next step boundary and keeps its log and last checkpoint. A worker starts with SIGINT
+ignored (importing torch takes seconds, before it is its own process group) and heeds it once it
+can stop cleanly: until it says it is ready it has nothing to stop. A worker that dies is reported
 as its run's failure (the run is not tried again) and a fresh worker takes its place for the jobs left.
 """
 
@@ -35,6 +37,7 @@ def _worker(pipe, threads: int) -> None:
             pipe.send(message)
 
     try:
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # ignored until now (_Pool._start)
         while True:
             send(("ready", None, {}))
             job = pipe.recv()
@@ -77,7 +80,12 @@ class _Pool:
         mine, theirs = self.context.Pipe()
         process = self.context.Process(target=_worker, args=(theirs, self.sweep.options["threads"]),
                                        name="sweep-worker", daemon=True)
-        process.start()
+        # the worker inherits SIGINT ignored; a Ctrl-C in these few milliseconds is lost here too
+        handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            process.start()
+        finally:
+            signal.signal(signal.SIGINT, handler)
         theirs.close()
         return process, mine
 

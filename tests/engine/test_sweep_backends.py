@@ -146,4 +146,43 @@ def test_ctrl_c_or_sigterm_stops_every_run_and_keeps_what_finished(cluster, tmp_
     assert short["test_accuracy"] is not None and long["step"] < long["total"]
     stopped = last_event(runs, "epochs2000")  # the stopped run's log is whole, its end written
     assert stopped["type"] == "run_finished" and stopped["reason"] == "stopped"
-    assert "stopped" in out and "wall time" in out and "SIGTERM received" not in err
+    assert "stopped" in out and "wall time" in out and "SIGTERM received" not in err and "Traceback" not in err
+
+
+def workers_of(pid):
+    """The pids of a process's spawned workers (their command line runs multiprocessing's spawn_main)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                parent = int(stat.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
+                spawned = b"spawn_main" in cmdline.read()
+        except (ValueError, OSError):  # not a process, or gone
+            continue
+        if parent == pid and spawned:
+            found.append(int(entry))
+    return found
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="finds the workers through /proc")
+@pytest.mark.parametrize("group", [True, False], ids=["ctrl-c-at-the-terminal", "sigint-to-the-sweep"])
+def test_a_stop_while_the_workers_start_prints_no_traceback(tmp_path, group):
+    sweep = subprocess.Popen(CLI + ["sweep", "--preset", "explode", "--grid", "lr=0.2,0.5", "--epochs", "3",
+                                    "--workers", "2"], cwd=tmp_path, text=True, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, env={**os.environ, "PYTHONPATH": ROOT}, start_new_session=True)
+    try:
+        wait_for(lambda: len(workers_of(sweep.pid)) == 2, "the workers")  # importing torch: seconds
+        if group:  # as a terminal's Ctrl-C: the sweep's whole process group
+            os.killpg(sweep.pid, signal.SIGINT)
+        else:
+            sweep.send_signal(signal.SIGINT)
+        out, err = sweep.communicate(timeout=WAIT_S)
+    finally:
+        sweep.kill()
+    assert sweep.returncode == 130, err
+    assert "Traceback" not in err, err
+    (path,) = (tmp_path / "runs").glob("sweep-*[0-9].json")
+    report = json.loads(path.read_text())
+    assert report["interrupted"] and [run["state"] for run in report["runs"]] == ["stopped", "stopped"]
+    assert "wall time" in out
