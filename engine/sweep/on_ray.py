@@ -149,14 +149,20 @@ class _Home:
             self.logs[key] = open(path, "a", encoding="utf-8")
         return self.logs[key]
 
+    def _end_log(self, key: int) -> None:
+        """The run has ended: its log is whole, compressed as a local run's is when it ends. It is
+        let go only once compressed, so a Ctrl-C while compressing leaves it to ``close``."""
+        from ..session import compress_log
+
+        self.logs[key].close()
+        self.sweep.rows[key]["log"] = compress_log(log_path(self.sweep.jobs[key]))
+        del self.logs[key]
+
     def settle(self, key: int, ref) -> None:
         from ray.exceptions import RayError, TaskCancelledError, WorkerCrashedError
 
-        from ..session import compress_log
-
-        if key in self.logs:  # the log is whole: compressed, as a local run's is when it ends
-            self.logs.pop(key).close()
-            self.sweep.rows[key]["log"] = compress_log(log_path(self.sweep.jobs[key]))
+        if key in self.logs:
+            self._end_log(key)
         try:
             result = self.ray.get(ref)
         except TaskCancelledError:
@@ -173,8 +179,9 @@ class _Home:
             self.sweep.settle(key, "failed", "the task ended without a word")  # a no-op when it said
 
     def close(self) -> None:
-        for handle in self.logs.values():
-            handle.close()
+        """The sweep's end: the logs of runs not settled (the sweep stopped waiting) are whole too."""
+        for key in list(self.logs):
+            self._end_log(key)
 
 
 def _init_options(address: str, cpus: int) -> dict:
@@ -213,8 +220,9 @@ def _drive(ray, sweep: Sweep, update) -> None:
     def poll() -> bool:
         done, _ = ray.wait(list(refs), num_returns=len(refs), timeout=0.2)
         home.take(board)  # a task's last messages are on the board before its result is ready
-        for ref in done:
-            home.settle(refs.pop(ref), ref)
+        for ref in done:  # let go once settled: a Ctrl-C meanwhile leaves it to the next poll
+            home.settle(refs[ref], ref)
+            del refs[ref]
         update(sweep)
         return bool(refs)
 

@@ -144,9 +144,35 @@ def test_ctrl_c_or_sigterm_stops_every_run_and_keeps_what_finished(cluster, tmp_
     assert report["interrupted"] and [run["state"] for run in report["runs"]] == ["finished", "stopped"]
     short, long = report["runs"]
     assert short["test_accuracy"] is not None and long["step"] < long["total"]
+    assert all(run["log"].endswith(".jsonl.gz") and (tmp_path / run["log"]).exists() for run in report["runs"])
     stopped = last_event(runs, "epochs2000")  # the stopped run's log is whole, its end written
     assert stopped["type"] == "run_finished" and stopped["reason"] == "stopped"
     assert "stopped" in out and "wall time" in out and "SIGTERM received" not in err and "Traceback" not in err
+
+
+def test_ctrl_c_while_a_finished_runs_log_is_compressed_still_compresses_every_log(cluster, tmp_path, monkeypatch):
+    import engine.session
+
+    compress_log = engine.session.compress_log
+    interrupted = []
+
+    def interrupted_once(path):  # the first Ctrl-C lands while the short run's log is compressed
+        if not interrupted:
+            interrupted.append(path)
+            raise KeyboardInterrupt
+        return compress_log(path)
+
+    monkeypatch.setattr(engine.session, "compress_log", interrupted_once)
+    report = run_sweep(make_spec(preset="explode", grid=["epochs=1,2000"]), backend="ray", **dirs(tmp_path, "ray"))
+    assert interrupted and report["interrupted"]
+    short, long = report["runs"]
+    assert short["state"] == "finished" and long["state"] == "stopped"
+    for run in (short, long):  # every run's log compressed when it ended, the plain one gone
+        assert run["log"].endswith(".jsonl.gz") and os.path.exists(run["log"]), run["log"]
+        assert not os.path.exists(run["log"][:-len(".gz")])
+    assert events(short["log"])[-1]["type"] == "run_finished"
+    run_id = os.path.basename(short["log"])[:-len(".jsonl.gz")]
+    assert os.path.getsize(tmp_path / "ray" / "checkpoints" / run_id / "best.pt") > 0  # its result came home
 
 
 def workers_of(pid):
