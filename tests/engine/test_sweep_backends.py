@@ -210,5 +210,6 @@ def test_a_stop_while_the_workers_start_prints_no_traceback(tmp_path, group):
     assert "Traceback" not in err, err
     (path,) = (tmp_path / "runs").glob("sweep-*[0-9].json")
     report = json.loads(path.read_text())
-    assert report["interrupted"] and [run["state"] for run in report["runs"]] == ["stopped", "stopped"]
+    # stopped while their workers still started: neither run began, so neither is a result
+    assert report["interrupted"] and [run["state"] for run in report["runs"]] == ["cancelled", "cancelled"]
     assert "wall time" in out
