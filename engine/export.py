@@ -195,9 +195,7 @@ def write_tensorboard(records: list[Record], run: Run, folder: str, start: float
     temporary folder that is renamed when complete, so an interrupted export leaves nothing half done.
     """
     TBEvent, Summary, HistogramProto, EventFileWriter = load_tensorboard()
-    target = os.path.join(folder, safe_name(run.id))
-    if os.path.exists(target):
-        raise ExportError(f"{target} already exists: remove it or export to another --tensorboard folder")
+    target = tensorboard_target(folder, run)
     temporary = os.path.join(folder, f".{os.path.basename(target)}.tmp-{os.getpid()}")
     writer = EventFileWriter(temporary)
     try:
@@ -211,6 +209,14 @@ def write_tensorboard(records: list[Record], run: Run, folder: str, start: float
     finally:
         writer.close()
     os.replace(temporary, target)
+    return target
+
+
+def tensorboard_target(folder: str, run: Run) -> str:
+    """``folder/<run-id>``, which must not exist yet: an export never writes into an earlier one."""
+    target = os.path.join(folder, safe_name(run.id))
+    if os.path.lexists(target):
+        raise ExportError(f"{target} already exists: remove it or export to another --tensorboard folder")
     return target
 
 
@@ -235,14 +241,15 @@ def export(path: str, tensorboard: str | None = None, csv_path: str | None = Non
     """Export the log at ``path``; returns one line per thing written."""
     if tensorboard:
         load_tensorboard()  # a missing extra is said before the log is read
-    if csv_path and os.path.exists(csv_path):
-        raise ExportError(f"{csv_path} already exists: remove it or choose another --csv file")
+    _check_targets(csv_path, tensorboard)
     problem = log_problem(path)
     if problem:
         raise ExportError(problem)
     records, run, bad = read_records(path)
     if not run.id:
         raise ExportError(f"{path} is not an rnnlab-tui event log (no run_started event)")
+    if tensorboard:
+        tensorboard_target(tensorboard, run)  # checked before anything is written
     done = []
     if csv_path:
         done.append(f"wrote {write_csv(records, run, csv_path)} steps to {csv_path}")
@@ -254,3 +261,15 @@ def export(path: str, tensorboard: str | None = None, csv_path: str | None = Non
     if bad:
         done.append(f"skipped {bad} unreadable lines of {path}")
     return done
+
+
+def _check_targets(csv_path: str | None, tensorboard: str | None) -> None:
+    """ExportError unless every file the export would write can be made: none is written otherwise."""
+    if csv_path:
+        if os.path.lexists(csv_path):
+            raise ExportError(f"{csv_path} already exists: remove it or choose another --csv file")
+        folder = os.path.dirname(os.path.abspath(csv_path))
+        if not os.path.isdir(folder):  # a typo in the path must not become a tree of new folders
+            raise ExportError(f"--csv {csv_path}: no folder {folder}")
+    if tensorboard and os.path.lexists(tensorboard) and not os.path.isdir(tensorboard):
+        raise ExportError(f"--tensorboard {tensorboard}: a file, not a folder")

@@ -167,6 +167,25 @@ def test_an_exported_run_is_not_exported_over(log, tmp_path, capsys):
     assert os.listdir(tmp_path) == [run] and os.listdir(tmp_path / run) == files
 
 
+def test_an_export_refused_for_one_target_writes_none(log, tmp_path, capsys):
+    """Every target is checked before anything is written: the CSV is not left behind by a refused
+    TensorBoard folder, and no message names a temporary file."""
+    pytest.importorskip("tensorboard")
+    assert main(["export", log, "--tensorboard", str(tmp_path / "tb")]) == 0  # tb/<run> now exists
+    capsys.readouterr()
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("mine\n")
+    for target, fragment in ((["--tensorboard", str(tmp_path / "tb")], "already exists"),
+                             (["--tensorboard", str(a_file)], "a file, not a folder"),
+                             (["--csv", str(tmp_path / "nodir" / "x.csv")], "no folder")):
+        table = tmp_path / "run.csv"
+        assert main(["export", log, "--csv", str(table), *target]) == 2
+        error = capsys.readouterr().err
+        assert error.count("\n") == 1 and fragment in error and ".tmp-" not in error, error
+        assert not table.exists() and a_file.read_text() == "mine\n"
+    assert sorted(os.listdir(tmp_path)) == ["notes.txt", "tb"]
+
+
 def test_a_line_of_the_wrong_types_or_without_a_steps_numbers_is_skipped_as_unreadable(log, tmp_path, capsys):
     path = tmp_path / "typed.jsonl"
     with gzip.open(log, "rt", encoding="utf-8") as handle:  # no row of zeros is made of a bare {"type":"step"}
