@@ -18,7 +18,7 @@ from . import checkpoint as ckpt
 from . import commands as cmd
 from . import events as ev
 from .afterrun import answer_after_run
-from .config import TrainConfig, new_run_id
+from .config import ConfigError, TrainConfig, new_run_id
 from .fork import check_fork_step
 from .logs import branch_log_path
 from .preflight import create_exclusively
@@ -102,19 +102,16 @@ def run_session(config: TrainConfig, *, events_path: str | None = None, stream: 
     """Train one run; returns (reason, log path). reason: finished | stopped | failed.
 
     Events always go to the run log, and also to ``stream`` and ``callbacks`` when given. The run's own
-    log, runs/<run-id>.jsonl, is compressed to runs/<run-id>.jsonl.gz when the run ends, however it
-    ends; a log at a path the caller chose (``events_path``) is left as written. SIGINT and SIGTERM
-    stop the run at the next step boundary, write the last checkpoint and flush the log; a second
-    SIGINT interrupts at once (the log is still flushed). A fork's second branch logs beside the first.
+    log, runs/<run-id>.jsonl, is compressed to runs/<run-id>.jsonl.gz when the run ends, however it ends
+    (a log at a path the caller chose, ``events_path``, stays as written). SIGINT and SIGTERM stop the run
+    at the next step boundary; a second SIGINT interrupts at once. A fork's second branch logs beside it.
     """
     if not config.run_id:
         config = replace(config, run_id=new_run_id(config))
     log_path = events_path or log_path_for(config)
     resume = ckpt.load(config.resume) if config.resume else None
     check_fork_step(config, fork_at, int(resume.get("step", 0)) if resume else 0)
-    # A new file or none: an existing log (or anything else) is never truncated, and of two runs
-    # given the same path the second is refused.
-    create_exclusively(log_path)
+    new_folder = _create_log(log_path)
     branches = _BranchLogs(log_path, stream)
     writer = EventWriter(log_path, stream=branches.stream, callbacks=callbacks)
     finished = []  # the RunFinished the run wrote, if it got that far
@@ -133,6 +130,7 @@ def run_session(config: TrainConfig, *, events_path: str | None = None, stream: 
             raise KeyboardInterrupt
 
     previous = _handle_signals(stop)
+    refused = False  # the task's data cannot serve the config (a sequence longer than the text): no run
     try:
         commands = None if command_stream is None else _command_reader(command_stream, writer, config.run_id)
         runner = Runner(config, emit, commands, resume=resume, log_error=lambda: writer.error or branches.error())
@@ -142,13 +140,15 @@ def run_session(config: TrainConfig, *, events_path: str | None = None, stream: 
             runner.end_interrupted()  # and its fork's second branch, if any (engine/fork.py)
         reason = "stopped"
     except Exception as error:
-        _end_failed_log(writer, config, runner, bool(finished), error)
+        refused = _end_failed_log(writer, config, runner, bool(finished), error)
         raise
     finally:
         writer.close()
         try:
             branches.close(compress=events_path is None)
-            if events_path is None:
+            if refused:
+                _remove_refused_log(log_path, new_folder)
+            elif events_path is None:
                 # under this run's handlers: a first Ctrl-C lets compression finish, a second
                 # abandons it and leaves the plain log
                 log_path = compress_log(log_path)
@@ -156,6 +156,22 @@ def run_session(config: TrainConfig, *, events_path: str | None = None, stream: 
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
     return reason, log_path
+
+
+def _create_log(log_path: str) -> bool:
+    """A new empty log file (True when its folder had to be made too): an existing log, or anything
+    else, is never truncated, and of two runs given the same path the second is refused."""
+    new_folder = not os.path.isdir(os.path.dirname(os.path.abspath(log_path)))
+    create_exclusively(log_path)
+    return new_folder
+
+
+def _remove_refused_log(log_path: str, new_folder: bool) -> None:
+    """The log of a run refused before its first event, made by it a moment ago and empty (and its
+    folder, when the run made that too): a run that never started leaves nothing behind."""
+    os.unlink(log_path)
+    if new_folder:
+        os.rmdir(os.path.dirname(os.path.abspath(log_path)))
 
 
 def _train(runner: Runner, branches: "_BranchLogs", fork_at, commands: CommandReader | None) -> str:
@@ -219,13 +235,17 @@ def _command_reader(stream: IO[str], writer: EventWriter, run_id: str) -> Comman
 
 
 def _end_failed_log(writer: EventWriter, config: TrainConfig, runner: Runner | None, finished: bool,
-                    error: Exception) -> None:
-    """The last events of a run that raised ``error``, so its log still reads as a run that ended."""
+                    error: Exception) -> bool:
+    """The last events of a run that raised ``error``, so its log still reads as a run that ended; True
+    when the run was refused instead (a config its data cannot serve), which leaves no log."""
+    if runner is None and isinstance(error, ConfigError):
+        return True
     if runner is None:  # failed before the first event: still leave a readable log
         writer.emit(ev.Status(run=config.run_id, state="failed", message=f"{type(error).__name__}: {error}"))
     elif not finished:  # failed on its way out (a checkpoint on a full disk)
         runner.emit(ev.RunFinished, reason="failed", best_dev=runner.best_score)
     writer.close()
+    return False
 
 
 def child_main(argv: list[str] | None = None) -> int:

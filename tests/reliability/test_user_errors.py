@@ -37,6 +37,9 @@ TRAIN_CASES = {
     "lm-preset-with-head": (["--preset", "lm-tangshi", "--head", "regression"], "is for the digits task"),
     "digits-with-corpus": (["--corpus", "tangshi300"], "--corpus is for the language model task"),
     "digits-with-seq-len": (["--seq-len", "10"], "--seq-len is for the language model task"),
+    # found only once the corpus is read: still refused before any log or checkpoint is written
+    "seq-len-beyond-the-text": (["--preset", "lm-timemachine", "--hidden", "8", "--seq-len", "99999"],
+                                "is too short for --batch-size 32 x --seq-len 99999"),
     "digits-with-sampling": (["--sampling", "random"], "--sampling is for the language model task"),
     "digits-bidirectional": (["--bidirectional"], "--bidirectional is for the language model task"),
     "events-existing-log": (["--events", "{log}"], "a file that exists"),
