@@ -311,8 +311,11 @@ class MonitorApp(RunKeys, App[int]):
         except ValueError as problem:
             self.monitor.console_panel.note(str(problem), "yellow")
             return
-        if self.send(commands[0]) and len(commands) > 1:
-            self.send(commands[1])
+        if self.send(commands[0]) and len(commands) > 1 and self.send(commands[1]):
+            shown = getattr(commands[1], "input", "")
+            if self.state.task == "lm" and len(shown) < len(message.text):  # the heatmaps' columns are limited
+                self.monitor.console_panel.note(f"the heatmaps show the first {len(shown)} of its "
+                                                f"{len(message.text)} characters", "dim")
 
     def _console_option(self, text: str) -> None:
         """A ``:`` line: how generation samples (kept here, sent with each request), or which weights answer

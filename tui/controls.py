@@ -62,7 +62,7 @@ def console_commands(text: str, task: str, request_id: int, sampling: Sampling =
     if text.strip().startswith("fork"):  # "fork lr=0.1": a second branch with that change
         return [Fork.parse(text.strip()[len("fork"):])]
     if task == "lm":
-        if not text.strip():
+        if not text:  # a prefix of spaces is one: the space is a character of the corpus
             raise ValueError("type a prefix for the model to continue")
         return [Generate(prefix=text, length=GENERATION_LENGTH, temperature=sampling.temperature,
                          top_k=sampling.top_k, seed=sampling.seed, request_id=request_id),

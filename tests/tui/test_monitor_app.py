@@ -359,6 +359,26 @@ def test_the_heatmaps_keep_rows_of_units_under_a_console_full_of_generations():
     asyncio.run(run())
 
 
+def test_a_prefix_of_spaces_is_sent_and_a_long_ones_heatmaps_say_what_they_show():
+    events = list(synthetic_events(3, task="lm", cell="lstm", finish=False))
+
+    async def run():
+        source = FakeLiveSource(events)
+        app = build_app(source)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await _until(pilot, lambda: app.state.last_index == 2)
+            app.monitor.console_panel.post_message(app.monitor.console_panel.Submitted("   "))
+            await _until(pilot, lambda: len(source.sent) == 2)
+            assert source.sent[0].prefix == "   "  # the space is a character of the corpus
+            long = "the time traveller said, " * 4
+            app.monitor.console_panel.post_message(app.monitor.console_panel.Submitted(long))
+            await _until(pilot, lambda: len(source.sent) == 4)
+            assert source.sent[2].prefix == long and source.sent[3].input == long[:64]
+            await _until(pilot, lambda: "the heatmaps show the first 64 of its 100 characters" in _console_lines(app))
+
+    asyncio.run(run())
+
+
 def test_a_generation_of_blanks_says_so_instead_of_showing_nothing():
     """Early in training the likeliest next character is a space: a student must see that the model
     answered, with blanks, rather than an empty line."""
@@ -373,10 +393,10 @@ def test_a_generation_of_blanks_says_so_instead_of_showing_nothing():
                          Generation(prefix="the time", text=" " * 40, done=True, request_id=1)])
             await _until(pilot, lambda: "blank" in "".join(_console_lines(app)))
             assert "the time" in "".join(_console_lines(app))
-            assert "(100 blank characters: the likeliest this model knows so far)" in " ".join(
-                " ".join(_console_lines(app)).split())
-            source.push([Generation(prefix="the", text=" time", done=True, request_id=2)])
-            await _until(pilot, lambda: _console_lines(app)[-1].startswith("the time"))
+            assert " ".join(" ".join(_console_lines(app)).split()).endswith(
+                "the time (100 blank characters: the likeliest this model knows so far)")  # said, not drawn
+            source.push([Generation(prefix="a", text=" time machine", done=True, request_id=2)])
+            await _until(pilot, lambda: _console_lines(app)[-1].startswith("a time machine"))
             assert "blank" not in _console_lines(app)[-1]
 
     asyncio.run(run())

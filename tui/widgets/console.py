@@ -183,9 +183,11 @@ class Console(Vertical):
         self._generation.append(generation.text)
         self._generation.continuation += generation.text
         if generation.done:
-            if not self._generation.continuation.strip():  # else a student sees nothing and thinks it failed
-                self._generation.append(f"({len(self._generation.continuation)} blank characters: the likeliest "
-                                        "this model knows so far)", "dim italic")
+            blanks = self._generation.continuation
+            if not blanks.strip():  # shown as they are, a student would see nothing and think it failed
+                self._generation.right_crop(len(blanks))
+                self._generation.append(f" ({len(blanks)} blank characters: the likeliest this model knows so far)",
+                                        "dim italic")
             self._generation = None
         self._draw()
 
