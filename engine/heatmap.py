@@ -10,11 +10,13 @@ import math
 import sys
 
 import torch
+from rich.cells import cell_len
 
 from . import checkpoint as ckpt
 from . import instruments
 from .config import TrainConfig
 from .digits import pad_digits, parse_digits
+from .generate import unknown_notice
 from .text import visible
 
 RAMP = " .:-=+*#%@"  # low -> high
@@ -27,13 +29,14 @@ SHOWN = {"lstm": ("input_gate", "forget_gate", "output_gate", "cell_state"),
 
 
 def render(name: str, matrix: list[list[float]], tokens: list[str], color: bool = False) -> list[str]:
-    """One heatmap: a title, a header of input tokens, one row per hidden unit, a legend."""
+    """One heatmap: a title, a header of input tokens, one row per hidden unit, a legend. A column is
+    as wide as the widest token in terminal cells (a Chinese character takes two) and one more."""
     values = [v for row in matrix for v in row]
     low, high = min(values), max(values)
     span = high - low or 1.0
-    width = max(2, max(len(token) for token in tokens) + 1)
+    width = max(2, max(cell_len(token) for token in tokens) + 1)
     lines = [f"{TITLES.get(name, name)}   ({len(matrix)} units x {len(tokens)} steps)"]
-    lines.append("      " + "".join(token.rjust(width) for token in tokens))
+    lines.append("      " + "".join(" " * (width - cell_len(token)) + token for token in tokens))
     for unit, row in enumerate(matrix):
         cells = []
         for value in row:
@@ -82,10 +85,16 @@ def print_gates(path: str, text: str = "", color: bool = False, stream=None) -> 
     model = ckpt.model_of(payload, config, path)
     model.eval()
     matrices = model.record_gates(torch.tensor(indices, dtype=torch.long))
+    if config.task == "lm":
+        vocabulary = set(payload.get("vocabulary") or [])
+        unknown = [char for char in dict.fromkeys(text) if char not in vocabulary]
+        if unknown:  # as generate says it: these columns show the model reading <unk>
+            print(f"rnnlab-tui: {visible(unknown_notice(unknown))}", file=sys.stderr)
     # the path, the step and the input come from the user or the file: shown with their control
-    # characters made visible, and (in colour) with rich's markup escaped
+    # characters made visible (a space as ␣, or its column would have no label), and (in colour)
+    # with rich's markup escaped
     shield = _markup_escape if color else str
-    tokens = [shield(visible(token)) for token in tokens]
+    tokens = [shield(visible(token).replace(" ", "␣")) for token in tokens]
     shown = repr(text) if config.task == "lm" else " ".join(tokens)
     lines = [shield(visible(f"{config.cell.upper()} ({config.impl}) from {path}, step {payload.get('step', '?')}, "
                             f"input: {shown}")), ""]

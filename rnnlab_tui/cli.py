@@ -281,9 +281,13 @@ def make_parser() -> argparse.ArgumentParser:
     generate.add_argument("--top-k", type=int, default=0, help="sample among the k likeliest (0 = all)")
     generate.add_argument("--seed", type=int, default=0)
     generate.set_defaults(func=cmd_generate)
-    gates = commands.add_parser("gates", help="print the gate heatmaps of a checkpoint for one input")
-    gates.add_argument("--checkpoint", required=True)
-    gates.add_argument("--input", default="", help='digits, e.g. "6 7 0 0 1 0 0 0 0 0" (default: the probe)')
+    gates = commands.add_parser("gates", help="print the gate heatmaps of a checkpoint for one input",
+                                description="Print the gate activations (or the SRN's hidden state) of a "
+                                "checkpoint's model reading one input, unit by time step, then the gradient "
+                                "flow through time and sigma_max on the dev set.")
+    gates.add_argument("--checkpoint", required=True, metavar="CKPT", help="a best.pt or last.pt")
+    gates.add_argument("--input", default="", help='a digit model\'s digits, e.g. "6 7 0 0 1" (default: the '
+                       "probe), or a language model's prefix of at most 64 characters")
     gates.add_argument("--color", action="store_true", help="colour as well as shading")
     gates.set_defaults(func=cmd_gates)
     sweep = commands.add_parser("sweep", help="many runs of a preset over a grid of train options (default: the "

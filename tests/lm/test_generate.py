@@ -181,3 +181,18 @@ def test_cli_refuses_bidirectional_and_mismatched_checkpoints(saved, tiny_config
     wrong = saved("wrong.pt", model=LanguageModel(tiny_config(hidden=8), len(vocab)))  # config says 16
     _one_line_exit_2(cli_here(capsys, "--checkpoint", wrong, "--prefix", "time", "--length", "5"))
     _one_line_exit_2(cli_here(capsys, "--checkpoint", saved(), "--prefix", "", "--length", "5"))
+
+
+def test_gates_lines_up_wide_characters_and_names_the_unknown_ones(saved, capsys):
+    from rich.cells import cell_len
+
+    from rnnlab_tui.cli import main
+
+    assert main(["gates", "--checkpoint", saved(), "--input", "time 旅"]) == 0
+    captured = capsys.readouterr()
+    assert "旅" in captured.err and "<unk>" in captured.err  # as generate says it
+    lines = captured.out.splitlines()
+    title = next(i for i, line in enumerate(lines) if line.startswith("input gate"))
+    header, first_unit = lines[title + 1], lines[title + 2]
+    assert header.split() == ["t", "i", "m", "e", "␣", "旅"]  # the space has a label too
+    assert cell_len(header) == len(first_unit)  # 旅 takes two cells: its column is as wide as the others
