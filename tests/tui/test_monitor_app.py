@@ -379,6 +379,23 @@ def test_a_prefix_of_spaces_is_sent_and_a_long_ones_heatmaps_say_what_they_show(
     asyncio.run(run())
 
 
+def test_an_older_answer_that_no_longer_fits_is_left_out_whole_not_shown_as_a_fragment():
+    events = list(synthetic_events(3, task="lm", cell="lstm", finish=False))
+
+    async def run():
+        source = FakeLiveSource(events)
+        app = build_app(source)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await _until(pilot, lambda: app.state.last_index == 2)
+            source.push([Generation(prefix="a", text="bc\ndef\nghi", done=True, request_id=1)])
+            await _until(pilot, lambda: _console_lines(app)[-1:] == ["ghi"])
+            source.push([Generation(prefix="j", text="kl\nmno\npqr", done=True, request_id=2)])
+            await _until(pilot, lambda: _console_lines(app)[-1:] == ["pqr"])
+            assert _console_lines(app) == ["jkl", "mno", "pqr"]  # not "def", "ghi" above them
+
+    asyncio.run(run())
+
+
 def test_a_generation_of_blanks_says_so_instead_of_showing_nothing():
     """Early in training the likeliest next character is a space: a student must see that the model
     answered, with blanks, rather than an empty line."""

@@ -204,6 +204,8 @@ class Console(Vertical):
             if room <= 0:
                 break
             lines = list(entry.wrap(self.app.console, width, overflow="fold"))
+            if len(lines) > room and shown:  # an older entry that no longer fits is left out, not cut to a fragment
+                break
             if len(lines) > room and isinstance(entry, GenerationBlock):
                 # too many lines to show: the line breaks as ⏎ (as the heatmaps label them), the text flows
                 flowed = entry.copy()
