@@ -107,7 +107,8 @@ def load(path: str) -> dict:
     if os.path.isdir(path):
         raise CheckpointError(f"{path}: a folder, not a checkpoint (checkpoints are <run>/best.pt and last.pt)")
     if not os.path.isfile(path):
-        raise CheckpointError(f"{path}: no such checkpoint")
+        raise CheckpointError(f"{path}: " + ("not a file (a device or a pipe): a checkpoint is a .pt file"
+                                             if os.path.exists(path) else "no such checkpoint"))
     try:
         with warnings.catch_warnings():  # torch warns of a foreign pickle protocol: the line below says it
             warnings.simplefilter("ignore")

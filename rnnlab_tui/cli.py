@@ -135,6 +135,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         config = build_train_config(args, interactive)
     except ValueError as error:  # ConfigError, CheckpointError
         return fail(str(error))
+    if fork_at and args.fork.value == (config.lr if args.fork.setting == "lr" else config.clip):
+        return fail(f"--fork {args.fork.setting}={'none' if args.fork.value is None else f'{args.fork.value:g}'}: "
+                    "the run has that already, so its two branches would be the same run")
     if interactive:
         from tui.main import train_live
 

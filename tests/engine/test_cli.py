@@ -52,6 +52,8 @@ def assert_one_line_error(result, fragment):
     (["train", "--fork-at", "0", "--fork", "clip=1"], "--fork-at 0: the fork comes after a step, 1 or more"),
     (["train", "--fork-at", "three", "--fork", "clip=1"], "invalid int value: 'three'"),
     (["train", "--fork-at", "3", "--fork", "momentum=0.9"], "not 'momentum=0.9'"),
+    (["train", "--fork-at", "3", "--fork", "lr=0.2"], "--fork lr=0.2: the run has that already"),
+    (["train", "--fork-at", "3", "--fork", "clip=none"], "--fork clip=none: the run has that already"),
     (["train", "--fork-at", "3", "--fork", "clip=big"], "clip= takes a number, not 'big'"),
     (["train", "--fork-at", "3", "--fork", "lr=-1"], "lr= must be a positive number"),
     (["watch", "-", "a.jsonl"], "watch - follows one stream"),

@@ -57,6 +57,7 @@ TRAIN_CASES = {
     "runs-dir-unwritable": (["--runs-dir", "/proc/rnnlab-runs"], "cannot write in /proc"),
     "runs-dir-for-the-stream": (["--events", "-", "--runs-dir", "/proc/rnnlab-runs"], "cannot write in /proc"),
     "resume-missing": (["--resume", "{home}/missing.pt"], "no such checkpoint"),
+    "resume-a-device": (["--resume", "/dev/null"], "/dev/null: not a file (a device or a pipe)"),
     "resume-a-folder": (["--resume", "{home}"], "a folder, not a checkpoint"),
     "resume-text-file": (["--resume", "{home}/notes.txt"], "not a readable checkpoint"),
     "resume-two-bytes": (["--resume", "{home}/two.pt"], "not a readable checkpoint"),
