@@ -576,6 +576,35 @@ def test_the_accuracy_chart_is_labelled_0_to_1(tmp_path):
     asyncio.run(run())
 
 
+def test_a_charts_three_y_labels_are_told_apart():
+    from tui.widgets.charts import _y_labels
+
+    class Axis:
+        def yticks(self, levels, labels):
+            self.labels = labels
+
+    axis = Axis()
+    _y_labels(axis, [9.72, 10.5])  # a dev perplexity late in training: 9.7, 10, 10 said nothing
+    assert axis.labels == ["9.72", "10.1", "10.5"]
+    _y_labels(axis, [188.0, 19855.9])
+    assert axis.labels == ["188", "1e4", "2e4"]
+
+
+def test_the_whole_runs_charts_are_titled_and_share_their_step_axis(tmp_path):
+    async def run():
+        app = _replay(tmp_path, synthetic_events(160, steps_per_epoch=100))  # one evaluation, at step 100
+        async with app.run_test(size=(120, 40)) as pilot:
+            await _until(pilot, lambda: app.ended is not None)
+            await pilot.press("end", "w", "v")
+            await _until(pilot, lambda: "dev accuracy" in _lines(app))
+            await _until(pilot, lambda: "loss (whole run)" in _lines(app))
+            lines = _lines(app).splitlines()
+            ticks = lines[next(i for i, line in enumerate(lines) if "└" in line) + 1].split()  # under the x axes
+            assert len(ticks) % 3 == 0 and ticks[: len(ticks) // 3] * 3 == ticks, ticks  # the same under each chart
+
+    asyncio.run(run())
+
+
 def test_a_paused_replay_says_so_at_80_columns(tmp_path):
     async def run():
         app = _replay(tmp_path, synthetic_events(2000), "a-long-log-name-that-a-narrow-terminal-cuts.jsonl")

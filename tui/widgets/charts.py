@@ -91,8 +91,9 @@ class Charts(Horizontal):
         first = steps[0] if steps else 0
         marks = [mark for mark in state.marks if mark.position < length and mark.step >= first]
         ticks = self._step_ticks(first, steps[-1] if steps else 1)
+        ticks = (ticks, (first, steps[-1] if steps else 1))  # and the span every chart's x axis covers
         narrow = self.app.size.width < 100  # plotext leaves out a title wider than its chart
-        title = ("loss (all)" if narrow else "loss (whole run, max per bucket)") if whole else "loss"
+        title = ("loss (all)" if narrow else "loss (whole run)") if whole else "loss"
         self._loss(title, ticks, marks, [(front_colour, steps, series["loss"])] +
                    [(colour, other_steps, other_series["loss"]) for colour, _, other_steps, other_series, _ in behind])
 
@@ -137,7 +138,7 @@ class Charts(Horizontal):
         room = (self.app.size.width - LEGEND_WIDTH) // 3 - 10  # the first drawing comes before the layout
         return integer_ticks(first, last, most=max(2, min(5, room // 6)))
 
-    def _loss(self, title: str, ticks: list[int], marks, lines: list[tuple[int, list[int], list[float]]]) -> None:
+    def _loss(self, title: str, ticks: tuple, marks, lines: list[tuple[int, list[int], list[float]]]) -> None:
         """The loss of each run (colour, steps, values)."""
         plt = self._start("#chart-loss", title, ticks, marks)
         drawn = []
@@ -146,7 +147,7 @@ class Charts(Horizontal):
         _y_labels(plt, drawn)
         self.query_one("#chart-loss", PlotextPlot).refresh()
 
-    def _scores(self, lm: bool, ticks: list[int], marks, runs: list[tuple[int, list[tuple[int, float]]]]) -> None:
+    def _scores(self, lm: bool, ticks: tuple, marks, runs: list[tuple[int, list[tuple[int, float]]]]) -> None:
         """Each run's (colour, [(step, dev score)]): accuracy on its whole scale, or perplexity."""
         plt = self._start("#chart-score", "dev perplexity" if lm else "dev accuracy", ticks, marks)
         drawn = []
@@ -158,12 +159,17 @@ class Charts(Horizontal):
         _y_labels(plt, drawn)
         self.query_one("#chart-score", PlotextPlot).refresh()
 
-    def _start(self, selector: str, title: str, ticks: list[int], marks) -> object:
+    def _start(self, selector: str, title: str, ticks: tuple, marks) -> object:
+        """A cleared chart with its title, marks and step axis: ``ticks`` is (the labelled steps, the
+        first and last step), the same span on every chart (the dev score's points may start later)."""
         plt = self.query_one(selector, PlotextPlot).plt
         plt.clear_figure()
         plt.title(title)
-        if ticks:
-            plt.xticks(ticks, [str(tick) for tick in ticks])
+        labelled, (first, last) = ticks
+        if labelled:
+            plt.xticks(labelled, [str(tick) for tick in labelled])
+        if last > first:
+            plt.xlim(first, last)
         for mark in marks:
             plt.vline(mark.step, MARK_COLOURS.get(mark.kind, 255))
         return plt
@@ -200,7 +206,11 @@ def _y_labels(plt, drawn: list[float]) -> None:
     if drawn:
         low, high = min(drawn), max(drawn)
         levels = [low, (low + high) / 2, high] if high > low else [low]
-        plt.yticks(levels, [compact(level, 2) for level in levels])
+        for digits in (2, 3, 4):  # as few digits as keep the labels apart (9.7 10 10: 9.72 10.1 10.5)
+            labels = [compact(level, digits) for level in levels]
+            if len(set(labels)) == len(labels):
+                break
+        plt.yticks(levels, labels)
 
 
 def _highs(columns) -> list[float]:
