@@ -83,7 +83,9 @@ def _point(row: dict, report: dict) -> str:
 def _print_results(sweep: Sweep, report: dict) -> None:
     from rich.console import Console
 
-    out = Console(highlight=False, soft_wrap=True)
+    # into a file or a pipe the tables keep every column whole (rich would fit them to 80 columns and
+    # cut the names that tie a row to its log)
+    out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 250)
     out.print(live_table(sweep, elapsed=report["wall_s"]))
     finished = any(r["state"] == "finished" for r in report["runs"])
     if "stability_map" in report:

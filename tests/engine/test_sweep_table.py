@@ -108,3 +108,20 @@ def test_a_stability_map_over_more_axes_says_under_it_which_runs_each_entry_pool
     plain = sweep_of(make_spec("stability", grid=["lr=0.2", "clip=none,20"]))
     plain_report = plain.report()
     assert plain_report["stability_map_pools"] == {} and "pools" not in shown(map_table(plain_report))
+
+
+def test_results_printed_into_a_file_keep_every_column_whole(tmp_path):
+    """Saved with `> out.txt`, a table must still tie each row to its log: rich would fit it to the
+    80 columns it assumes for a file and cut the names."""
+    import os
+    import subprocess
+    import sys
+
+    from engine.config import ROOT
+
+    done = subprocess.run([sys.executable, "-m", "rnnlab_tui", "sweep", "--preset", "explode", "--grid",
+                           "lr=0.05,0.2", "clip=none,20", "--epochs", "1", "--sequential"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": ROOT, "COLUMNS": "60"})
+    assert done.returncode == 0, done.stderr
+    assert "lr0.05-clipnone.jsonl.gz" in done.stdout and "…" not in done.stdout, done.stdout
