@@ -9,6 +9,7 @@ import sys
 
 from engine.logs import branch_log_path, existing_log, log_problem
 from engine.text import visible
+from tui.format import short
 from tui.sources import ChildProcessSource, EventSource, LogFileSource, LogFilesSource, StdinSource
 
 
@@ -42,8 +43,12 @@ def told_at_exit(states, logs: list[str]) -> list[str]:
         if finished.reason == "stopped":
             lines += [f"stopped at step {finished.step}; last checkpoint {finished.checkpoint}",
                       f"resume with: rnnlab-tui train --resume {finished.checkpoint}"]
-        elif finished.reason == "finished":
-            lines.append(f"finished at step {finished.step}; last checkpoint {finished.checkpoint}")
+        elif finished.reason == "finished":  # with its scores, which the screen showed and the log keeps
+            scores = [f"{name} {short(value)}" for name, value in (
+                ("best dev", finished.best_dev), ("test accuracy", finished.test_accuracy),
+                ("test perplexity", finished.test_perplexity)) if value is not None]
+            lines.append(f"finished at step {finished.step}" + "".join(f", {score}" for score in scores)
+                         + f"; last checkpoint {finished.checkpoint}")
     if lines and logs:  # a run that ended as asked (a fault is told in one line, on stderr)
         lines.append(f"replay with: rnnlab-tui watch {' '.join(shlex.quote(path) for path in logs)}")
     return lines

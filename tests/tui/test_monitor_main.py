@@ -58,6 +58,8 @@ def test_after_a_fork_both_branches_are_told_with_their_checkpoints():
         "replay with: rnnlab-tui watch runs/a.jsonl.gz runs/a-b.jsonl.gz"]
     assert told_at_exit([cut], ["runs/cut.jsonl"]) == []  # a run that never ended: its fault is told on stderr
     done = RunState()
-    done.ingest([RunFinished(run="c", step=250, reason="finished", checkpoint="checkpoints/c/last.pt")])
-    assert told_at_exit([done], ["my log.jsonl"]) == ["finished at step 250; last checkpoint checkpoints/c/last.pt",
+    done.ingest([RunFinished(run="c", step=250, reason="finished", checkpoint="checkpoints/c/last.pt",
+                             best_dev=0.1, test_accuracy=0.08)])
+    assert told_at_exit([done], ["my log.jsonl"]) == ["finished at step 250, best dev 0.1, test accuracy 0.08; "
+                                                      "last checkpoint checkpoints/c/last.pt",
                                                       "replay with: rnnlab-tui watch 'my log.jsonl'"]
