@@ -297,6 +297,10 @@ def test_a_live_run_pauses_at_its_first_explosion_and_spells_out_the_keys():
             source.push([Status(step=3, state="paused")])  # the engine pauses itself at the alarm's step
             await _until(pilot, lambda: "c clip and continue · p continue without · r rewind" in _lines(app))
             assert "exploded" in _lines(app) and source.sent == []
+            # make run's screen at 80×24 (the engine draws the heatmaps as it pauses): under the panel's
+            # title, the hidden state's units, one at least
+            source.push([dataclasses.replace(next(e for e in synthetic_events(10) if e.type == "gates"), step=3)])
+            await _until(pilot, lambda: any(line.lstrip().startswith("h0 ") for line in _lines(app).splitlines()))
             status = _lines(app).splitlines()[1]  # paused: the cap, and no rate of before the pause
             assert " · no cap · paused" in status and "steps/s" not in status
             await pilot.press("r")

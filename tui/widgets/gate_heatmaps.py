@@ -64,16 +64,17 @@ def _level_style(level: int, signed: bool) -> Style:
 
 
 def render_gate(name: str, matrix: list[list[float]], tokens: list[str], column: int,
-                units_shown: int | None = None) -> list[Text]:
-    """One gate as lines: title, legend, token labels, then one line per hidden unit (the first
-    ``units_shown`` of them; the legend's range is of them all)."""
+                units_shown: int | None = None, named: bool = True) -> list[Text]:
+    """One gate as lines: title (unless the panel's title names the one block: the SRN's hidden state),
+    legend, token labels, then one line per hidden unit (the first ``units_shown`` of them; the legend's
+    range is of them all)."""
     low, high, actual_low, actual_high = _range(name, matrix)
     signed = low < 0
     span = (high - low) or 1.0
     label = len(f"h{len(matrix) - 1}") if matrix else 2
     width = block_width(len(matrix), len(tokens), column)
-    lines = [Text(name.replace("_", " ")[:width].ljust(width), "bold"),
-             Text(f"{actual_low:+.2f}..{actual_high:+.2f}"[:width].ljust(width), "dim")]
+    lines = [Text(name.replace("_", " ")[:width].ljust(width), "bold")] if named else []
+    lines.append(Text(f"{actual_low:+.2f}..{actual_high:+.2f}"[:width].ljust(width), "dim"))
     header = Text(" " * (label + 1))
     for token in tokens:
         token = SHOWN_TOKENS.get(str(token), str(token))
@@ -215,10 +216,12 @@ class GateHeatmaps(Widget):
                 rows.append([(name, matrix)])
                 used = needed
         units = max(len(matrix) for _, matrix in matrices)
+        named = gates.cell != "srn"  # the SRN's one block is the hidden state the title names
+        head = BLOCK_HEAD if named else BLOCK_HEAD - 1
         left_out: list[str] = []
-        while len(rows) > 1 and (height - 1) // len(rows) - BLOCK_HEAD < min(units, MIN_UNITS):
+        while len(rows) > 1 and (height - 1) // len(rows) - head < min(units, MIN_UNITS):
             left_out[:0] = [name for name, _ in rows.pop()]  # a short panel: fewer blocks, not 1 unit each
-        shown = max(1, min(units, (height - 1) // len(rows) - BLOCK_HEAD))
+        shown = max(1, min(units, (height - 1) // len(rows) - head))
         digits = all(token.isdigit() for token in tokens)
         shown_input = " ".join(tokens) if digits else f'"{"".join(tokens)}"'
         console = "" if gates.request in ("", "probe") else " (console)"
@@ -242,7 +245,7 @@ class GateHeatmaps(Widget):
         title = _title(subject, f" for {shown_input}{console}", console, notes, width)
         lines = [title]
         for row in rows:
-            lines.extend(_join([render_gate(name, matrix, tokens, widest, shown) for name, matrix in row]))
+            lines.extend(_join([render_gate(name, matrix, tokens, widest, shown, named) for name, matrix in row]))
         return lines
 
 
