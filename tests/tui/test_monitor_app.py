@@ -1,6 +1,7 @@
 """The app under Textual's Pilot, fed recorded logs and a fake live source (no torch, no child)."""
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
@@ -338,16 +339,21 @@ def test_a_generation_of_many_short_lines_flows_with_its_line_breaks_marked_when
     asyncio.run(run())
 
 
+@contextlib.asynccontextmanager
+async def _live_lm(size=(120, 40), steps=3):
+    """A live language-model run of ``steps`` steps on screen: the app, its fake source and the pilot."""
+    source = FakeLiveSource(list(synthetic_events(steps, task="lm", cell="lstm", finish=False)))
+    app = build_app(source)
+    async with app.run_test(size=size) as pilot:
+        await _until(pilot, lambda: app.state.last_index == steps - 1)
+        yield app, source, pilot
+
+
 def test_the_heatmaps_keep_rows_of_units_under_a_console_full_of_generations():
     """A student types prefixes to see their gates: at 120×40 the console's answers may not take the
     heatmaps' room down to their headings."""
-    events = list(synthetic_events(30, task="lm", cell="lstm", finish=False))
-
     async def run():
-        source = FakeLiveSource(events)
-        app = build_app(source)
-        async with app.run_test(size=(120, 40)) as pilot:
-            await _until(pilot, lambda: app.state.last_index == 29)
+        async with _live_lm(steps=30) as (app, source, pilot):
             for request in range(1, 5):
                 source.push([Generation(prefix="time traveller", text="of stome were seed and\nI doong " * 3,
                                         done=True, request_id=request)])
@@ -360,13 +366,8 @@ def test_the_heatmaps_keep_rows_of_units_under_a_console_full_of_generations():
 
 
 def test_a_prefix_of_spaces_is_sent_and_a_long_ones_heatmaps_say_what_they_show():
-    events = list(synthetic_events(3, task="lm", cell="lstm", finish=False))
-
     async def run():
-        source = FakeLiveSource(events)
-        app = build_app(source)
-        async with app.run_test(size=(120, 40)) as pilot:
-            await _until(pilot, lambda: app.state.last_index == 2)
+        async with _live_lm() as (app, source, pilot):
             app.monitor.console_panel.post_message(app.monitor.console_panel.Submitted("   "))
             await _until(pilot, lambda: len(source.sent) == 2)
             assert source.sent[0].prefix == "   "  # the space is a character of the corpus
@@ -380,13 +381,8 @@ def test_a_prefix_of_spaces_is_sent_and_a_long_ones_heatmaps_say_what_they_show(
 
 
 def test_an_older_answer_that_no_longer_fits_is_left_out_whole_not_shown_as_a_fragment():
-    events = list(synthetic_events(3, task="lm", cell="lstm", finish=False))
-
     async def run():
-        source = FakeLiveSource(events)
-        app = build_app(source)
-        async with app.run_test(size=(120, 40)) as pilot:
-            await _until(pilot, lambda: app.state.last_index == 2)
+        async with _live_lm() as (app, source, pilot):
             source.push([Generation(prefix="a", text="bc\ndef\nghi", done=True, request_id=1)])
             await _until(pilot, lambda: _console_lines(app)[-1:] == ["ghi"])
             source.push([Generation(prefix="j", text="kl\nmno\npqr", done=True, request_id=2)])
@@ -399,13 +395,8 @@ def test_an_older_answer_that_no_longer_fits_is_left_out_whole_not_shown_as_a_fr
 def test_a_generation_of_blanks_says_so_instead_of_showing_nothing():
     """Early in training the likeliest next character is a space: a student must see that the model
     answered, with blanks, rather than an empty line."""
-    events = list(synthetic_events(3, task="lm", cell="lstm", finish=False))
-
     async def run():
-        source = FakeLiveSource(events)
-        app = build_app(source)
-        async with app.run_test(size=(80, 24)) as pilot:
-            await _until(pilot, lambda: app.state.last_index == 2)
+        async with _live_lm((80, 24)) as (app, source, pilot):
             source.push([Generation(prefix="the time", text=" " * 60, request_id=1),
                          Generation(prefix="the time", text=" " * 40, done=True, request_id=1)])
             await _until(pilot, lambda: "blank" in "".join(_console_lines(app)))
