@@ -54,7 +54,7 @@ class Runner:
         self.steps_left = -1  # after a `step n` command: steps to run before pausing again
         self.stop_requested = False
         self.gates_input = ""  # the heatmaps' input: "" = the probe, else the console's last
-        self.weights_step: int | None = None  # after the run: the step of the best checkpoint's weights, when chosen
+        self.weights_step: int | None = None  # after :best, the best checkpoint's step: the heatmaps' caption
         self.branch = None  # after a fork: the second branch, stepped after each step (engine/fork.py)
         # progress: (epoch, next_batch) always names the next batch to run, which a checkpoint resumes
         self.step, self.epoch, self.next_batch = 0, 1, 0
@@ -77,8 +77,9 @@ class Runner:
 
     # --- events ---------------------------------------------------------
 
-    def emit(self, cls, **fields) -> None:  # at the current step, unless ``fields`` name another
-        self.emit_event(cls(run=self.run_id, t=round(time.monotonic() - self.started, 4), **{"step": self.step, **fields}))
+    def emit(self, cls, step: int | None = None, **fields) -> None:  # at the current step unless told another
+        step = self.step if step is None else step
+        self.emit_event(cls(run=self.run_id, step=step, t=round(time.monotonic() - self.started, 4), **fields))
 
     def notice(self, message: str, level: str = "info") -> None:
         self.emit(ev.Notice, level=level, message=message)
@@ -242,8 +243,7 @@ class Runner:
         self.settings = ckpt.resumed_settings(self.settings, self.config, payload)
         for group in self.optimizer.param_groups:
             group["lr"] = self.settings.lr
-        self.step = int(payload.get("step", 0))
-        self.epoch = int(payload.get("epoch", 1))
+        self.step, self.epoch = int(payload.get("step", 0)), int(payload.get("epoch", 1))
         self.next_batch = int(payload.get("batch", 0))
         if self.next_batch >= self.task.steps_per_epoch:
             self.epoch, self.next_batch = self.epoch + 1, 0
@@ -375,8 +375,8 @@ class Runner:
         except ValueError as error:
             self.notice(str(error), "error")
             return False
-        step = self.step if self.weights_step is None else self.weights_step  # the weights' step: the caption's
-        self.emit(ev.Gates, step=step, tokens=tokens, cell=self.config.cell, matrices=matrices, request=text or "probe")
+        self.emit(ev.Gates, step=self.weights_step, tokens=tokens, cell=self.config.cell, matrices=matrices,
+                  request=text or "probe")
         return True
 
     def end_interrupted(self) -> None:
