@@ -15,6 +15,7 @@ from rich.cells import cell_len
 from . import checkpoint as ckpt
 from . import instruments
 from .config import TrainConfig
+from .corpus import UNKNOWN, Vocabulary
 from .digits import pad_digits, parse_digits
 from .generate import unknown_notice
 from .text import visible
@@ -63,33 +64,30 @@ def _colour(level: int) -> str:
     return palette[level]
 
 
-def input_indices(config: TrainConfig, payload: dict, text: str) -> tuple[list[int], list[str]]:
+def input_indices(config: TrainConfig, payload: dict, text: str) -> tuple[list[int], list[str], list[str]]:
+    """The model's input for ``text``: its indices, its tokens (the columns) and the characters a
+    language model reads as <unk>."""
     if config.task == "lm":
-        vocabulary = payload.get("vocabulary") or []
         if not text:
             raise ValueError("give --input, a text prefix for the language model")
         if len(text) > MAX_INPUT:
             raise ValueError(f"--input is at most {MAX_INPUT} characters (one heatmap column each), not {len(text):,}")
-        lookup = {token: i for i, token in enumerate(vocabulary)}
-        unknown = lookup.get("<unk>", 0)
-        return [lookup.get(ch, unknown) for ch in text], list(text)
+        vocabulary = Vocabulary(tokens=payload.get("vocabulary") or [UNKNOWN])
+        return vocabulary.encode(text), list(text), vocabulary.unknown_in(text)
     digits = pad_digits(parse_digits(text or config.probe, config.length), config.length)
-    return digits, [str(d) for d in digits]
+    return digits, [str(d) for d in digits], []
 
 
 def print_gates(path: str, text: str = "", color: bool = False, stream=None) -> int:
     stream = stream or sys.stdout
     payload = ckpt.load(path)
     config = ckpt.config_of(payload, path)
-    indices, tokens = input_indices(config, payload, text)
+    indices, tokens, unknown = input_indices(config, payload, text)
+    if unknown:  # as generate says it: these columns show the model reading <unk>
+        print(f"rnnlab-tui: {visible(unknown_notice(unknown))}", file=sys.stderr)
     model = ckpt.model_of(payload, config, path)
     model.eval()
     matrices = model.record_gates(torch.tensor(indices, dtype=torch.long))
-    if config.task == "lm":
-        vocabulary = set(payload.get("vocabulary") or [])
-        unknown = [char for char in dict.fromkeys(text) if char not in vocabulary]
-        if unknown:  # as generate says it: these columns show the model reading <unk>
-            print(f"rnnlab-tui: {visible(unknown_notice(unknown))}", file=sys.stderr)
     # the path, the step and the input come from the user or the file: shown with their control
     # characters made visible (a space as ␣, or its column would have no label), and (in colour)
     # with rich's markup escaped
