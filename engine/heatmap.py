@@ -82,10 +82,10 @@ def print_gates(path: str, text: str = "", color: bool = False, stream=None) -> 
     stream = stream or sys.stdout
     payload = ckpt.load(path)
     config = ckpt.config_of(payload, path)
+    model = ckpt.model_of(payload, config, path)  # checks the vocabulary the input is read with
     indices, tokens, unknown = input_indices(config, payload, text)
     if unknown:  # as generate says it: these columns show the model reading <unk>
         print(f"rnnlab-tui: {visible(unknown_notice(unknown))}", file=sys.stderr)
-    model = ckpt.model_of(payload, config, path)
     model.eval()
     matrices = model.record_gates(torch.tensor(indices, dtype=torch.long))
     # the path, the step and the input come from the user or the file: shown with their control
